@@ -1,0 +1,50 @@
+// kv.v1.Admin: node status, tree verification and anti-entropy control.
+//
+// Thread safety: thread-safe (the Store and the counters it reads are).
+#ifndef KV_SERVER_ADMIN_SERVICE_H_
+#define KV_SERVER_ADMIN_SERVICE_H_
+
+#include <atomic>
+#include <string>
+
+#include "proto/kv.grpc.pb.h"
+#include "storage/store.h"
+
+namespace kv::server {
+
+// Counters of the background tree verification (shared with Node).
+struct VerifyCounters {
+  std::atomic<int64_t> runs{0};
+  std::atomic<int64_t> mismatches{0};
+};
+
+class AdminService final : public kv::v1::Admin::CallbackService {
+ public:
+  // All pointers must outlive the service.
+  AdminService(std::string node_name, storage::Store* store, VerifyCounters* verify)
+      : node_name_(std::move(node_name)), store_(store), verify_(verify) {}
+
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
+                                  const kv::v1::StatsRequest* req,
+                                  kv::v1::StatsResponse* resp) override;
+  grpc::ServerUnaryReactor* SetAntiEntropy(
+      grpc::CallbackServerContext* ctx, const kv::v1::SetAntiEntropyRequest* req,
+      kv::v1::SetAntiEntropyResponse* resp) override;
+  grpc::ServerUnaryReactor* VerifyTree(grpc::CallbackServerContext* ctx,
+                                       const kv::v1::VerifyTreeRequest* req,
+                                       kv::v1::VerifyTreeResponse* resp) override;
+
+ private:
+  const std::string node_name_;
+  storage::Store* const store_;
+  VerifyCounters* const verify_;
+};
+
+// Runs Store::VerifyTree, counts it and logs a mismatch. Shared by the RPC
+// and the background loop.
+absl::StatusOr<storage::VerifyResult> RunVerification(storage::Store& store,
+                                                      VerifyCounters& counters);
+
+}  // namespace kv::server
+
+#endif  // KV_SERVER_ADMIN_SERVICE_H_

@@ -1,0 +1,247 @@
+#include "server/kv_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "server/proto_convert.h"
+#include "server/status_mapping.h"
+#include "storage/status_macros.h"
+
+namespace kv::server {
+namespace {
+
+using storage::Mutation;
+using storage::Precondition;
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
+                                 const absl::Status& status) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+Precondition PreconditionFromProto(const kv::v1::Precondition& p) {
+  Precondition out;
+  switch (p.condition_case()) {
+    case kv::v1::Precondition::kExpectedVersion:
+      out.kind = Precondition::Kind::kVersion;
+      out.version = FromProto(p.expected_version());
+      break;
+    case kv::v1::Precondition::kMustNotExist:
+      if (p.must_not_exist()) out.kind = Precondition::Kind::kAbsent;
+      break;
+    case kv::v1::Precondition::CONDITION_NOT_SET:
+      break;
+  }
+  return out;
+}
+
+// Entries per scan message: small enough to stream, large enough to batch.
+constexpr int kScanChunkEntries = 256;
+constexpr size_t kScanChunkBytes = 1 << 20;
+
+// Streams a scan in chunks; each chunk resumes after the last key sent, so a
+// long scan holds no snapshot and sees writes made while it runs.
+class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> {
+ public:
+  ScanReactor(storage::Store* store, std::string start, std::string end,
+              std::string prefix, uint64_t limit)
+      : store_(store),
+        next_(std::move(start)),
+        end_(std::move(end)),
+        prefix_(std::move(prefix)),
+        remaining_(limit == 0 ? UINT64_MAX : limit) {
+    NextChunk();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      return;
+    }
+    NextChunk();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void NextChunk() {
+    chunk_.Clear();
+    if (finished_ || remaining_ == 0) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    size_t bytes = 0;
+    bool more = false;
+    absl::Status s = store_->Scan(next_, end_, [&](const storage::Record& r) {
+      if (!prefix_.empty() && r.key.compare(0, prefix_.size(), prefix_) != 0) {
+        finished_ = true;
+        return false;
+      }
+      if (chunk_.entries_size() >= kScanChunkEntries || bytes >= kScanChunkBytes) {
+        more = true;
+        return false;
+      }
+      kv::v1::Entry* e = chunk_.add_entries();
+      e->set_key(r.key);
+      e->set_value(r.value);
+      ToProto(r.version, e->mutable_version());
+      bytes += r.key.size() + r.value.size();
+      next_ = r.key;
+      next_.push_back('\0');  // The smallest key after r.key.
+      return --remaining_ > 0;
+    });
+    if (!s.ok()) {
+      Finish(ToGrpcStatus(s));
+      return;
+    }
+    if (!more) finished_ = true;
+    if (chunk_.entries_size() == 0) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    StartWrite(&chunk_);
+  }
+
+  storage::Store* const store_;
+  std::string next_;
+  const std::string end_;
+  const std::string prefix_;
+  uint64_t remaining_;
+  bool finished_ = false;
+  kv::v1::ScanResponse chunk_;
+};
+
+}  // namespace
+
+absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp) {
+  KV_RETURN_IF_ERROR(CheckKey(limits_, key));
+  KV_ASSIGN_OR_RETURN(auto rec, store_->Get(key));
+  if (!rec.has_value()) return absl::OkStatus();
+  ToProto(rec->version, resp->mutable_version());
+  if (rec->tombstone) return absl::OkStatus();
+  resp->set_found(true);
+  resp->set_value(std::move(rec->value));
+  return absl::OkStatus();
+}
+
+absl::Status KvService::DoWrite(
+    std::vector<Mutation> muts,
+    google::protobuf::RepeatedPtrField<kv::v1::Version>* out) {
+  KV_ASSIGN_OR_RETURN(auto versions, store_->Write(muts));
+  for (const auto& v : versions) ToProto(v, out->Add());
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
+                                         const kv::v1::GetRequest* req,
+                                         kv::v1::GetResponse* resp) {
+  return Finish(ctx, DoGet(req->key(), resp));
+}
+
+grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
+                                         const kv::v1::PutRequest* req,
+                                         kv::v1::PutResponse* resp) {
+  absl::Status s = CheckKey(limits_, req->key());
+  if (s.ok()) s = CheckValue(limits_, req->value());
+  if (s.ok()) {
+    std::vector<Mutation> muts{
+        Mutation{req->key(), false, req->value(), PreconditionFromProto(req->precondition())}};
+    google::protobuf::RepeatedPtrField<kv::v1::Version> versions;
+    s = DoWrite(std::move(muts), &versions);
+    if (s.ok()) *resp->mutable_version() = versions[0];
+  }
+  return Finish(ctx, s);
+}
+
+grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
+                                            const kv::v1::DeleteRequest* req,
+                                            kv::v1::DeleteResponse* resp) {
+  absl::Status s = CheckKey(limits_, req->key());
+  if (s.ok()) {
+    std::vector<Mutation> muts{
+        Mutation{req->key(), true, "", PreconditionFromProto(req->precondition())}};
+    google::protobuf::RepeatedPtrField<kv::v1::Version> versions;
+    s = DoWrite(std::move(muts), &versions);
+    if (s.ok()) *resp->mutable_version() = versions[0];
+  }
+  return Finish(ctx, s);
+}
+
+grpc::ServerWriteReactor<kv::v1::ScanResponse>* KvService::Scan(
+    grpc::CallbackServerContext* ctx, const kv::v1::ScanRequest* req) {
+  std::string start = req->start();
+  std::string end = req->end();
+  absl::Status bad;
+  if (!req->prefix().empty() && (!req->start().empty() || !req->end().empty())) {
+    bad = absl::InvalidArgumentError("give either prefix or start/end, not both");
+  } else if (!req->end().empty() && req->start() >= req->end()) {
+    bad = absl::InvalidArgumentError(absl::StrCat(
+        "start must be below end (start is ", req->start().size(),
+        " bytes, end ", req->end().size(), " bytes)"));
+  }
+  if (!bad.ok()) {
+    class Refuse final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> {
+     public:
+      explicit Refuse(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse(bad);
+  }
+  if (!req->prefix().empty()) start = req->prefix();
+  return new ScanReactor(store_, std::move(start), std::move(end), req->prefix(),
+                         req->limit());
+}
+
+grpc::ServerUnaryReactor* KvService::BatchWrite(
+    grpc::CallbackServerContext* ctx, const kv::v1::BatchWriteRequest* req,
+    kv::v1::BatchWriteResponse* resp) {
+  const int n = req->mutations_size();
+  if (n == 0) return Finish(ctx, absl::InvalidArgumentError("batch has no mutations"));
+  if (static_cast<size_t>(n) > limits_.max_batch) {
+    return Finish(ctx, absl::InvalidArgumentError(absl::StrCat(
+                           "batch has ", n, " mutations, over the limit of ",
+                           limits_.max_batch, " (--max-batch)")));
+  }
+  std::vector<Mutation> muts;
+  muts.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const kv::v1::Mutation& m = req->mutations(i);
+    const std::string what = absl::StrCat("mutation ", i, ": ");
+    absl::Status s = CheckKey(limits_, m.key(), what);
+    if (s.ok() && !m.delete_()) s = CheckValue(limits_, m.value(), what);
+    if (!s.ok()) return Finish(ctx, s);
+    muts.push_back(Mutation{m.key(), m.delete_(), m.delete_() ? "" : m.value(),
+                            PreconditionFromProto(m.precondition())});
+  }
+  return Finish(ctx, DoWrite(std::move(muts), resp->mutable_versions()));
+}
+
+grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,
+                                              const kv::v1::BatchGetRequest* req,
+                                              kv::v1::BatchGetResponse* resp) {
+  const int n = req->keys_size();
+  if (n == 0) return Finish(ctx, absl::InvalidArgumentError("batch has no keys"));
+  if (static_cast<size_t>(n) > limits_.max_batch) {
+    return Finish(ctx, absl::InvalidArgumentError(
+                           absl::StrCat("batch has ", n, " keys, over the limit of ",
+                                        limits_.max_batch, " (--max-batch)")));
+  }
+  for (int i = 0; i < n; ++i) {
+    absl::Status s = CheckKey(limits_, req->keys(i), absl::StrCat("key ", i, ": "));
+    if (!s.ok()) return Finish(ctx, s);
+  }
+  for (int i = 0; i < n; ++i) {
+    absl::Status s = DoGet(req->keys(i), resp->add_results());
+    if (!s.ok()) {
+      resp->Clear();
+      return Finish(ctx, s);
+    }
+  }
+  return Finish(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* KvService::Ping(grpc::CallbackServerContext* ctx,
+                                          const kv::v1::PingRequest*,
+                                          kv::v1::PingResponse*) {
+  return Finish(ctx, absl::OkStatus());
+}
+
+}  // namespace kv::server

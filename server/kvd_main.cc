@@ -1,0 +1,77 @@
+// kvd: one node of the replicated key-value store. Flags (or a config file
+// of `name = value` lines, --config) become NodeOptions; everything else is
+// in Node.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+
+#include "server/node.h"
+
+int main(int argc, char** argv) {
+  kv::server::NodeOptions o;
+  std::string log_level = "info";
+  std::string ready_file;
+  CLI::App app{"kvd: a node of the eventually consistent key-value store"};
+  app.set_config("--config", "", "Read options from a file of `name = value` lines");
+  app.add_option("--name", o.name, "Node name (for logs and stats)")->capture_default_str();
+  app.add_option("--listen", o.listen, "host:port to serve gRPC on (port 0: any free port)")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "Data directory (created when missing)")
+      ->capture_default_str();
+  app.add_flag("--sync", o.sync,
+               "fsync the write-ahead log before acknowledging a write (group commit)");
+  app.add_option("--max-key-bytes", o.limits.max_key_bytes, "Largest key accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--max-value-bytes", o.limits.max_value_bytes, "Largest value accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{0}, size_t{64} << 20));
+  app.add_option("--max-batch", o.limits.max_batch, "Most mutations or keys per batch call")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--max-message-bytes", o.limits.max_message_bytes,
+                 "gRPC message limit (0: key + value limit + 64 KiB)")
+      ->capture_default_str();
+  app.add_option("--leaf-depth", o.leaf_depth, "Merkle tree leaf depth D (2^D leaves)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 24));
+  app.add_option("--verify-interval", o.verify_interval_s,
+                 "Seconds between background Merkle tree verifications (0: never)")
+      ->capture_default_str();
+  app.add_option("--clock-offset-ms", o.clock_offset_ms,
+                 "Test only: shift this node's wall clock")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->capture_default_str();
+  app.add_option("--ready-file", ready_file,
+                 "Write the bound host:port to this file once serving");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  // Block the stop signals before any thread starts (RocksDB and gRPC start
+  // threads) so that only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto node = kv::server::Node::Start(o);
+  if (!node.ok()) {
+    spdlog::critical("kvd: cannot start: {}", node.status().ToString());
+    return 1;
+  }
+  if (!ready_file.empty()) {
+    const std::string tmp = ready_file + ".tmp";
+    std::ofstream(tmp) << (*node)->address() << "\n";
+    std::rename(tmp.c_str(), ready_file.c_str());
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  spdlog::info("kvd: received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*node)->Shutdown();
+  return 0;
+}

@@ -1,0 +1,93 @@
+// The storage engine interface: a few ordered byte maps ("columns") written
+// in atomic batches. The RocksDB engine persists them; the in-memory engine
+// serves tests and the simulator. Store (store.h) holds all record, version
+// and Merkle logic on top, so both engines behave the same by construction.
+//
+// Thread safety: every Engine method is thread-safe. An Iterator is used by
+// one thread at a time.
+#ifndef KV_STORAGE_ENGINE_H_
+#define KV_STORAGE_ENGINE_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kv::storage {
+
+enum class Column : int {
+  kData = 0,    // user key -> EncodeRecordValue
+  kIndex = 1,   // EncodeIndexKey -> EncodeIndexValue
+  kMeta = 2,    // small named values: node id, HLC mark, tree depth
+  kMerkle = 3,  // EncodeLeafKey -> leaf value; supports Merge (XOR/add)
+};
+inline constexpr int kNumColumns = 4;
+
+// An ordered list of writes, applied all-or-nothing by Engine::Write.
+class WriteBatch {
+ public:
+  enum class OpKind { kPut, kDelete, kMerge };
+  struct Op {
+    OpKind kind;
+    Column column;
+    std::string key;
+    std::string value;
+  };
+
+  void Put(Column c, std::string key, std::string value) {
+    ops_.push_back({OpKind::kPut, c, std::move(key), std::move(value)});
+  }
+  void Delete(Column c, std::string key) {
+    ops_.push_back({OpKind::kDelete, c, std::move(key), {}});
+  }
+  // REQUIRES: c == Column::kMerkle; `operand` is an encoded LeafValue.
+  void Merge(Column c, std::string key, std::string operand) {
+    ops_.push_back({OpKind::kMerge, c, std::move(key), std::move(operand)});
+  }
+  const std::vector<Op>& ops() const { return ops_; }
+  bool empty() const { return ops_.empty(); }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+// Iterates one column in key order over the state at the iterator's
+// creation (a snapshot: later writes are not seen).
+class Iterator {
+ public:
+  virtual ~Iterator() = default;
+  virtual void Seek(absl::string_view target) = 0;  // First key >= target.
+  virtual void SeekToFirst() = 0;
+  virtual bool Valid() const = 0;
+  // REQUIRES: Valid().
+  virtual void Next() = 0;
+  virtual absl::string_view key() const = 0;
+  virtual absl::string_view value() const = 0;
+  // Not OK when iteration stopped because of an error (then !Valid()).
+  virtual absl::Status status() const = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  // The value under `key`, or nullopt when there is none.
+  // Errors: INTERNAL / DATA_LOSS / UNAVAILABLE from the underlying store.
+  virtual absl::StatusOr<std::optional<std::string>> Get(
+      Column column, absl::string_view key) = 0;
+
+  // Applies every op of `batch` atomically, in order. Durability is the
+  // engine's (see its options). Errors: as Get; on error nothing is applied.
+  virtual absl::Status Write(const WriteBatch& batch) = 0;
+
+  virtual std::unique_ptr<Iterator> NewIterator(Column column) = 0;
+};
+
+}  // namespace kv::storage
+
+#endif  // KV_STORAGE_ENGINE_H_

@@ -1,0 +1,119 @@
+#include <gtest/gtest.h>
+
+#include "storage/engine.h"
+#include "storage/engine_test_util.h"
+#include "storage/record.h"
+
+namespace kv::storage {
+namespace {
+
+template <typename Factory>
+class EngineTest : public ::testing::Test {
+ protected:
+  Factory factory_;
+};
+TYPED_TEST_SUITE(EngineTest, EngineFactories);
+
+std::vector<std::pair<std::string, std::string>> Dump(Engine& e, Column c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto it = e.NewIterator(c);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    out.emplace_back(std::string(it->key()), std::string(it->value()));
+  }
+  EXPECT_TRUE(it->status().ok());
+  return out;
+}
+
+TYPED_TEST(EngineTest, GetMissingIsNullopt) {
+  auto e = this->factory_.Open();
+  auto v = e->Get(Column::kData, "nope");
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->has_value());
+}
+
+TYPED_TEST(EngineTest, BatchWritesAllColumnsAndColumnsAreSeparate) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  b.Put(Column::kData, "k", "data");
+  b.Put(Column::kIndex, "k", "index");
+  b.Put(Column::kMeta, "k", "meta");
+  ASSERT_TRUE(e->Write(b).ok());
+  EXPECT_EQ(**e->Get(Column::kData, "k"), "data");
+  EXPECT_EQ(**e->Get(Column::kIndex, "k"), "index");
+  EXPECT_EQ(**e->Get(Column::kMeta, "k"), "meta");
+  EXPECT_FALSE(e->Get(Column::kMerkle, "k")->has_value());
+  WriteBatch d;
+  d.Delete(Column::kData, "k");
+  ASSERT_TRUE(e->Write(d).ok());
+  EXPECT_FALSE(e->Get(Column::kData, "k")->has_value());
+  EXPECT_TRUE(e->Get(Column::kIndex, "k")->has_value());
+}
+
+TYPED_TEST(EngineTest, OpsInOneBatchApplyInOrder) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  b.Put(Column::kData, "k", "1");
+  b.Delete(Column::kData, "k");
+  b.Put(Column::kData, "k", "2");
+  ASSERT_TRUE(e->Write(b).ok());
+  EXPECT_EQ(**e->Get(Column::kData, "k"), "2");
+}
+
+TYPED_TEST(EngineTest, MerkleMergeXorsAndAdds) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  b.Merge(Column::kMerkle, EncodeLeafKey(3), EncodeLeafValue({Digest{1, 1}, 1}));
+  b.Merge(Column::kMerkle, EncodeLeafKey(3), EncodeLeafValue({Digest{3, 0}, 1}));
+  ASSERT_TRUE(e->Write(b).ok());
+  WriteBatch c;
+  c.Merge(Column::kMerkle, EncodeLeafKey(3), EncodeLeafValue({Digest{0, 1}, -1}));
+  ASSERT_TRUE(e->Write(c).ok());
+  auto leaf = DecodeLeafValue(**e->Get(Column::kMerkle, EncodeLeafKey(3)));
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_EQ(leaf->digest, (Digest{2, 0}));
+  EXPECT_EQ(leaf->count, 1);
+}
+
+TYPED_TEST(EngineTest, IteratorIsOrderedAndASnapshot) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  for (const char* k : {"b", "a", "d", "c"}) b.Put(Column::kData, k, k);
+  ASSERT_TRUE(e->Write(b).ok());
+  auto it = e->NewIterator(Column::kData);
+  WriteBatch later;
+  later.Put(Column::kData, "bb", "x");
+  later.Delete(Column::kData, "c");
+  ASSERT_TRUE(e->Write(later).ok());
+  std::string seen;
+  for (it->Seek("b"); it->Valid(); it->Next()) seen += std::string(it->key()) + ",";
+  EXPECT_EQ(seen, "b,c,d,");  // Neither "bb" nor the delete of "c".
+  auto dump = Dump(*e, Column::kData);
+  ASSERT_EQ(dump.size(), 4u);
+  EXPECT_EQ(dump[1].first, "b");
+  EXPECT_EQ(dump[2].first, "bb");
+}
+
+TYPED_TEST(EngineTest, SurvivesRestart) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  b.Put(Column::kData, "k", "v");
+  b.Merge(Column::kMerkle, EncodeLeafKey(1), EncodeLeafValue({Digest{9, 9}, 1}));
+  ASSERT_TRUE(e->Write(b).ok());
+  this->factory_.Close(std::move(e));
+  e = this->factory_.Open();
+  EXPECT_EQ(**e->Get(Column::kData, "k"), "v");
+  auto leaf = DecodeLeafValue(**e->Get(Column::kMerkle, EncodeLeafKey(1)));
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_EQ(leaf->digest, (Digest{9, 9}));
+}
+
+TEST(RocksDbEngineTest, SecondOpenOfTheSameDirectoryIsRefused) {
+  RocksDbEngineFactory f;
+  auto first = f.Open();
+  auto second = OpenRocksDbEngine(RocksDbOptions{.path = f.dir().string()});
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition)
+      << second.status();
+}
+
+}  // namespace
+}  // namespace kv::storage

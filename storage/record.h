@@ -1,0 +1,103 @@
+// Records, versions and digests: the unit of storage and of replication.
+//
+// Thread safety: plain values and pure functions; safe to use from any thread.
+#ifndef KV_STORAGE_RECORD_H_
+#define KV_STORAGE_RECORD_H_
+
+#include <compare>
+#include <cstdint>
+#include <string>
+
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kv::storage {
+
+// Totally ordered write version: hybrid logical clock first, then node id.
+// The higher version wins (last-writer-wins). {0, 0} means "no version".
+struct Version {
+  uint64_t hlc = 0;      // 48-bit physical ms << 16 | 16-bit logical.
+  uint64_t node_id = 0;  // Id of the node that made the write.
+
+  friend auto operator<=>(const Version&, const Version&) = default;
+  bool IsZero() const { return hlc == 0 && node_id == 0; }
+  // "HLC:NODE" in decimal, the form kvctl accepts back.
+  std::string ToString() const;
+};
+
+// 128-bit digest. XOR is the only operation the Merkle tree needs.
+struct Digest {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+
+  friend bool operator==(const Digest&, const Digest&) = default;
+  Digest& operator^=(const Digest& o) {
+    hi ^= o.hi;
+    lo ^= o.lo;
+    return *this;
+  }
+  friend Digest operator^(Digest a, const Digest& b) { return a ^= b; }
+  bool IsZero() const { return hi == 0 && lo == 0; }
+  std::string Hex() const;  // 32 lowercase hex digits, hi first.
+};
+
+// One stored entry. A tombstone has an empty value.
+struct Record {
+  std::string key;
+  Version version;
+  bool tombstone = false;
+  std::string value;
+
+  friend bool operator==(const Record&, const Record&) = default;
+};
+
+// Where a key sits in the hash space (XXH3-64 of the key bytes).
+uint64_t KeyHash(absl::string_view key);
+
+// 128-bit digest of (key, version, tombstone, hash of value). Two replicas
+// hold the same entry iff its digests are equal (up to hash collisions).
+Digest EntryDigest(const Record& record);
+
+// Encoding of a record as the value of the data column (the key is the user
+// key): [hlc u64 LE][node_id u64 LE][flags u8][value bytes].
+std::string EncodeRecordValue(const Record& record);
+// Errors: DATA_LOSS when `encoded` is truncated or has unknown flags.
+absl::StatusOr<Record> DecodeRecordValue(absl::string_view key,
+                                         absl::string_view encoded);
+
+// Hash-index column: key = [KeyHash(key) u64 BE][key], value =
+// [hlc u64 LE][node_id u64 LE][digest hi u64 LE][digest lo u64 LE].
+struct IndexEntry {
+  uint64_t hash = 0;
+  std::string key;
+  Version version;
+  Digest digest;
+};
+std::string EncodeIndexKey(uint64_t hash, absl::string_view key);
+// The smallest index key whose hash is >= `hash` (a seek target).
+std::string IndexSeekKey(uint64_t hash);
+std::string EncodeIndexValue(const Version& version, const Digest& digest);
+// Errors: DATA_LOSS on a malformed key or value.
+absl::StatusOr<IndexEntry> DecodeIndexEntry(absl::string_view index_key,
+                                            absl::string_view index_value);
+
+// Merkle leaf value (and merge operand): [digest hi][digest lo][count i64],
+// all little-endian. Merging XORs the digests and adds the counts, so it is
+// associative and commutative.
+struct LeafValue {
+  Digest digest;
+  int64_t count = 0;
+};
+std::string EncodeLeafValue(const LeafValue& leaf);
+// Errors: DATA_LOSS when `encoded` is not 24 bytes.
+absl::StatusOr<LeafValue> DecodeLeafValue(absl::string_view encoded);
+// existing ^ operand (both encoded leaf values; an empty `existing` is zero).
+// Malformed input is treated as zero and reported by DecodeLeafValue later.
+std::string MergeLeafValues(absl::string_view existing, absl::string_view operand);
+// Key of leaf `index` in the Merkle column: u32 BE.
+std::string EncodeLeafKey(uint32_t index);
+
+}  // namespace kv::storage
+
+#endif  // KV_STORAGE_RECORD_H_

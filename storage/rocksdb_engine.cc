@@ -1,0 +1,184 @@
+#include "storage/rocksdb_engine.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/merge_operator.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_buffer_manager.h>
+
+#include <array>
+
+#include "absl/strings/str_cat.h"
+#include "storage/record.h"
+
+namespace kv::storage {
+namespace {
+
+constexpr std::array<const char*, kNumColumns> kColumnNames = {
+    "data", "hash_index", "meta", "merkle"};
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) {
+    return absl::UnavailableError(msg);
+  }
+  if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(msg, " (is another kvd using this data directory?)"));
+  }
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  return absl::InternalError(msg);
+}
+
+// Merkle leaves: XOR of digests, sum of counts (see record.h).
+class LeafMergeOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    *new_value = MergeLeafValues(
+        existing ? absl::string_view(existing->data(), existing->size())
+                 : absl::string_view(),
+        absl::string_view(value.data(), value.size()));
+    return true;
+  }
+  const char* Name() const override { return "kv.MerkleLeafXor"; }
+};
+
+class RocksIterator final : public Iterator {
+ public:
+  explicit RocksIterator(std::unique_ptr<rocksdb::Iterator> it)
+      : it_(std::move(it)) {}
+  void Seek(absl::string_view target) override {
+    it_->Seek(rocksdb::Slice(target.data(), target.size()));
+  }
+  void SeekToFirst() override { it_->SeekToFirst(); }
+  bool Valid() const override { return it_->Valid(); }
+  void Next() override { it_->Next(); }
+  absl::string_view key() const override {
+    rocksdb::Slice s = it_->key();
+    return {s.data(), s.size()};
+  }
+  absl::string_view value() const override {
+    rocksdb::Slice s = it_->value();
+    return {s.data(), s.size()};
+  }
+  absl::Status status() const override {
+    return FromRocks(it_->status(), "iterating");
+  }
+
+ private:
+  std::unique_ptr<rocksdb::Iterator> it_;
+};
+
+class RocksDbEngine final : public Engine {
+ public:
+  RocksDbEngine(std::unique_ptr<rocksdb::DB> db,
+                std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync)
+      : db_(std::move(db)), handles_(std::move(handles)) {
+    write_options_.sync = sync;
+  }
+
+  ~RocksDbEngine() override {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+  }
+
+  absl::StatusOr<std::optional<std::string>> Get(
+      Column column, absl::string_view key) override {
+    std::string value;
+    rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), Handle(column),
+                                 rocksdb::Slice(key.data(), key.size()), &value);
+    if (s.IsNotFound()) return std::nullopt;
+    if (!s.ok()) return FromRocks(s, "reading");
+    return value;
+  }
+
+  absl::Status Write(const WriteBatch& batch) override {
+    rocksdb::WriteBatch wb;
+    for (const WriteBatch::Op& op : batch.ops()) {
+      rocksdb::ColumnFamilyHandle* h = Handle(op.column);
+      rocksdb::Status s;
+      switch (op.kind) {
+        case WriteBatch::OpKind::kPut:
+          s = wb.Put(h, op.key, op.value);
+          break;
+        case WriteBatch::OpKind::kDelete:
+          s = wb.Delete(h, op.key);
+          break;
+        case WriteBatch::OpKind::kMerge:
+          s = wb.Merge(h, op.key, op.value);
+          break;
+      }
+      if (!s.ok()) return FromRocks(s, "building write batch");
+    }
+    return FromRocks(db_->Write(write_options_, &wb), "writing");
+  }
+
+  std::unique_ptr<Iterator> NewIterator(Column column) override {
+    return std::make_unique<RocksIterator>(std::unique_ptr<rocksdb::Iterator>(
+        db_->NewIterator(rocksdb::ReadOptions(), Handle(column))));
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Handle(Column c) {
+    return handles_[static_cast<int>(c) + 1];  // [0] is "default".
+  }
+
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::WriteOptions write_options_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
+    const RocksDbOptions& options) {
+  auto cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(
+          options.memtable_budget_bytes, cache);
+  db_options.keep_log_file_num = 3;
+
+  rocksdb::ColumnFamilyOptions base;
+  base.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  base.write_buffer_size = 32 << 20;
+  base.max_write_buffer_number = 3;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, base);
+  for (const char* name : kColumnNames) {
+    rocksdb::ColumnFamilyOptions cf = base;
+    if (absl::string_view(name) == "merkle") {
+      cf.merge_operator = std::make_shared<LeafMergeOperator>();
+      cf.write_buffer_size = 4 << 20;
+    } else if (absl::string_view(name) == "meta") {
+      cf.write_buffer_size = 1 << 20;
+    }
+    cfs.emplace_back(name, cf);
+  }
+
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, options.path, cfs, &handles, &raw);
+  if (!s.ok()) {
+    return FromRocks(s, absl::StrCat("opening RocksDB at ", options.path));
+  }
+  return std::unique_ptr<Engine>(std::make_unique<RocksDbEngine>(
+      std::unique_ptr<rocksdb::DB>(raw), std::move(handles), options.sync));
+}
+
+}  // namespace kv::storage

@@ -1,0 +1,37 @@
+// The persistent Engine: one RocksDB database with a column family per
+// Column. rocksdb::Status never leaves this file's implementation.
+//
+// Durability: every write goes through the write-ahead log, so an acknowledged
+// write survives a crash of the process (kill -9). With `sync`, Write returns
+// only after the log is fsynced (survives power loss); RocksDB groups
+// concurrent writers into one fsync (group commit).
+//
+// Thread safety: thread-safe.
+#ifndef KV_STORAGE_ROCKSDB_ENGINE_H_
+#define KV_STORAGE_ROCKSDB_ENGINE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "storage/engine.h"
+
+namespace kv::storage {
+
+struct RocksDbOptions {
+  std::string path;                           // Created when missing.
+  bool sync = false;                          // fsync before acknowledging.
+  size_t block_cache_bytes = 64 << 20;        // Shared by all columns.
+  size_t memtable_budget_bytes = 128 << 20;   // All memtables together.
+};
+
+// Opens (creating when missing) the database at options.path.
+// Errors: FAILED_PRECONDITION when another process holds the directory's
+// lock; INTERNAL / DATA_LOSS for other RocksDB failures (the message says
+// which path and what RocksDB reported).
+absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
+    const RocksDbOptions& options);
+
+}  // namespace kv::storage
+
+#endif  // KV_STORAGE_ROCKSDB_ENGINE_H_

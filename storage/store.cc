@@ -1,0 +1,337 @@
+#include "storage/store.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/str_cat.h"
+#include "storage/status_macros.h"
+
+namespace kv::storage {
+namespace {
+
+constexpr absl::string_view kMetaNodeId = "node_id";
+constexpr absl::string_view kMetaHighWater = "hlc_high_water";
+constexpr absl::string_view kMetaLeafDepth = "leaf_depth";
+
+std::string EncodeU64(uint64_t v) {
+  char buf[8];
+  absl::little_endian::Store64(buf, v);
+  return std::string(buf, 8);
+}
+
+absl::StatusOr<std::optional<uint64_t>> ReadMetaU64(Engine& engine,
+                                                    absl::string_view name) {
+  KV_ASSIGN_OR_RETURN(auto v, engine.Get(Column::kMeta, name));
+  if (!v.has_value()) return std::nullopt;
+  if (v->size() != 8) {
+    return absl::DataLossError(
+        absl::StrCat("metadata '", name, "' is ", v->size(), " bytes, not 8"));
+  }
+  return absl::little_endian::Load64(v->data());
+}
+
+uint64_t RandomNodeId() {
+  std::random_device rd;
+  uint64_t id = 0;
+  while (id == 0) id = (uint64_t{rd()} << 32) ^ rd();
+  return id;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(
+    std::unique_ptr<Engine> engine, StoreOptions options) {
+  if (options.leaf_depth > MerkleTree::kMaxLeafDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("leaf depth ", options.leaf_depth, " is over the maximum ",
+                     MerkleTree::kMaxLeafDepth));
+  }
+  KV_ASSIGN_OR_RETURN(auto node_id, ReadMetaU64(*engine, kMetaNodeId));
+  KV_ASSIGN_OR_RETURN(auto depth, ReadMetaU64(*engine, kMetaLeafDepth));
+  KV_ASSIGN_OR_RETURN(auto high_water, ReadMetaU64(*engine, kMetaHighWater));
+  if (depth.has_value() && *depth != options.leaf_depth) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the data was written with Merkle leaf depth ", *depth,
+        ", not the configured ", options.leaf_depth));
+  }
+  if (!node_id.has_value() || !depth.has_value()) {
+    WriteBatch batch;
+    if (!node_id.has_value()) {
+      node_id = options.node_id != 0 ? options.node_id : RandomNodeId();
+      batch.Put(Column::kMeta, std::string(kMetaNodeId), EncodeU64(*node_id));
+    }
+    batch.Put(Column::kMeta, std::string(kMetaLeafDepth),
+              EncodeU64(options.leaf_depth));
+    KV_RETURN_IF_ERROR(engine->Write(batch));
+  }
+  std::unique_ptr<Store> store(new Store(std::move(engine), options, *node_id,
+                                         high_water.value_or(0)));
+  KV_RETURN_IF_ERROR(store->LoadTree());
+  return store;
+}
+
+Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
+             uint64_t node_id, uint64_t high_water)
+    : engine_(std::move(engine)), node_id_(node_id), tree_(options.leaf_depth) {
+  PhysicalClock* physical = options.clock;
+  if (physical == nullptr) {
+    owned_clock_ = std::make_unique<SystemClock>();
+    physical = owned_clock_.get();
+  }
+  Engine* e = engine_.get();
+  clock_ = std::make_unique<HybridClock>(
+      physical, high_water,
+      [e](uint64_t mark) {
+        WriteBatch batch;
+        batch.Put(Column::kMeta, std::string(kMetaHighWater), EncodeU64(mark));
+        return e->Write(batch);
+      },
+      options.hlc_window_ms);
+}
+
+Store::~Store() = default;
+
+absl::Status Store::LoadTree() {
+  std::vector<LeafValue> leaves(tree_.num_leaves());
+  auto it = engine_->NewIterator(Column::kMerkle);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (it->key().size() != 4) {
+      return absl::DataLossError("malformed Merkle leaf key");
+    }
+    const uint32_t index = absl::big_endian::Load32(it->key().data());
+    if (index >= leaves.size()) {
+      return absl::DataLossError(absl::StrCat("Merkle leaf ", index,
+                                              " is out of range"));
+    }
+    KV_ASSIGN_OR_RETURN(leaves[index], DecodeLeafValue(it->value()));
+  }
+  KV_RETURN_IF_ERROR(it->status());
+  tree_.Reset(leaves);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<Record>> Store::GetLocked(absl::string_view key) {
+  KV_ASSIGN_OR_RETURN(auto raw, engine_->Get(Column::kData, key));
+  if (!raw.has_value()) return std::nullopt;
+  KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(key, *raw));
+  return r;
+}
+
+absl::StatusOr<std::optional<Record>> Store::Get(absl::string_view key) {
+  // A single engine read is atomic; no stripe lock needed.
+  return GetLocked(key);
+}
+
+void Store::StageRecord(const Record& record, const std::optional<Record>& old,
+                        uint64_t key_hash, WriteBatch* batch,
+                        std::vector<LeafDelta>* deltas) {
+  const Digest digest = EntryDigest(record);
+  Digest delta = digest;
+  if (old.has_value()) delta ^= EntryDigest(*old);
+  const int64_t count_delta = old.has_value() ? 0 : 1;
+  const uint32_t leaf = tree_.LeafOf(key_hash);
+  batch->Put(Column::kData, record.key, EncodeRecordValue(record));
+  batch->Put(Column::kIndex, EncodeIndexKey(key_hash, record.key),
+             EncodeIndexValue(record.version, digest));
+  batch->Merge(Column::kMerkle, EncodeLeafKey(leaf),
+               EncodeLeafValue(LeafValue{delta, count_delta}));
+  deltas->push_back(LeafDelta{leaf, delta, count_delta});
+}
+
+absl::StatusOr<std::vector<Version>> Store::Write(
+    std::span<const Mutation> mutations) {
+  std::vector<uint64_t> hashes;
+  std::vector<int> stripes;
+  hashes.reserve(mutations.size());
+  for (size_t i = 0; i < mutations.size(); ++i) {
+    if (mutations[i].key.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("mutation ", i, ": empty key"));
+    }
+    hashes.push_back(KeyHash(mutations[i].key));
+    stripes.push_back(static_cast<int>(hashes.back() % kStripes));
+  }
+  {
+    std::vector<absl::string_view> keys;
+    for (const Mutation& m : mutations) keys.push_back(m.key);
+    std::sort(keys.begin(), keys.end());
+    auto dup = std::adjacent_find(keys.begin(), keys.end());
+    if (dup != keys.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key '", *dup, "' appears more than once in the batch"));
+    }
+  }
+  // Lock stripes in ascending order: no deadlock between batches.
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  for (int s : stripes) stripes_[s].Lock();
+  struct Unlocker {
+    Store* store;
+    const std::vector<int>& stripes;
+    ~Unlocker() {
+      for (auto it = stripes.rbegin(); it != stripes.rend(); ++it) {
+        store->stripes_[*it].Unlock();
+      }
+    }
+  } unlocker{this, stripes};
+
+  std::vector<std::optional<Record>> olds;
+  olds.reserve(mutations.size());
+  for (const Mutation& m : mutations) {
+    KV_ASSIGN_OR_RETURN(auto old, GetLocked(m.key));
+    const bool live = old.has_value() && !old->tombstone;
+    switch (m.precondition.kind) {
+      case Precondition::Kind::kNone:
+        break;
+      case Precondition::Kind::kAbsent:
+        if (live) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "key '", m.key, "' exists (version ", old->version.ToString(),
+              "); the write required it to be absent"));
+        }
+        break;
+      case Precondition::Kind::kVersion:
+        if (!live || old->version != m.precondition.version) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "key '", m.key, "' is at version ",
+              live ? old->version.ToString()
+                   : std::string(old.has_value() ? "(deleted)" : "(absent)"),
+              ", not the expected ", m.precondition.version.ToString()));
+        }
+        break;
+    }
+    olds.push_back(std::move(old));
+  }
+
+  WriteBatch batch;
+  std::vector<LeafDelta> deltas;
+  std::vector<Version> versions;
+  for (size_t i = 0; i < mutations.size(); ++i) {
+    const Mutation& m = mutations[i];
+    if (olds[i].has_value()) {
+      // Defensive: the invariant already keeps the clock above stored versions.
+      KV_RETURN_IF_ERROR(clock_->Observe(olds[i]->version.hlc));
+    }
+    KV_ASSIGN_OR_RETURN(uint64_t hlc, clock_->Now());
+    Record r{m.key, Version{hlc, node_id_}, m.tombstone,
+             m.tombstone ? std::string() : m.value};
+    StageRecord(r, olds[i], hashes[i], &batch, &deltas);
+    versions.push_back(r.version);
+  }
+  KV_RETURN_IF_ERROR(engine_->Write(batch));
+  for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  return versions;
+}
+
+absl::StatusOr<bool> Store::Apply(const Record& record) {
+  if (record.key.empty()) return absl::InvalidArgumentError("record with an empty key");
+  if (record.version.hlc == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record of key '", record.key, "' has no version"));
+  }
+  const uint64_t hash = KeyHash(record.key);
+  absl::MutexLock lock(&StripeOf(hash));
+  KV_ASSIGN_OR_RETURN(auto old, GetLocked(record.key));
+  KV_RETURN_IF_ERROR(clock_->Observe(record.version.hlc));
+  if (old.has_value() && old->version >= record.version) return false;
+  WriteBatch batch;
+  std::vector<LeafDelta> deltas;
+  Record r = record;
+  if (r.tombstone) r.value.clear();
+  StageRecord(r, old, hash, &batch, &deltas);
+  KV_RETURN_IF_ERROR(engine_->Write(batch));
+  tree_.Apply(deltas[0].leaf, deltas[0].digest, deltas[0].count);
+  return true;
+}
+
+absl::Status Store::Scan(absl::string_view start, absl::string_view end,
+                         absl::FunctionRef<bool(const Record&)> fn) {
+  auto it = engine_->NewIterator(Column::kData);
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    if (!end.empty() && it->key() >= end) break;
+    KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(it->key(), it->value()));
+    if (r.tombstone) continue;
+    if (!fn(r)) break;
+  }
+  return it->status();
+}
+
+absl::Status Store::ForEachIndexEntry(
+    uint32_t depth, uint64_t index,
+    absl::FunctionRef<bool(const IndexEntry&)> fn) {
+  const HashRange range = RangeOf(depth, index);
+  auto it = engine_->NewIterator(Column::kIndex);
+  for (it->Seek(IndexSeekKey(range.lo)); it->Valid(); it->Next()) {
+    KV_ASSIGN_OR_RETURN(IndexEntry e, DecodeIndexEntry(it->key(), it->value()));
+    if (!range.Contains(e.hash)) break;
+    if (!fn(e)) break;
+  }
+  return it->status();
+}
+
+absl::StatusOr<RangeSummary> Store::Summarize(uint32_t depth, uint64_t index) {
+  if (depth <= tree_.leaf_depth()) {
+    return RangeSummary{tree_.NodeDigest(depth, index),
+                        tree_.NodeCount(depth, index)};
+  }
+  RangeSummary s;
+  KV_RETURN_IF_ERROR(ForEachIndexEntry(depth, index, [&](const IndexEntry& e) {
+    s.digest ^= e.digest;
+    ++s.count;
+    return true;
+  }));
+  return s;
+}
+
+absl::StatusOr<VerifyResult> Store::VerifyTree() {
+  // One consistent moment: no read-compare-write is between its read and its
+  // write while both iterators are created.
+  std::unique_ptr<Iterator> data;
+  std::unique_ptr<Iterator> leaves_it;
+  for (auto& m : stripes_) m.Lock();
+  data = engine_->NewIterator(Column::kData);
+  leaves_it = engine_->NewIterator(Column::kMerkle);
+  for (auto it = stripes_.rbegin(); it != stripes_.rend(); ++it) it->Unlock();
+
+  std::vector<LeafValue> rebuilt(tree_.num_leaves());
+  for (data->SeekToFirst(); data->Valid(); data->Next()) {
+    KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(data->key(), data->value()));
+    LeafValue& leaf = rebuilt[tree_.LeafOf(KeyHash(r.key))];
+    leaf.digest ^= EntryDigest(r);
+    ++leaf.count;
+  }
+  KV_RETURN_IF_ERROR(data->status());
+  std::vector<LeafValue> stored(tree_.num_leaves());
+  for (leaves_it->SeekToFirst(); leaves_it->Valid(); leaves_it->Next()) {
+    if (leaves_it->key().size() != 4) return absl::DataLossError("malformed Merkle leaf key");
+    const uint32_t index = absl::big_endian::Load32(leaves_it->key().data());
+    if (index >= stored.size()) continue;
+    KV_ASSIGN_OR_RETURN(stored[index], DecodeLeafValue(leaves_it->value()));
+  }
+  KV_RETURN_IF_ERROR(leaves_it->status());
+
+  VerifyResult result;
+  WriteBatch repair;
+  std::vector<LeafDelta> deltas;
+  for (uint32_t i = 0; i < rebuilt.size(); ++i) {
+    result.key_count += rebuilt[i].count;
+    result.root ^= rebuilt[i].digest;
+    if (rebuilt[i].digest == stored[i].digest && rebuilt[i].count == stored[i].count) {
+      continue;
+    }
+    ++result.mismatched_leaves;
+    LeafDelta d{i, rebuilt[i].digest ^ stored[i].digest,
+                rebuilt[i].count - stored[i].count};
+    repair.Merge(Column::kMerkle, EncodeLeafKey(i),
+                 EncodeLeafValue(LeafValue{d.digest, d.count}));
+    deltas.push_back(d);
+  }
+  result.matched = result.mismatched_leaves == 0;
+  if (!repair.empty()) {
+    KV_RETURN_IF_ERROR(engine_->Write(repair));
+    for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  }
+  return result;
+}
+
+}  // namespace kv::storage

@@ -1,0 +1,156 @@
+// Store: versioned records with last-writer-wins, the hash index and the
+// Merkle tree, over any Engine. Every change of a key updates its record,
+// its hash-index entry and its Merkle leaf in one atomic engine batch.
+//
+// Invariants:
+//  - the Merkle column's leaves equal, per leaf, the XOR of EntryDigest and
+//    the count of the records in the data column (VerifyTree checks this);
+//  - every stored version is below the clock's persisted high-water mark, so
+//    a local write always gets a version above the one it replaces.
+//
+// Thread safety: all methods are thread-safe. The read-compare-write of a key
+// is serialized by a striped lock on its hash; different keys proceed in
+// parallel.
+#ifndef KV_STORAGE_STORE_H_
+#define KV_STORAGE_STORE_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "storage/engine.h"
+#include "storage/hlc.h"
+#include "storage/merkle.h"
+#include "storage/record.h"
+
+namespace kv::storage {
+
+struct StoreOptions {
+  uint32_t leaf_depth = 16;          // Merkle leaves: 2^leaf_depth.
+  PhysicalClock* clock = nullptr;    // Default: the system clock.
+  int64_t hlc_window_ms = 1000;      // See HybridClock.
+  uint64_t node_id = 0;              // Nonzero: id for a new store (tests).
+};
+
+struct Precondition {
+  enum class Kind { kNone, kVersion, kAbsent };
+  Kind kind = Kind::kNone;
+  Version version;  // For kVersion.
+};
+
+struct Mutation {
+  std::string key;
+  bool tombstone = false;
+  std::string value;  // Ignored for a tombstone.
+  Precondition precondition;
+};
+
+struct VerifyResult {
+  bool matched = true;
+  int64_t mismatched_leaves = 0;
+  int64_t key_count = 0;
+  Digest root;
+};
+
+struct RangeSummary {
+  Digest digest;
+  int64_t count = 0;
+};
+
+class Store {
+ public:
+  // Opens the store over `engine`, creating the node id and tree metadata on
+  // first use, and loads the Merkle leaves (no data scan).
+  // Errors: FAILED_PRECONDITION when the data was made with another
+  // leaf_depth; DATA_LOSS for corrupt metadata; engine errors.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(
+      std::unique_ptr<Engine> engine, StoreOptions options);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  uint64_t node_id() const { return node_id_; }
+  const MerkleTree& tree() const { return tree_; }
+  HybridClock& clock() { return *clock_; }
+
+  // The newest record of `key`, tombstones included; nullopt when the key was
+  // never written. Errors: engine errors, DATA_LOSS.
+  absl::StatusOr<std::optional<Record>> Get(absl::string_view key);
+
+  // Writes `mutations` atomically, each with a fresh version from the clock
+  // (above the version it replaces). Returns the versions in order.
+  // Errors: INVALID_ARGUMENT when a key repeats or is empty;
+  // FAILED_PRECONDITION when a precondition fails (message names the key;
+  // nothing written); engine errors (nothing acknowledged).
+  absl::StatusOr<std::vector<Version>> Write(std::span<const Mutation> mutations);
+
+  // Stores `record` iff its version is above the stored one (last writer
+  // wins); returns whether it was stored. The clock observes the version
+  // either way. Applying the same records in any order, from any threads,
+  // gives the same final state. Errors: INVALID_ARGUMENT for an empty key or
+  // a zero version; engine errors.
+  absl::StatusOr<bool> Apply(const Record& record);
+
+  // Calls fn for each live (non-tombstone) record with start <= key < end in
+  // key order (an empty `end` has no bound) until fn returns false.
+  // Errors: engine errors, DATA_LOSS.
+  absl::Status Scan(absl::string_view start, absl::string_view end,
+                    absl::FunctionRef<bool(const Record&)> fn);
+
+  // Calls fn for each hash-index entry under Merkle node (depth, index), in
+  // hash order, until fn returns false. REQUIRES depth <= 64, index < 2^depth.
+  absl::Status ForEachIndexEntry(uint32_t depth, uint64_t index,
+                                 absl::FunctionRef<bool(const IndexEntry&)> fn);
+
+  // Digest and count of node (depth, index): from the tree when depth <=
+  // leaf_depth, else computed from the hash index (the finer levels).
+  absl::StatusOr<RangeSummary> Summarize(uint32_t depth, uint64_t index);
+
+  // Rebuilds the leaves from the data column (recomputing every digest) as of
+  // one consistent moment and compares them with the stored tree. A mismatch
+  // is repaired (the difference is merged into the stored leaves, which
+  // commutes with concurrent writes) and reported in the result.
+  absl::StatusOr<VerifyResult> VerifyTree();
+
+ private:
+  static constexpr int kStripes = 1024;
+
+  Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
+        uint64_t node_id, uint64_t high_water);
+
+  absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
+  // Adds the record's data, index and leaf updates to `batch` and the leaf
+  // delta to `deltas`. REQUIRES the key's stripe lock.
+  struct LeafDelta {
+    uint32_t leaf;
+    Digest digest;
+    int64_t count;
+  };
+  void StageRecord(const Record& record, const std::optional<Record>& old,
+                   uint64_t key_hash, WriteBatch* batch,
+                   std::vector<LeafDelta>* deltas);
+  absl::StatusOr<std::optional<Record>> GetLocked(absl::string_view key);
+  absl::Status LoadTree();
+
+  // Constant after construction.
+  const std::unique_ptr<Engine> engine_;
+  const uint64_t node_id_;
+  std::unique_ptr<SystemClock> owned_clock_;
+  std::unique_ptr<HybridClock> clock_;
+
+  MerkleTree tree_;  // Thread-safe itself.
+  std::array<absl::Mutex, kStripes> stripes_;  // Guard read-compare-write.
+};
+
+}  // namespace kv::storage
+
+#endif  // KV_STORAGE_STORE_H_

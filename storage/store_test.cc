@@ -1,0 +1,345 @@
+#include "storage/store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "storage/engine_test_util.h"
+
+namespace kv::storage {
+namespace {
+
+using ::testing::HasSubstr;
+
+template <typename Factory>
+class StoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Store> Open(uint32_t leaf_depth = 8) {
+    StoreOptions o;
+    o.leaf_depth = leaf_depth;
+    o.clock = &clock_;
+    auto s = Store::Open(factory_.Open(), o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? std::move(*s) : nullptr;
+  }
+  // Simulates a restart: the store is closed and its engine reopened.
+  std::unique_ptr<Store> Restart(std::unique_ptr<Store> s, uint32_t depth = 8);
+
+  Factory factory_;
+  ManualClock clock_{1'700'000'000'000};
+};
+TYPED_TEST_SUITE(StoreTest, EngineFactories);
+
+// Store owns its engine; to "restart" we need it back. Keep a side channel:
+// the engine factories reopen by path (RocksDB) or keep the object (memory),
+// so for the memory engine the test copies state through Apply instead.
+template <typename Factory>
+std::unique_ptr<Store> StoreTest<Factory>::Restart(std::unique_ptr<Store> s,
+                                                   uint32_t depth) {
+  if constexpr (std::is_same_v<Factory, MemoryEngineFactory>) {
+    return s;  // Nothing is lost in memory; Open() paths are tested on RocksDB.
+  } else {
+    s.reset();
+    return Open(depth);
+  }
+}
+
+Mutation Put(std::string key, std::string value) {
+  return Mutation{std::move(key), false, std::move(value), {}};
+}
+
+TYPED_TEST(StoreTest, PutGetDeleteAndVersionsIncrease) {
+  auto s = this->Open();
+  auto v1 = s->Write(std::vector<Mutation>{Put("k", "one")});
+  ASSERT_TRUE(v1.ok()) << v1.status();
+  auto got = s->Get("k");
+  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got->has_value());
+  EXPECT_EQ((*got)->value, "one");
+  EXPECT_EQ((*got)->version, (*v1)[0]);
+  EXPECT_EQ((*v1)[0].node_id, s->node_id());
+
+  this->clock_.Advance(-5000);  // The wall clock steps back.
+  auto v2 = s->Write(std::vector<Mutation>{Mutation{"k", true, "", {}}});
+  ASSERT_TRUE(v2.ok());
+  EXPECT_GT((*v2)[0], (*v1)[0]);
+  got = s->Get("k");
+  ASSERT_TRUE(got->has_value());
+  EXPECT_TRUE((*got)->tombstone);
+  EXPECT_EQ(s->tree().KeyCount(), 1);  // Tombstones are entries.
+}
+
+TYPED_TEST(StoreTest, PreconditionsAreCheckedAtomically) {
+  auto s = this->Open();
+  auto v1 = *s->Write(std::vector<Mutation>{Put("a", "1")});
+  const Digest root = s->tree().Root();
+
+  Mutation stale = Put("a", "2");
+  stale.precondition = {Precondition::Kind::kVersion, Version{1, 1}};
+  auto r = s->Write(std::vector<Mutation>{Put("b", "new"), stale});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("'a'"));
+  EXPECT_FALSE(s->Get("b")->has_value());  // Nothing of the batch written.
+  EXPECT_EQ(s->tree().Root(), root);
+
+  Mutation absent = Put("a", "3");
+  absent.precondition.kind = Precondition::Kind::kAbsent;
+  EXPECT_EQ(s->Write(std::vector<Mutation>{absent}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  Mutation ok = Put("a", "4");
+  ok.precondition = {Precondition::Kind::kVersion, v1[0]};
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{ok}).ok());
+  EXPECT_EQ((*s->Get("a"))->value, "4");
+
+  // A deleted key counts as absent, and has no version to match.
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"a", true, "", {}}}).ok());
+  Mutation by_version = Put("a", "5");
+  by_version.precondition = {Precondition::Kind::kVersion, (*s->Get("a"))->version};
+  EXPECT_EQ(s->Write(std::vector<Mutation>{by_version}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  absent.value = "6";
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{absent}).ok());
+  EXPECT_EQ((*s->Get("a"))->value, "6");
+}
+
+TYPED_TEST(StoreTest, BadBatchesAreRefused) {
+  auto s = this->Open();
+  EXPECT_EQ(s->Write(std::vector<Mutation>{Put("x", "1"), Put("x", "2")})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->Write(std::vector<Mutation>{Put("", "1")}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->tree().KeyCount(), 0);
+}
+
+TYPED_TEST(StoreTest, ApplyIsLastWriterWins) {
+  auto s = this->Open();
+  Record newer{"k", Version{HlcFromMillis(1'800'000'000'000), 2}, false, "new"};
+  Record older{"k", Version{HlcFromMillis(1'600'000'000'000), 9}, false, "old"};
+  EXPECT_TRUE(*s->Apply(newer));
+  EXPECT_FALSE(*s->Apply(older));
+  EXPECT_FALSE(*s->Apply(newer));  // Same version again: no change.
+  EXPECT_EQ((*s->Get("k"))->value, "new");
+  // The clock moved past the remote version: a local write now wins.
+  auto v = *s->Write(std::vector<Mutation>{Put("k", "local")});
+  EXPECT_GT(v[0], newer.version);
+  EXPECT_EQ(s->Apply(Record{"", Version{1, 1}, false, ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s->Apply(Record{"z", Version{}, false, ""}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TYPED_TEST(StoreTest, ConcurrentAppliesInAnyOrderConverge) {
+  // The same 4 versions of 50 keys, applied by 4 threads in different orders
+  // into two stores, must give identical contents and roots.
+  std::vector<Record> records;
+  for (int k = 0; k < 50; ++k) {
+    for (int v = 1; v <= 4; ++v) {
+      records.push_back(Record{"key" + std::to_string(k),
+                               Version{HlcFromMillis(1'700'000'000'000 + v * 7 + k), uint64_t(v)},
+                               v == 3, v == 3 ? "" : "value" + std::to_string(v)});
+    }
+  }
+  auto run = [&](Store* s, uint32_t seed) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        std::vector<Record> mine = records;
+        std::mt19937 rng(seed * 10 + t);
+        std::shuffle(mine.begin(), mine.end(), rng);
+        for (const Record& r : mine) ASSERT_TRUE(s->Apply(r).ok());
+      });
+    }
+    for (auto& th : threads) th.join();
+  };
+  auto a = this->Open();
+  run(a.get(), 1);
+  MemoryEngineFactory other;
+  StoreOptions o;
+  o.leaf_depth = 8;
+  o.clock = &this->clock_;
+  auto b = std::move(*Store::Open(other.Open(), o));
+  run(b.get(), 2);
+  EXPECT_EQ(a->tree().Root(), b->tree().Root());
+  EXPECT_EQ(a->tree().KeyCount(), 50);
+  for (int k = 0; k < 50; ++k) {
+    auto ra = *a->Get("key" + std::to_string(k));
+    auto rb = *b->Get("key" + std::to_string(k));
+    ASSERT_TRUE(ra.has_value() && rb.has_value());
+    EXPECT_EQ(*ra, *rb);
+    EXPECT_EQ(ra->version.node_id, 4u);  // The highest version won.
+  }
+  auto verify = a->VerifyTree();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->matched);
+}
+
+TYPED_TEST(StoreTest, ConcurrentLocalWritesToOneKeyKeepTreeConsistent) {
+  auto s = this->Open();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("hot", std::to_string(t * 1000 + i)),
+                                                   Put("k" + std::to_string(t), "x")})
+                        .ok());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(s->tree().KeyCount(), 5);
+  auto verify = s->VerifyTree();
+  ASSERT_TRUE(verify.ok());
+  EXPECT_TRUE(verify->matched);
+  EXPECT_EQ(verify->root, s->tree().Root());
+}
+
+TYPED_TEST(StoreTest, ScanSkipsTombstonesAndHonorsBounds) {
+  auto s = this->Open();
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2"),
+                                             Put("c", "3"), Put("d", "4")})
+                  .ok());
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"b", true, "", {}}}).ok());
+  std::string seen;
+  ASSERT_TRUE(s->Scan("a", "d", [&](const Record& r) {
+                  seen += r.key;
+                  return true;
+                }).ok());
+  EXPECT_EQ(seen, "ac");
+  seen.clear();
+  ASSERT_TRUE(s->Scan("", "", [&](const Record& r) {
+                  seen += r.key;
+                  return seen.size() < 2;
+                }).ok());
+  EXPECT_EQ(seen, "ac");
+}
+
+TYPED_TEST(StoreTest, HashRangesAndFinerLevels) {
+  auto s = this->Open(/*leaf_depth=*/2);
+  std::vector<Mutation> muts;
+  for (int i = 0; i < 300; ++i) muts.push_back(Put("key" + std::to_string(i), "v"));
+  ASSERT_TRUE(s->Write(muts).ok());
+  int64_t total = 0;
+  Digest all;
+  for (uint64_t i = 0; i < 4; ++i) {
+    auto leaf = *s->Summarize(2, i);
+    // A leaf's finer children add up to the leaf.
+    RangeSummary sum;
+    for (uint64_t c = 0; c < 16; ++c) {
+      auto child = *s->Summarize(6, i * 16 + c);
+      sum.digest ^= child.digest;
+      sum.count += child.count;
+    }
+    EXPECT_EQ(sum.digest, leaf.digest);
+    EXPECT_EQ(sum.count, leaf.count);
+    int64_t n = 0;
+    uint64_t prev = 0;
+    ASSERT_TRUE(s->ForEachIndexEntry(2, i, [&](const IndexEntry& e) {
+                   EXPECT_EQ(e.hash >> 62, i);
+                   EXPECT_GE(e.hash, prev);
+                   prev = e.hash;
+                   ++n;
+                   return true;
+                 }).ok());
+    EXPECT_EQ(n, leaf.count);
+    total += n;
+    all ^= leaf.digest;
+  }
+  EXPECT_EQ(total, 300);
+  EXPECT_EQ(all, s->tree().Root());
+}
+
+TYPED_TEST(StoreTest, VerifyTreeFindsAndRepairsACorruptLeaf) {
+  auto s = this->Open();
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2")}).ok());
+  auto clean = *s->VerifyTree();
+  EXPECT_TRUE(clean.matched);
+  EXPECT_EQ(clean.key_count, 2);
+  const Digest good_root = s->tree().Root();
+  // Apply a record with a bogus tree update through the public API is not
+  // possible; simulate bit rot by applying a leaf delta to the tree directly.
+  const_cast<MerkleTree&>(s->tree()).Apply(7, Digest{1, 2}, 1);
+  ASSERT_NE(s->tree().Root(), good_root);
+  // The in-memory tree is repaired only through the stored leaves; so the
+  // verification reports no mismatch of stored leaves here...
+  auto v = *s->VerifyTree();
+  EXPECT_TRUE(v.matched);
+  EXPECT_EQ(v.root, good_root);
+}
+
+TEST(StoreRocksDbTest, RestartKeepsNodeIdTreeAndMonotonicVersions) {
+  RocksDbEngineFactory f;
+  ManualClock clock(1'700'000'000'000);
+  StoreOptions o;
+  o.clock = &clock;
+  uint64_t node_id;
+  Digest root;
+  Version last;
+  {
+    auto s = std::move(*Store::Open(f.Open(), o));
+    node_id = s->node_id();
+    std::vector<Mutation> muts;
+    for (int i = 0; i < 1000; ++i) muts.push_back(Put("k" + std::to_string(i), "v"));
+    last = (*s->Write(muts)).back();
+    root = s->tree().Root();
+  }
+  clock.Set(1'600'000'000'000);  // Restart with the wall clock far behind.
+  auto s = std::move(*Store::Open(f.Open(), o));
+  EXPECT_EQ(s->node_id(), node_id);
+  EXPECT_EQ(s->tree().Root(), root);  // Loaded, not rescanned.
+  EXPECT_EQ(s->tree().KeyCount(), 1000);
+  auto v = *s->Write(std::vector<Mutation>{Put("k1", "again")});
+  EXPECT_GT(v[0], last);
+  EXPECT_TRUE(s->VerifyTree()->matched);
+}
+
+TEST(StoreRocksDbTest, LeafDepthMismatchIsRefused) {
+  RocksDbEngineFactory f;
+  StoreOptions o;
+  { ASSERT_TRUE(Store::Open(f.Open(), o).ok()); }
+  o.leaf_depth = 12;
+  auto s = Store::Open(f.Open(), o);
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.status().message(), HasSubstr("leaf depth 16"));
+}
+
+TEST(StoreMemoryTest, FailedWriteChangesNothing) {
+  auto engine = std::make_unique<MemoryEngine>();
+  MemoryEngine* raw = engine.get();
+  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1")}).ok());
+  const Digest root = s->tree().Root();
+  raw->FailWrites(absl::UnavailableError("disk full"));
+  EXPECT_EQ(s->Write(std::vector<Mutation>{Put("a", "2")}).status().code(),
+            absl::StatusCode::kUnavailable);
+  raw->FailWrites(absl::OkStatus());
+  EXPECT_EQ((*s->Get("a"))->value, "1");
+  EXPECT_EQ(s->tree().Root(), root);
+}
+
+TEST(StoreMemoryTest, VerifyTreeRepairsStoredLeaves) {
+  auto engine = std::make_unique<MemoryEngine>();
+  MemoryEngine* raw = engine.get();
+  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2")}).ok());
+  const Digest good = s->tree().Root();
+  // Bit rot in a stored leaf (and in memory, as after a restart).
+  WriteBatch rot;
+  rot.Merge(Column::kMerkle, EncodeLeafKey(3), EncodeLeafValue({Digest{5, 5}, 1}));
+  ASSERT_TRUE(raw->Write(rot).ok());
+  const_cast<MerkleTree&>(s->tree()).Apply(3, Digest{5, 5}, 1);
+  auto v = *s->VerifyTree();
+  EXPECT_FALSE(v.matched);
+  EXPECT_EQ(v.mismatched_leaves, 1);
+  EXPECT_EQ(v.root, good);
+  EXPECT_EQ(s->tree().Root(), good);  // Repaired in memory...
+  EXPECT_TRUE(s->VerifyTree()->matched);  // ...and on disk.
+}
+
+}  // namespace
+}  // namespace kv::storage
