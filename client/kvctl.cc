@@ -1,0 +1,498 @@
+// kvctl: command-line client for kvd.
+//
+// Exit codes:
+//   0  success
+//   1  get: the key was not found (never written or deleted)
+//   2  the call failed (server or connection error; health not SERVING; a
+//      bench where every call failed): "kvctl: CODE: message" on stderr,
+//      CODE being the gRPC status code name (e.g. INVALID_ARGUMENT)
+//   3  usage error: bad flags or arguments, unreadable --file
+//
+// Output (stdout). --output text (default):
+//   get      the value's raw bytes; a newline is added only when stdout is a
+//            terminal and the value does not end in one, so `kvctl get k >f`
+//            writes the value byte for byte.
+//   put      the new version as HLC:NODE (the form --if-version takes).
+//   delete   the tombstone's version as HLC:NODE.
+//   scan     one line per entry: KEY<TAB>VALUE<TAB>HLC:NODE, with key and value
+//            escaped (\\ \t \n \r \xNN; bytes that are not UTF-8 as \xNN).
+//   health   the serving status (SERVING, NOT_SERVING, ...).
+//   stats    one "name  value" line per field, then the peers.
+//   ae       "anti-entropy running" or "anti-entropy paused".
+//   verify   whether the tree matched, the key count and root digest.
+//   bench    one summary line (progress goes to stderr on a terminal).
+// --output json: exactly one JSON object on one line. Keys and values are
+//   bytes: a field "value" comes with "value_encoding": "utf8" when the bytes
+//   are valid UTF-8 (the JSON string is the value), or "base64" (the JSON
+//   string is standard padded base64 of the bytes); likewise "key" and
+//   "key_encoding". Versions are strings "HLC:NODE" (64-bit numbers do not
+//   survive JSON doubles), null when the key was never written.
+//     get     {"key","key_encoding","found","value","value_encoding","version"}
+//     put, delete  {"key","key_encoding","version"}
+//     scan    {"entries":[{"key",..,"value",..,"version"},...],"count":N},
+//             streamed; a scan that fails midway leaves it unterminated
+//             (exit code 2).
+//     health  {"status":"SERVING"}
+//     stats, verify  the proto message in protobuf's JSON mapping, with
+//             proto field names and all fields printed.
+//     ae      {"anti_entropy_running":true|false}
+//     bench   see FormatBenchJson in client/bench.h.
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "client/bench.h"
+#include "client/client.h"
+#include "client/kvctl_util.h"
+
+namespace kv::client {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitNotFound = 1;
+constexpr int kExitError = 2;
+constexpr int kExitUsage = 3;
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvctl: %s: %s\n",
+               absl::StatusCodeToString(s.code()).c_str(),
+               std::string(s.message()).c_str());
+  return kExitError;
+}
+
+int Usage(absl::string_view message) {
+  std::fprintf(stderr, "kvctl: %s\n", std::string(message).c_str());
+  return kExitUsage;
+}
+
+void Out(absl::string_view s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+// Parses argv; returns -1 to go on, or the exit code (0 after --help).
+int Parse(CLI::App& app, int argc, char** argv) {
+  CLI11_PARSE(app, argc, argv);
+  return -1;
+}
+
+// Reads all of `f` into `out`. Returns errno on failure, 0 on success.
+int ReadAll(FILE* f, std::string* out) {
+  char buf[1 << 16];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out->append(buf, n);
+  return std::ferror(f) ? (errno != 0 ? errno : EIO) : 0;
+}
+
+struct Flags {
+  // Global.
+  std::string endpoint = "127.0.0.1:7070";
+  std::string output = "text";
+  std::string timeout = "10";
+  // Commands.
+  std::string key;
+  std::string value;
+  std::string file;
+  std::string if_version;
+  bool if_absent = false;
+  std::string prefix, start, end;
+  uint32_t limit = 0;
+  std::string ae_action;
+  // Bench.
+  std::string workload = "ping";
+  double duration_s = 10;
+  int concurrency = 32;
+  int channels = 1;
+  uint64_t keys = 100000;
+  int value_size = 100;
+  bool preload = false;
+  uint64_t seed = 0;
+};
+
+std::string VersionJson(const Version& v) {
+  return v.IsSet() ? JsonQuote(FormatVersion(v)) : "null";
+}
+
+absl::StatusOr<Precondition> PreconditionFromFlags(const Flags& f) {
+  if (f.if_absent) return Precondition::MustNotExist();
+  if (f.if_version.empty()) return Precondition::None();
+  absl::StatusOr<Version> v = ParseVersion(f.if_version);
+  if (!v.ok()) return v.status();
+  return Precondition::ExpectVersion(*v);
+}
+
+std::string FormatUnixMs(int64_t ms, absl::Time now) {
+  if (ms == 0) return "never";
+  const absl::Time t = absl::FromUnixMillis(ms);
+  return absl::StrCat(
+      absl::FormatTime("%Y-%m-%d %H:%M:%S", t, absl::LocalTimeZone()), " (",
+      absl::FormatDuration(absl::Trunc(now - t, absl::Seconds(1))), " ago)");
+}
+
+std::string ProtoJson(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.always_print_primitive_fields = true;
+  opts.preserve_proto_field_names = true;
+  std::string out;
+  if (!google::protobuf::util::MessageToJsonString(m, &out, opts).ok()) {
+    return "{}";
+  }
+  return out;
+}
+
+int CmdGet(Client& c, const Flags& f, bool json) {
+  absl::StatusOr<GetResult> r = c.Get(f.key);
+  if (!r.ok()) return Fail(r.status());
+  if (json) {
+    std::string out = "{";
+    AppendJsonBytes(&out, "key", f.key);
+    absl::StrAppend(&out, ",\"found\":", r->found ? "true" : "false", ",");
+    AppendJsonBytes(&out, "value", r->value);
+    absl::StrAppend(&out, ",\"version\":", VersionJson(r->version), "}\n");
+    Out(out);
+  } else if (r->found) {
+    Out(r->value);
+    if (isatty(STDOUT_FILENO) &&
+        (r->value.empty() || r->value.back() != '\n')) {
+      Out("\n");
+    }
+  } else {
+    std::fprintf(stderr, "kvctl: key not found: %s\n",
+                 TextEscape(f.key).c_str());
+  }
+  return r->found ? kExitOk : kExitNotFound;
+}
+
+int PrintWriteResult(const absl::StatusOr<Version>& v, const Flags& f,
+                     bool json) {
+  if (!v.ok()) return Fail(v.status());
+  if (json) {
+    std::string out = "{";
+    AppendJsonBytes(&out, "key", f.key);
+    absl::StrAppend(&out, ",\"version\":", VersionJson(*v), "}\n");
+    Out(out);
+  } else {
+    Out(absl::StrCat(FormatVersion(*v), "\n"));
+  }
+  return kExitOk;
+}
+
+int CmdPut(Client& c, Flags& f, bool json, bool have_value) {
+  absl::StatusOr<Precondition> pre = PreconditionFromFlags(f);
+  if (!pre.ok()) return Usage(pre.status().message());
+  if (have_value && !f.file.empty()) {
+    return Usage("put takes VALUE or --file, not both");
+  }
+  if (!have_value) {
+    FILE* in = stdin;
+    if (!f.file.empty() && f.file != "-") {
+      in = std::fopen(f.file.c_str(), "rb");
+      if (in == nullptr) {
+        return Usage(
+            absl::StrCat("cannot open ", f.file, ": ", std::strerror(errno)));
+      }
+    } else if (isatty(STDIN_FILENO)) {
+      std::fputs("kvctl: reading the value from stdin (end with Ctrl-D)\n",
+                 stderr);
+    }
+    const int err = ReadAll(in, &f.value);
+    if (in != stdin) std::fclose(in);
+    if (err != 0) {
+      return Usage(absl::StrCat("cannot read ",
+                                f.file.empty() ? "stdin" : f.file, ": ",
+                                std::strerror(err)));
+    }
+  }
+  return PrintWriteResult(c.Put(f.key, f.value, *pre), f, json);
+}
+
+int CmdDelete(Client& c, const Flags& f, bool json) {
+  absl::StatusOr<Precondition> pre = PreconditionFromFlags(f);
+  if (!pre.ok()) return Usage(pre.status().message());
+  return PrintWriteResult(c.Delete(f.key, *pre), f, json);
+}
+
+int CmdScan(Client& c, const Flags& f, bool json) {
+  ScanOptions opts{f.prefix, f.start, f.end, f.limit};
+  uint64_t count = 0;
+  if (json) Out("{\"entries\":[");
+  absl::Status s = c.Scan(opts, [&](const Entry& e) {
+    if (json) {
+      std::string out = count == 0 ? "{" : ",{";
+      AppendJsonBytes(&out, "key", e.key);
+      out += ",";
+      AppendJsonBytes(&out, "value", e.value);
+      absl::StrAppend(&out, ",\"version\":", VersionJson(e.version), "}");
+      Out(out);
+    } else {
+      Out(absl::StrCat(TextEscape(e.key), "\t", TextEscape(e.value), "\t",
+                       FormatVersion(e.version), "\n"));
+    }
+    ++count;
+    return true;
+  });
+  if (!s.ok()) {
+    if (json) Out("\n");
+    std::fflush(stdout);
+    return Fail(s);
+  }
+  if (json) Out(absl::StrCat("],\"count\":", count, "}\n"));
+  return kExitOk;
+}
+
+int CmdHealth(Client& c, bool json) {
+  auto r = c.Health();
+  if (!r.ok()) return Fail(r.status());
+  const std::string name =
+      grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*r);
+  Out(json ? absl::StrCat("{\"status\":", JsonQuote(name), "}\n")
+           : absl::StrCat(name, "\n"));
+  if (*r != grpc::health::v1::HealthCheckResponse::SERVING) {
+    std::fprintf(stderr, "kvctl: health: %s\n", name.c_str());
+    return kExitError;
+  }
+  return kExitOk;
+}
+
+int CmdStats(Client& c, bool json) {
+  absl::StatusOr<kv::v1::StatsResponse> r = c.Stats();
+  if (!r.ok()) return Fail(r.status());
+  if (json) {
+    Out(absl::StrCat(ProtoJson(*r), "\n"));
+    return kExitOk;
+  }
+  const absl::Time now = absl::Now();
+  std::string out;
+  auto line = [&out](absl::string_view name, absl::string_view value) {
+    absl::StrAppendFormat(&out, "%-24s %s\n", name, value);
+  };
+  line("node", absl::StrCat(r->node_name(), " (id ", r->node_id(), ")"));
+  line("keys (incl. tombstones)", absl::StrCat(r->key_count()));
+  line("root digest", r->root_digest());
+  line("anti-entropy", r->anti_entropy_running() ? "running" : "paused");
+  line("exchanges",
+       absl::StrFormat("%d started, %d completed, %d failed, %d equal roots",
+                       r->exchanges_started(), r->exchanges_completed(),
+                       r->exchanges_failed(), r->rounds_equal_roots()));
+  line("differing leaves", absl::StrCat(r->differing_leaves()));
+  line("keys sent / received",
+       absl::StrCat(r->keys_sent(), " / ", r->keys_received()));
+  line("bytes sent / received",
+       absl::StrCat(r->bytes_sent(), " / ", r->bytes_received()));
+  line("tree verifications",
+       absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(),
+                    " mismatches)"));
+  absl::StrAppend(&out, "peers (", r->peers_size(), ")\n");
+  for (const kv::v1::PeerStats& p : r->peers()) {
+    absl::StrAppend(&out, "  ", p.address(), "\n");
+    absl::StrAppend(&out, "    last exchange  ",
+                    FormatUnixMs(p.last_exchange_unix_ms(), now), "\n");
+    absl::StrAppend(&out, "    last failure   ",
+                    FormatUnixMs(p.last_failure_unix_ms(), now), "\n");
+    if (!p.last_error().empty()) {
+      absl::StrAppend(&out, "    last error     ", TextEscape(p.last_error()),
+                      "\n");
+    }
+  }
+  Out(out);
+  return kExitOk;
+}
+
+int CmdAntiEntropy(Client& c, const Flags& f, bool json) {
+  absl::StatusOr<bool> r = c.SetAntiEntropy(f.ae_action == "resume");
+  if (!r.ok()) return Fail(r.status());
+  Out(json ? absl::StrCat("{\"anti_entropy_running\":", *r ? "true" : "false",
+                          "}\n")
+           : absl::StrCat("anti-entropy ", *r ? "running" : "paused", "\n"));
+  return kExitOk;
+}
+
+int CmdVerify(Client& c, bool json) {
+  absl::StatusOr<kv::v1::VerifyTreeResponse> r = c.VerifyTree();
+  if (!r.ok()) return Fail(r.status());
+  if (json) {
+    Out(absl::StrCat(ProtoJson(*r), "\n"));
+  } else {
+    Out(absl::StrCat(
+        r->matched() ? "tree matched the data"
+                     : "tree DID NOT match the data; rebuilt from the data",
+        ": ", r->key_count(), " keys, root ", r->root_digest(), "\n"));
+  }
+  return kExitOk;
+}
+
+int CmdBench(const Flags& f, const ClientOptions& copt, bool json,
+             bool seed_given) {
+  absl::StatusOr<Workload> w = ParseWorkload(f.workload);
+  if (!w.ok()) return Usage(w.status().message());
+  BenchOptions opts;
+  opts.workload = *w;
+  opts.duration = absl::Seconds(f.duration_s);
+  opts.concurrency = f.concurrency;
+  opts.channels = f.channels;
+  opts.keys = f.keys;
+  opts.value_size = f.value_size;
+  opts.preload = f.preload;
+  opts.seed = seed_given ? f.seed : std::random_device{}();
+  opts.progress = isatty(STDERR_FILENO);
+  absl::StatusOr<BenchResult> r = RunBench(f.endpoint, copt, opts);
+  if (!r.ok()) {
+    return r.status().code() == absl::StatusCode::kInvalidArgument
+               ? Usage(r.status().message())
+               : Fail(r.status());
+  }
+  Out(absl::StrCat(json ? FormatBenchJson(*r) : FormatBenchText(*r), "\n"));
+  if (!r->first_error.empty()) {
+    std::fprintf(stderr, "kvctl: bench: %llu errors, first: %s\n",
+                 static_cast<unsigned long long>(r->errors),
+                 r->first_error.c_str());
+  }
+  return r->ops == 0 && r->errors > 0 ? kExitError : kExitOk;
+}
+
+// CLI11 validators with short messages.
+std::string Positive(const std::string& s) {
+  double d;
+  return absl::SimpleAtod(s, &d) && d > 0 ? "" : "must be a number > 0";
+}
+std::string NonNegative(const std::string& s) {
+  double d;
+  return absl::SimpleAtod(s, &d) && d >= 0 ? "" : "must be a number >= 0";
+}
+
+int Main(int argc, char** argv) {
+  Flags f;
+  CLI::App app{
+      "kvctl: command-line client for kvd.\n"
+      "Exit codes: 0 ok, 1 key not found (get), 2 server or connection error "
+      "(\"kvctl: CODE: message\" on stderr), 3 usage error.\n"
+      "Versions are written HLC:NODE. get prints the raw value (a newline is "
+      "added only on a terminal). --output json prints one JSON object; "
+      "keys/values that are not UTF-8 are base64 with \"*_encoding\": "
+      "\"base64\"."};
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.add_option("--endpoint,-e", f.endpoint, "Server host:port")
+      ->envname("KVCTL_ENDPOINT")
+      ->capture_default_str();
+  app.add_option("--output,-o", f.output, "Output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--timeout", f.timeout,
+                 "Per-call deadline: seconds (2.5) or a duration (500ms, inf)")
+      ->capture_default_str();
+
+  CLI::App* get = app.add_subcommand("get", "Print the value of KEY");
+  get->add_option("KEY", f.key, "Key")->required();
+
+  CLI::App* put = app.add_subcommand(
+      "put", "Write VALUE (or --file, or stdin) under KEY; prints the version");
+  put->add_option("KEY", f.key, "Key")->required();
+  CLI::Option* value_opt = put->add_option("VALUE", f.value, "Value");
+  put->add_option("--file,-f", f.file,
+                  "Read the value from this file (- = stdin)");
+
+  CLI::App* del =
+      app.add_subcommand("delete", "Delete KEY (writes a tombstone)");
+  del->add_option("KEY", f.key, "Key")->required();
+
+  for (CLI::App* sub : {put, del}) {
+    CLI::Option* iv =
+        sub->add_option("--if-version", f.if_version,
+                        "Only if the key's current version is HLC:NODE");
+    CLI::Option* ia = sub->add_flag("--if-absent", f.if_absent,
+                                    "Only if the key does not exist");
+    iv->excludes(ia);
+  }
+
+  CLI::App* scan = app.add_subcommand("scan", "List live keys in key order");
+  CLI::Option* prefix_opt =
+      scan->add_option("--prefix", f.prefix, "Key prefix");
+  CLI::Option* start_opt =
+      scan->add_option("--start", f.start, "First key (inclusive)");
+  CLI::Option* end_opt = scan->add_option(
+      "--end", f.end, "End key (exclusive; default: to the last key)");
+  prefix_opt->excludes(start_opt)->excludes(end_opt);
+  scan->add_option("--limit,-n", f.limit, "At most N entries (0 = all)")
+      ->capture_default_str();
+
+  CLI::App* health = app.add_subcommand(
+      "health", "grpc.health.v1 check; exit 2 unless SERVING");
+  CLI::App* stats = app.add_subcommand("stats", "Print the node's Admin.Stats");
+  CLI::App* ae = app.add_subcommand("ae", "Pause or resume anti-entropy");
+  ae->add_option("ACTION", f.ae_action, "pause|resume")
+      ->required()
+      ->check(CLI::IsMember({"pause", "resume"}));
+  CLI::App* verify = app.add_subcommand(
+      "verify", "Rebuild the Merkle tree from the data and compare");
+
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Closed-loop benchmark with N calls in flight");
+  bench->add_option("--workload,-w", f.workload, "ping|get|put|mixed")
+      ->check(CLI::IsMember({"ping", "get", "put", "mixed"}))
+      ->capture_default_str();
+  bench->add_option("--duration,-d", f.duration_s, "Seconds")
+      ->check(Positive)
+      ->capture_default_str();
+  bench->add_option("--concurrency,-c", f.concurrency, "Calls in flight")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  bench
+      ->add_option("--channels", f.channels,
+                   "gRPC channels (TCP connections) to spread calls over")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  bench->add_option("--keys,-k", f.keys, "Key space: key0000000000..")
+      ->check(Positive)
+      ->capture_default_str();
+  bench->add_option("--value-size", f.value_size, "Value bytes for puts")
+      ->check(NonNegative)
+      ->capture_default_str();
+  bench->add_flag("--preload", f.preload,
+                  "get/mixed: write all keys first (not measured)");
+  CLI::Option* seed_opt =
+      bench->add_option("--seed", f.seed, "Random seed (default: random)");
+
+  const int rc = Parse(app, argc, argv);
+  if (rc == 0) return kExitOk;
+  if (rc > 0) return kExitUsage;
+
+  absl::StatusOr<absl::Duration> timeout = ParseTimeout(f.timeout);
+  if (!timeout.ok()) return Usage(timeout.status().message());
+  ClientOptions copt;
+  copt.timeout = *timeout;
+  const bool json = f.output == "json";
+
+  if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);
+
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Client::Connect(f.endpoint, copt);
+  if (!client.ok()) return Usage(client.status().message());
+  Client& c = **client;
+  if (*get) return CmdGet(c, f, json);
+  if (*put) return CmdPut(c, f, json, value_opt->count() > 0);
+  if (*del) return CmdDelete(c, f, json);
+  if (*scan) return CmdScan(c, f, json);
+  if (*health) return CmdHealth(c, json);
+  if (*stats) return CmdStats(c, json);
+  if (*ae) return CmdAntiEntropy(c, f, json);
+  if (*verify) return CmdVerify(c, json);
+  return Usage("no command");
+}
+
+}  // namespace
+}  // namespace kv::client
+
+int main(int argc, char** argv) {
+  const int rc = kv::client::Main(argc, argv);
+  std::fflush(stdout);
+  return rc;
+}
