@@ -36,17 +36,20 @@ grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* ctx,
   resp->set_root_digest(store_->tree().Root().Hex());
   resp->set_tree_verifications(verify_->runs.load());
   resp->set_tree_mismatches(verify_->mismatches.load());
+  anti_entropy_->FillStats(resp);
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* AdminService::SetAntiEntropy(
-    grpc::CallbackServerContext* ctx, const kv::v1::SetAntiEntropyRequest*,
-    kv::v1::SetAntiEntropyResponse*) {
+    grpc::CallbackServerContext* ctx, const kv::v1::SetAntiEntropyRequest* req,
+    kv::v1::SetAntiEntropyResponse* resp) {
+  anti_entropy_->SetRunning(req->running());
+  spdlog::info("anti-entropy {}", req->running() ? "resumed" : "paused");
+  resp->set_running(anti_entropy_->running());
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(absl::FailedPreconditionError(
-      "anti-entropy is not part of this build yet")));
+  reactor->Finish(grpc::Status::OK);
   return reactor;
 }
 

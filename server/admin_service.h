@@ -8,6 +8,7 @@
 #include <string>
 
 #include "proto/kv.grpc.pb.h"
+#include "server/anti_entropy.h"
 #include "storage/store.h"
 
 namespace kv::server {
@@ -21,8 +22,12 @@ struct VerifyCounters {
 class AdminService final : public kv::v1::Admin::CallbackService {
  public:
   // All pointers must outlive the service.
-  AdminService(std::string node_name, storage::Store* store, VerifyCounters* verify)
-      : node_name_(std::move(node_name)), store_(store), verify_(verify) {}
+  AdminService(std::string node_name, storage::Store* store, VerifyCounters* verify,
+               AntiEntropy* anti_entropy)
+      : node_name_(std::move(node_name)),
+        store_(store),
+        verify_(verify),
+        anti_entropy_(anti_entropy) {}
 
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const kv::v1::StatsRequest* req,
@@ -38,6 +43,7 @@ class AdminService final : public kv::v1::Admin::CallbackService {
   const std::string node_name_;
   storage::Store* const store_;
   VerifyCounters* const verify_;
+  AntiEntropy* const anti_entropy_;
 };
 
 // Runs Store::VerifyTree, counts it and logs a mismatch. Shared by the RPC

@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_split.h"
 #include "server/node.h"
 
 int main(int argc, char** argv) {
@@ -44,11 +46,40 @@ int main(int argc, char** argv) {
   app.add_option("--clock-offset-ms", o.clock_offset_ms,
                  "Test only: shift this node's wall clock")
       ->capture_default_str();
+  std::string peers;
+  int64_t ae_interval_ms = 1000, ae_deadline_s = 30;
+  auto& ae = o.anti_entropy;
+  app.add_option("--peers", peers, "Comma-separated host:port of the other nodes");
+  app.add_option("--ae-interval-ms", ae_interval_ms,
+                 "Milliseconds between anti-entropy exchanges (jittered +-25%)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
+  app.add_option("--ae-deadline", ae_deadline_s, "Seconds one exchange may take")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  app.add_option("--ae-bandwidth", ae.bandwidth_bytes_per_s,
+                 "Repair traffic cap in bytes/s (0: none)")
+      ->capture_default_str();
+  app.add_option("--ae-max-incoming", ae.max_incoming,
+                 "Most exchanges served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--ae-max-records-per-message", ae.exchange.max_records_per_message,
+                 "Records per exchange message")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  app.add_flag("--ae-paused", ae.start_paused,
+               "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
   app.add_option("--ready-file", ready_file,
                  "Write the bound host:port to this file once serving");
   CLI11_PARSE(app, argc, argv);
+  for (absl::string_view p : absl::StrSplit(peers, ',', absl::SkipWhitespace())) {
+    ae.peers.emplace_back(absl::StripAsciiWhitespace(p));
+  }
+  ae.interval = absl::Milliseconds(ae_interval_ms);
+  ae.exchange_deadline = absl::Seconds(ae_deadline_s);
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   // Block the stop signals before any thread starts (RocksDB and gRPC start

@@ -41,9 +41,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   KV_ASSIGN_OR_RETURN(node->store_,
                       storage::Store::Open(std::move(engine), store_options));
 
+  AntiEntropyOptions ae = o.anti_entropy;
+  ae.exchange.max_key_bytes = o.limits.max_key_bytes;
+  ae.exchange.max_value_bytes = o.limits.max_value_bytes;
+  node->anti_entropy_ = std::make_unique<AntiEntropy>(node->store_.get(), ae);
   node->kv_service_ = std::make_unique<KvService>(node->store_.get(), o.limits);
+  node->peer_service_ = std::make_unique<PeerService>(node->anti_entropy_.get());
   node->admin_service_ = std::make_unique<AdminService>(
-      o.name, node->store_.get(), &g_verify_counters);
+      o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get());
 
   // Keep grpc.health.v1's descriptor linked in so reflection can serve it.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
@@ -53,27 +58,32 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
-  const int max_message = static_cast<int>(o.limits.EffectiveMaxMessageBytes());
+  const int max_message = static_cast<int>(
+      std::max<uint64_t>(o.limits.EffectiveMaxMessageBytes(),
+                         replication::MaxReceivedMessageBytes(ae.exchange)));
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
   builder.RegisterService(node->kv_service_.get());
   builder.RegisterService(node->admin_service_.get());
+  builder.RegisterService(node->peer_service_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
                                                " (address in use or invalid?)"));
   }
   node->address_ = o.listen.substr(0, o.listen.rfind(':') + 1) + std::to_string(port);
+  node->anti_entropy_->Start();
   if (o.verify_interval_s > 0) {
     node->verifier_ = std::thread([n = node.get()] { n->VerifyLoop(); });
   }
   spdlog::info(
       "kvd {} (node id {:016x}) listening on {}, data in {} (sync={}, keys={}, "
-      "root={})",
+      "root={}, peers={}, anti-entropy {})",
       o.name, node->store_->node_id(), node->address_,
       std::filesystem::absolute(o.data_dir).lexically_normal().string(),
       o.sync ? "on" : "off", node->store_->tree().KeyCount(),
-      node->store_->tree().Root().Hex());
+      node->store_->tree().Root().Hex(), ae.peers.size(),
+      ae.start_paused ? "paused" : "running");
   return node;
 }
 
@@ -92,6 +102,7 @@ void Node::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
     server_->Wait();
   }
+  if (anti_entropy_ != nullptr) anti_entropy_->Stop();
   if (verifier_.joinable()) verifier_.join();
   store_.reset();  // Closes RocksDB (flushes nothing more: the WAL has it all).
   spdlog::info("kvd {} stopped", options_.name);

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "server/anti_entropy.h"
 #include "server/limits.h"
 #include "storage/store.h"
 
@@ -23,6 +24,7 @@ namespace kv::server {
 
 class AdminService;
 class KvService;
+class PeerService;
 
 struct NodeOptions {
   std::string name = "kvd";
@@ -33,6 +35,7 @@ struct NodeOptions {
   uint32_t leaf_depth = 16;
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).
   int64_t clock_offset_ms = 0;       // Test-only: skews this node's wall clock.
+  AntiEntropyOptions anti_entropy;
 };
 
 class Node {
@@ -59,7 +62,9 @@ class Node {
   std::string address_;
   std::unique_ptr<storage::SystemClock> physical_clock_;
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<AntiEntropy> anti_entropy_;
   std::unique_ptr<KvService> kv_service_;
+  std::unique_ptr<PeerService> peer_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Notification stopping_;

@@ -1,6 +1,9 @@
 #include "tests/integration/kvd_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,9 +44,8 @@ KvdProcess::~KvdProcess() {
 absl::Status KvdProcess::Start() {
   std::error_code ec;
   fs::remove(ready_path_, ec);
-  std::vector<std::string> args = {KvdPath(),          "--listen",
-                                   "127.0.0.1:0",      "--data-dir",
-                                   data_dir_,          "--ready-file",
+  std::vector<std::string> args = {KvdPath(), "--listen",     listen_,
+                                   "--data-dir", data_dir_, "--ready-file",
                                    ready_path_};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
@@ -98,6 +100,19 @@ std::string KvdProcess::Log() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv,

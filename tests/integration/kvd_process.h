@@ -38,6 +38,9 @@ class KvdProcess {
   // file appears). Errors: INTERNAL when it exits or does not come up in 20 s
   // (the message has the tail of its log).
   absl::Status Start();
+  // The address to listen on from the next Start (default 127.0.0.1:0, a
+  // free port chosen by the kernel).
+  void set_listen(std::string address) { listen_ = std::move(address); }
   // SIGKILL, no cleanup: the crash case.
   void Kill();
   // SIGTERM and wait; returns the exit status (as waitpid's) or -1.
@@ -53,9 +56,14 @@ class KvdProcess {
   std::vector<std::string> extra_args_;
   std::string log_path_;
   std::string ready_path_;
+  std::string listen_ = "127.0.0.1:0";
   std::string address_;
   pid_t pid_ = -1;
 };
+
+// A loopback port that was free a moment ago (for nodes that must know each
+// other's addresses before they start).
+int FreePort();
 
 // Runs a command with optional stdin; captures stdout and stderr.
 struct CommandResult {

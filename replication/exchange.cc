@@ -1,0 +1,624 @@
+#include "replication/exchange.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/base/internal/endian.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "storage/merkle.h"
+#include "storage/status_macros.h"
+
+namespace kv::replication {
+namespace {
+
+using peer::v1::ExchangeMessage;
+
+// Bytes a repeated/embedded field adds beyond the item itself: tag plus a
+// length varint (at most 5 bytes for our sizes).
+constexpr int64_t kFieldOverhead = 6;
+
+absl::Status Invalid(const auto&... parts) {
+  return absl::InvalidArgumentError(absl::StrCat(parts...));
+}
+
+std::string NodeName(uint32_t depth, uint64_t index) {
+  return absl::StrCat("(", depth, ", ", index, ")");
+}
+
+}  // namespace
+
+uint64_t MaxReceivedMessageBytes(const ExchangeOptions& o) {
+  // A message is filled up to max_message_bytes, or holds one larger item:
+  // a record at the limits, or a Diff (entries up to max_diff_bytes plus the
+  // missing positions, at most 5 bytes each).
+  const uint64_t record = o.max_key_bytes + o.max_value_bytes;
+  const uint64_t diff = static_cast<uint64_t>(o.max_diff_bytes) +
+                        5 * static_cast<uint64_t>(o.max_received_fingerprints);
+  return std::max({static_cast<uint64_t>(o.max_message_bytes), record, diff}) +
+         4096;
+}
+
+absl::Status Exchange::ValidateOptions(storage::Store* store,
+                                       const ExchangeOptions& o) {
+  if (store == nullptr) return Invalid("store is null");
+  if (o.fanout_bits < 1 || o.fanout_bits > 8) {
+    return Invalid("fanout_bits ", o.fanout_bits, " is not in [1, 8]");
+  }
+  if (o.finer_bits < 1 || o.finer_bits > 8) {
+    return Invalid("finer_bits ", o.finer_bits, " is not in [1, 8]");
+  }
+  if (o.max_fingerprints < 0) return Invalid("max_fingerprints is negative");
+  if (o.max_differing_leaves < 1) return Invalid("max_differing_leaves < 1");
+  if (o.max_records_per_message < 1) {
+    return Invalid("max_records_per_message < 1");
+  }
+  if (o.max_message_bytes < 64) return Invalid("max_message_bytes < 64");
+  if (o.max_record_bytes_per_exchange < 0) {
+    return Invalid("max_record_bytes_per_exchange is negative");
+  }
+  if (o.max_key_bytes < 1) return Invalid("max_key_bytes < 1");
+  if (o.max_received_fingerprints < o.max_fingerprints) {
+    return Invalid("max_received_fingerprints < max_fingerprints");
+  }
+  if (o.max_list_entries < 1) return Invalid("max_list_entries < 1");
+  if (o.max_diff_bytes < 1) return Invalid("max_diff_bytes < 1");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
+    storage::Store* store, const ExchangeOptions& options, uint64_t salt) {
+  KV_RETURN_IF_ERROR(ValidateOptions(store, options));
+  std::unique_ptr<Exchange> e(
+      new Exchange(store, options, Role::kInitiator, salt));
+  ExchangeMessage hello_msg;
+  peer::v1::Hello* hello = hello_msg.mutable_hello();
+  hello->set_protocol_version(kProtocolVersion);
+  hello->set_leaf_depth(e->leaf_depth_);
+  hello->set_salt(salt);
+  hello->set_root(SaltedDigest(store->tree().Root(), salt));
+  hello->set_node_id(store->node_id());
+  hello_msg.set_end_of_turn(true);
+  e->stats_.messages_sent = 1;
+  e->stats_.turns_sent = 1;
+  e->stats_.bytes_sent = static_cast<int64_t>(hello_msg.ByteSizeLong());
+  e->ready_.messages.push_back(std::move(hello_msg));
+  e->asked_.root = true;
+  e->state_ = State::kAwaitingTurn;
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Responder(
+    storage::Store* store, const ExchangeOptions& options) {
+  KV_RETURN_IF_ERROR(ValidateOptions(store, options));
+  return std::unique_ptr<Exchange>(
+      new Exchange(store, options, Role::kResponder, 0));
+}
+
+Exchange::Exchange(storage::Store* store, const ExchangeOptions& options,
+                   Role role, uint64_t salt)
+    : store_(store),
+      options_(options),
+      limits_{options.max_key_bytes, options.max_value_bytes},
+      role_(role),
+      leaf_depth_(store->tree().leaf_depth()),
+      salt_(salt),
+      state_(role == Role::kInitiator ? State::kAwaitingTurn
+                                      : State::kAwaitingHello) {}
+
+Ready Exchange::TakeReady() {
+  Ready out = std::move(ready_);
+  ready_ = Ready{};
+  return out;
+}
+
+absl::Status Exchange::Step(const ExchangeMessage& msg) {
+  switch (state_) {
+    case State::kFailed:
+      return absl::FailedPreconditionError(
+          "the exchange has already failed; no more messages are accepted");
+    case State::kDone:
+      state_ = State::kFailed;
+      ready_.messages.clear();
+      return Invalid("message received after the exchange finished");
+    default:
+      break;
+  }
+  ++stats_.messages_received;
+  const size_t size = msg.ByteSizeLong();
+  stats_.bytes_received += static_cast<int64_t>(size);
+  const size_t records_before = ready_.records_to_apply.size();
+  absl::Status status = StepImpl(msg);
+  if (!status.ok()) {
+    state_ = State::kFailed;
+    ready_.messages.clear();
+    // Keep only the records of messages handled completely before.
+    stats_.records_received -= static_cast<int64_t>(
+        ready_.records_to_apply.size() - records_before);
+    ready_.records_to_apply.resize(records_before);
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
+  // The largest message a well-behaved peer sends: max_message_bytes, or one
+  // item over it (a record at the limits, or a Diff).
+  const uint64_t max_bytes = MaxReceivedMessageBytes(options_);
+  const size_t size = msg.ByteSizeLong();
+  if (size > max_bytes) {
+    return Invalid("message of ", size, " bytes is over the limit of ",
+                   max_bytes, " bytes");
+  }
+  if (state_ == State::kAwaitingHello) {
+    if (!msg.has_hello()) return Invalid("the first message must be a Hello");
+    if (!msg.end_of_turn() || msg.digests_size() > 0 ||
+        msg.fingerprints_size() > 0 || msg.diffs_size() > 0 ||
+        msg.records_size() > 0 || msg.wants_size() > 0) {
+      return Invalid("the Hello message must be a turn of its own");
+    }
+    return HandleHello(msg.hello());
+  }
+  if (msg.has_hello()) {
+    return Invalid(role_ == Role::kInitiator
+                       ? "Hello received by the initiator"
+                       : "Hello after the first message");
+  }
+  for (const peer::v1::Digests& d : msg.digests()) {
+    KV_RETURN_IF_ERROR(HandleDigests(d));
+  }
+  for (const peer::v1::Fingerprints& f : msg.fingerprints()) {
+    KV_RETURN_IF_ERROR(HandleFingerprints(f));
+  }
+  for (const peer::v1::Diff& d : msg.diffs()) {
+    KV_RETURN_IF_ERROR(HandleDiff(d));
+  }
+  KV_RETURN_IF_ERROR(HandleWants(msg));
+  KV_RETURN_IF_ERROR(HandleRecords(msg));
+  if (msg.end_of_turn()) {
+    const bool peer_asked = msg.digests_size() > 0 ||
+                            msg.fingerprints_size() > 0 ||
+                            msg.diffs_size() > 0 || msg.wants_size() > 0 ||
+                            peer_turn_asked_;
+    peer_turn_asked_ = false;
+    if (!peer_asked) {
+      // The responder's answer to Hello asked nothing: equal roots.
+      if (asked_.root && msg.records_size() == 0) stats_.equal_roots = true;
+      // A turn that asks nothing ends the exchange; it cannot leave any of
+      // our questions open.
+      if (!asked_.fingerprints.empty()) {
+        return Invalid("the peer ended the exchange without a Diff for node ",
+                       NodeName(asked_.fingerprints.begin()->first.depth,
+                                asked_.fingerprints.begin()->first.index));
+      }
+      if (!turn_.records.empty() || turn_.Asks()) {
+        return absl::InternalError("answer built for a turn that asked nothing");
+      }
+      state_ = State::kDone;
+      return absl::OkStatus();
+    }
+    return EndPeerTurn();
+  }
+  peer_turn_asked_ = peer_turn_asked_ || msg.digests_size() > 0 ||
+                     msg.fingerprints_size() > 0 || msg.diffs_size() > 0 ||
+                     msg.wants_size() > 0;
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::HandleHello(const peer::v1::Hello& hello) {
+  if (hello.protocol_version() != kProtocolVersion) {
+    return Invalid("Hello: protocol version ", hello.protocol_version(),
+                   " is not the supported ", kProtocolVersion);
+  }
+  if (hello.leaf_depth() != leaf_depth_) {
+    return Invalid("Hello: the peer's Merkle leaf depth ", hello.leaf_depth(),
+                   " differs from ours, ", leaf_depth_);
+  }
+  salt_ = hello.salt();
+  peer_node_id_ = hello.node_id();
+  state_ = State::kAwaitingTurn;
+  if (SaltedDigest(store_->tree().Root(), salt_) == hello.root()) {
+    stats_.equal_roots = true;
+  } else {
+    KV_RETURN_IF_ERROR(ExpandNode(NodeId{0, 0}));
+  }
+  return EndPeerTurn();
+}
+
+absl::Status Exchange::ValidateNode(uint32_t depth, uint64_t index,
+                                    const char* what) const {
+  if (depth > 64) return Invalid(what, ": depth ", depth, " is over 64");
+  if (depth < 64 && (index >> depth) != 0) {
+    return Invalid(what, ": index ", index, " is out of range at depth ",
+                   depth);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::ClaimSubject(const NodeId& node, const char* what) {
+  bool asked = asked_.root && node == NodeId{0, 0};
+  for (uint32_t bits = 1; !asked && bits <= 8 && bits <= node.depth; ++bits) {
+    auto it = asked_.digests.find(NodeId{node.depth - bits, node.index >> bits});
+    asked = it != asked_.digests.end() && it->second == bits;
+  }
+  if (!asked) {
+    return Invalid(what, ": node ", NodeName(node.depth, node.index),
+                   " was not asked about");
+  }
+  if (!answered_.insert(node).second) {
+    return Invalid(what, ": node ", NodeName(node.depth, node.index),
+                   " appears twice in one turn");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint32_t>> Exchange::ChildDigests(
+    const NodeId& node, uint32_t child_bits) {
+  const uint32_t child_depth = node.depth + child_bits;
+  const uint64_t n = uint64_t{1} << child_bits;
+  std::vector<storage::Digest> digests(n);
+  if (child_depth <= leaf_depth_) {
+    const storage::MerkleTree& tree = store_->tree();
+    for (uint64_t j = 0; j < n; ++j) {
+      digests[j] = tree.NodeDigest(child_depth, (node.index << child_bits) | j);
+    }
+  } else {
+    const uint64_t mask = n - 1;
+    KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+        node.depth, node.index, [&](const storage::IndexEntry& e) {
+          digests[(e.hash >> (64 - child_depth)) & mask] ^= e.digest;
+          return true;
+        }));
+  }
+  std::vector<uint32_t> out(n);
+  for (uint64_t j = 0; j < n; ++j) out[j] = SaltedDigest(digests[j], salt_);
+  return out;
+}
+
+absl::Status Exchange::HandleDigests(const peer::v1::Digests& d) {
+  KV_RETURN_IF_ERROR(ValidateNode(d.parent_depth(), d.parent_index(), "Digests"));
+  const uint32_t bits = d.child_bits();
+  if (bits < 1 || bits > 8) {
+    return Invalid("Digests: child_bits ", bits, " is not in [1, 8]");
+  }
+  const uint32_t child_depth = d.parent_depth() + bits;
+  if (child_depth > 64) {
+    return Invalid("Digests: parent depth ", d.parent_depth(),
+                   " + child_bits ", bits, " is over 64");
+  }
+  if (d.parent_depth() < leaf_depth_ && child_depth > leaf_depth_) {
+    return Invalid("Digests: children at depth ", child_depth,
+                   " skip the leaf level ", leaf_depth_);
+  }
+  if (d.digests().size() != (size_t{4} << bits)) {
+    return Invalid("Digests: ", d.digests().size(), " bytes of digests, not ",
+                   size_t{4} << bits, " for child_bits ", bits);
+  }
+  const NodeId parent{d.parent_depth(), d.parent_index()};
+  KV_RETURN_IF_ERROR(ClaimSubject(parent, "Digests"));
+  KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(parent, bits));
+  const char* theirs = d.digests().data();
+  for (uint64_t j = 0; j < own.size(); ++j) {
+    if (absl::little_endian::Load32(theirs + 4 * j) == own[j]) continue;
+    KV_RETURN_IF_ERROR(
+        ExpandNode(NodeId{child_depth, (parent.index << bits) | j}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::ExpandNode(const NodeId& node) {
+  if (node.depth < leaf_depth_) {
+    return SendDigests(node,
+                       std::min(options_.fanout_bits, leaf_depth_ - node.depth));
+  }
+  if (node.depth == leaf_depth_) {
+    // The budget admits whole leaves: below an admitted leaf the descent
+    // runs to the end (its work is bounded by the leaf's entries), so every
+    // exchange finishes the leaves it starts and the next one gets further.
+    if (leaves_expanded_ >= options_.max_differing_leaves) {
+      ++stats_.skipped_leaves;
+      return absl::OkStatus();
+    }
+    ++leaves_expanded_;
+    ++stats_.differing_leaves;
+  }
+  if (node.depth >= 64) return SendFingerprints(node);
+  KV_ASSIGN_OR_RETURN(storage::RangeSummary summary,
+                      store_->Summarize(node.depth, node.index));
+  if (summary.count <= options_.max_fingerprints) return SendFingerprints(node);
+  return SendDigests(node, std::min(options_.finer_bits, 64 - node.depth));
+}
+
+absl::Status Exchange::SendDigests(const NodeId& node, uint32_t child_bits) {
+  KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(node, child_bits));
+  std::string bytes(own.size() * 4, '\0');
+  for (size_t j = 0; j < own.size(); ++j) {
+    absl::little_endian::Store32(bytes.data() + 4 * j, own[j]);
+  }
+  peer::v1::Digests& d = turn_.digests.emplace_back();
+  d.set_parent_depth(node.depth);
+  d.set_parent_index(node.index);
+  d.set_child_bits(child_bits);
+  d.set_digests(std::move(bytes));
+  asking_.digests[node] = child_bits;
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::SendFingerprints(const NodeId& node) {
+  std::vector<std::string> keys;
+  std::string fps;
+  KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+      node.depth, node.index, [&](const storage::IndexEntry& e) {
+        // Cutting the list is safe: the peer then treats the rest of our
+        // entries as unknown, and they are compared in a later exchange.
+        if (static_cast<int64_t>(keys.size()) >=
+            options_.max_received_fingerprints) {
+          return false;
+        }
+        char buf[4];
+        absl::little_endian::Store32(buf, SaltedDigest(e.digest, salt_));
+        fps.append(buf, 4);
+        keys.push_back(e.key);
+        return true;
+      }));
+  peer::v1::Fingerprints& f = turn_.fingerprints.emplace_back();
+  f.set_depth(node.depth);
+  f.set_index(node.index);
+  f.set_fingerprints(std::move(fps));
+  asking_.fingerprints[node] = std::move(keys);
+  ++stats_.fingerprints_sent;
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
+  KV_RETURN_IF_ERROR(ValidateNode(f.depth(), f.index(), "Fingerprints"));
+  if (f.depth() < leaf_depth_) {
+    return Invalid("Fingerprints: node ", NodeName(f.depth(), f.index()),
+                   " is above the leaf level ", leaf_depth_);
+  }
+  if (f.fingerprints().size() % 4 != 0) {
+    return Invalid("Fingerprints: ", f.fingerprints().size(),
+                   " bytes is not a multiple of 4");
+  }
+  const size_t count = f.fingerprints().size() / 4;
+  if (count > static_cast<size_t>(options_.max_received_fingerprints)) {
+    return Invalid("Fingerprints: ", count, " entries is over the limit of ",
+                   options_.max_received_fingerprints);
+  }
+  const NodeId node{f.depth(), f.index()};
+  KV_RETURN_IF_ERROR(ClaimSubject(node, "Fingerprints"));
+
+  // Fingerprint -> its positions not yet matched by one of our entries.
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> positions;
+  const char* fps = f.fingerprints().data();
+  for (size_t i = count; i-- > 0;) {  // Reversed: matched from the back.
+    positions[absl::little_endian::Load32(fps + 4 * i)].push_back(
+        static_cast<uint32_t>(i));
+  }
+  peer::v1::Diff& diff = turn_.diffs.emplace_back();
+  diff.set_depth(node.depth);
+  diff.set_index(node.index);
+  // Entries beyond this budget are left out: the peer then misses some keys
+  // it should want, which a later exchange finds.
+  const int64_t entry_budget = options_.max_diff_bytes;
+  int64_t entry_bytes = 0;
+  int64_t entries = 0;
+  KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+      node.depth, node.index, [&](const storage::IndexEntry& e) {
+        auto it = positions.find(SaltedDigest(e.digest, salt_));
+        if (it != positions.end() && !it->second.empty()) {
+          it->second.pop_back();
+          return true;
+        }
+        const int64_t size = static_cast<int64_t>(e.key.size()) + 32;
+        if (entries >= options_.max_list_entries ||
+            entry_bytes + size > entry_budget) {
+          return true;  // Keep matching the rest for `missing`.
+        }
+        entry_bytes += size;
+        ++entries;
+        peer::v1::KeyVersion* kv = diff.add_entries();
+        kv->set_key(e.key);
+        VersionToProto(e.version, kv->mutable_version());
+        asking_.offered.insert(e.key);
+        return true;
+      }));
+  std::vector<uint32_t> missing;
+  for (auto& [fp, list] : positions) {
+    missing.insert(missing.end(), list.begin(), list.end());
+  }
+  std::sort(missing.begin(), missing.end());
+  for (uint32_t p : missing) diff.add_missing(p);
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
+  KV_RETURN_IF_ERROR(ValidateNode(diff.depth(), diff.index(), "Diff"));
+  const NodeId node{diff.depth(), diff.index()};
+  auto it = asked_.fingerprints.find(node);
+  if (it == asked_.fingerprints.end()) {
+    return Invalid("Diff: node ", NodeName(node.depth, node.index),
+                   " was not sent fingerprints (or is answered twice)");
+  }
+  const std::vector<std::string> keys = std::move(it->second);
+  asked_.fingerprints.erase(it);
+  if (diff.entries_size() > options_.max_list_entries) {
+    return Invalid("Diff: ", diff.entries_size(),
+                   " entries is over the limit of ", options_.max_list_entries);
+  }
+  if (static_cast<size_t>(diff.missing_size()) > keys.size()) {
+    return Invalid("Diff: ", diff.missing_size(),
+                   " missing positions for a list of ", keys.size());
+  }
+  std::vector<bool> named(keys.size(), false);
+  for (uint32_t p : diff.missing()) {
+    if (p >= keys.size()) {
+      return Invalid("Diff: missing position ", p,
+                     " is out of range of a list of ", keys.size());
+    }
+    if (named[p]) return Invalid("Diff: missing position ", p, " repeats");
+    named[p] = true;
+  }
+  const storage::HashRange range = storage::RangeOf(node.depth, node.index);
+  absl::flat_hash_set<std::string_view> listed;
+  for (const peer::v1::KeyVersion& kv : diff.entries()) {
+    if (absl::Status s = ValidateKey(kv.key(), limits_); !s.ok()) {
+      return Invalid("Diff entry: ", s.message());
+    }
+    if (!range.Contains(storage::KeyHash(kv.key()))) {
+      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
+                     "' is not under node ", NodeName(node.depth, node.index));
+    }
+    if (!kv.has_version() || kv.version().hlc() == 0) {
+      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
+                     "' has a missing or zero version");
+    }
+    if (!listed.insert(kv.key()).second) {
+      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
+                     "' repeats");
+    }
+  }
+  // All checked; now act.
+  for (const peer::v1::KeyVersion& kv : diff.entries()) {
+    KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
+                        store_->Get(kv.key()));
+    const storage::Version theirs = VersionFromProto(kv.version());
+    if (own.has_value() && own->version > theirs) {
+      KV_RETURN_IF_ERROR(SendRecord(kv.key()));
+    } else if (!own.has_value() || own->version < theirs) {
+      AddWant(kv.key());
+    }
+  }
+  for (size_t p = 0; p < keys.size(); ++p) {
+    if (named[p] && !listed.contains(keys[p])) {
+      KV_RETURN_IF_ERROR(SendRecord(keys[p]));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::HandleWants(const ExchangeMessage& msg) {
+  if (msg.wants_size() > options_.max_list_entries) {
+    return Invalid("wants: ", msg.wants_size(), " keys is over the limit of ",
+                   options_.max_list_entries);
+  }
+  for (const std::string& key : msg.wants()) {
+    if (asked_.offered.erase(key) == 0) {
+      return Invalid("wants: key '", KeyForMessage(key),
+                     "' was not offered in a Diff (or is wanted twice)");
+    }
+    KV_RETURN_IF_ERROR(SendRecord(key));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
+  if (msg.records_size() > options_.max_list_entries) {
+    return Invalid("records: ", msg.records_size(),
+                   " records is over the limit of ", options_.max_list_entries);
+  }
+  std::vector<storage::Record> records;
+  records.reserve(msg.records_size());
+  for (const peer::v1::Record& r : msg.records()) {
+    KV_ASSIGN_OR_RETURN(storage::Record record, RecordFromProto(r, limits_));
+    records.push_back(std::move(record));
+  }
+  stats_.records_received += static_cast<int64_t>(records.size());
+  for (storage::Record& r : records) {
+    ready_.records_to_apply.push_back(std::move(r));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exchange::SendRecord(const std::string& key) {
+  if (keys_sent_.contains(key)) return absl::OkStatus();
+  KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own, store_->Get(key));
+  if (!own.has_value()) return absl::OkStatus();  // Purged meanwhile.
+  const int64_t size =
+      static_cast<int64_t>(own->key.size() + own->value.size());
+  // At least one record per exchange, so that a record larger than the
+  // budget still gets through.
+  if (record_bytes_sent_ > 0 &&
+      record_bytes_sent_ + size > options_.max_record_bytes_per_exchange) {
+    ++stats_.records_skipped;
+    return absl::OkStatus();
+  }
+  record_bytes_sent_ += size;
+  keys_sent_.insert(key);
+  turn_.records.push_back(RecordToProto(*own));
+  ++stats_.records_sent;
+  return absl::OkStatus();
+}
+
+void Exchange::AddWant(const std::string& key) {
+  if (!keys_wanted_.insert(key).second) return;
+  turn_.wants.push_back(key);
+  ++stats_.wants_sent;
+}
+
+absl::Status Exchange::EndPeerTurn() {
+  if (!asked_.fingerprints.empty()) {
+    const NodeId& n = asked_.fingerprints.begin()->first;
+    return Invalid("the peer's turn ended without a Diff for node ",
+                   NodeName(n.depth, n.index));
+  }
+  const bool asks = turn_.Asks();
+  FlushTurn();
+  asked_ = std::move(asking_);
+  asking_ = Asked{};
+  answered_.clear();
+  state_ = asks ? State::kAwaitingTurn : State::kDone;
+  return absl::OkStatus();
+}
+
+void Exchange::FlushTurn() {
+  std::vector<ExchangeMessage> out;
+  ExchangeMessage cur;
+  int64_t cur_bytes = 0;
+  int64_t cur_records = 0;
+  auto make_room = [&](int64_t item_bytes, bool is_record) {
+    const bool full =
+        cur_bytes + item_bytes > options_.max_message_bytes ||
+        (is_record && cur_records >= options_.max_records_per_message);
+    if (cur_bytes > 0 && full) {
+      out.push_back(std::move(cur));
+      cur = ExchangeMessage();
+      cur_bytes = 0;
+      cur_records = 0;
+    }
+    cur_bytes += item_bytes + kFieldOverhead;
+    if (is_record) ++cur_records;
+  };
+  for (peer::v1::Digests& d : turn_.digests) {
+    make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
+    *cur.add_digests() = std::move(d);
+  }
+  for (peer::v1::Fingerprints& f : turn_.fingerprints) {
+    make_room(static_cast<int64_t>(f.ByteSizeLong()), false);
+    *cur.add_fingerprints() = std::move(f);
+  }
+  for (peer::v1::Diff& d : turn_.diffs) {
+    make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
+    *cur.add_diffs() = std::move(d);
+  }
+  for (std::string& w : turn_.wants) {
+    make_room(static_cast<int64_t>(w.size()), false);
+    cur.add_wants(std::move(w));
+  }
+  for (peer::v1::Record& r : turn_.records) {
+    make_room(static_cast<int64_t>(r.ByteSizeLong()), true);
+    *cur.add_records() = std::move(r);
+  }
+  cur.set_end_of_turn(true);
+  out.push_back(std::move(cur));
+  for (ExchangeMessage& m : out) {
+    ++stats_.messages_sent;
+    stats_.bytes_sent += static_cast<int64_t>(m.ByteSizeLong());
+    ready_.messages.push_back(std::move(m));
+  }
+  ++stats_.turns_sent;
+  turn_ = Turn{};
+  keys_wanted_.clear();
+}
+
+}  // namespace kv::replication

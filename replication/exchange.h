@@ -1,0 +1,275 @@
+// The anti-entropy exchange (proto/peer.proto) as a pure state machine.
+//
+// One Exchange object plays one side of one exchange. It does no I/O: it
+// reads local data through storage::Store (synchronous reads only), takes
+// the peer's messages through Step(), and hands back, through TakeReady(),
+// the messages to send and the records the driver must apply with
+// Store::Apply (the pattern of etcd raft's Ready). It has no clock, thread or
+// random source: the salt is passed in. The same store contents and inputs
+// always give the same outputs.
+//
+// Protocol (both sides take turns; a turn is one or more messages, the last
+// with end_of_turn):
+//   turn 1, initiator: Hello{version, leaf_depth, salt, salted root}.
+//   responder: equal roots -> an empty turn (both done); else the Digests of
+//     the root's children.
+//   Digests -> for each child whose salted digest differs from ours: above
+//     the leaves our Digests of its children (2^fanout_bits); at or below
+//     the leaves, when we hold at most max_fingerprints entries under it (or
+//     it is at depth 64), our Fingerprints of those entries, else the
+//     Digests of its 2^finer_bits children computed from the hash index.
+//   Fingerprints -> a Diff: our entries whose fingerprint is not in the list
+//     (as key + version) and the list positions that match none of ours.
+//   Diff -> the records we hold newer or the peer lacks, and `wants` for the
+//     keys the peer holds newer.
+//   wants -> those records.
+// A turn "asks" when it carries digests, fingerprints, diffs or wants; a side
+// that sends a turn which asks nothing is done after sending it, a side that
+// receives one is done after applying it. Records streamed are exactly the
+// differing keys, in both directions (unless a budget below cuts the round
+// short, or a 32-bit salted digest collides, which the next salt undoes).
+// The side that sends Fingerprints keeps the keys it listed, so the `missing`
+// positions of the Diff are read against exactly that list even if the store
+// changed in between.
+//
+// Peer input is checked as it arrives: bounds of every depth, index, size and
+// list, that every Digests/Fingerprints is about a node the peer was asked
+// about (once), that every Fingerprints we sent is answered by one Diff in
+// the next turn, that wanted keys were offered in our Diffs, and each record
+// (RecordFromProto in wire.h). A violation makes Step return
+// INVALID_ARGUMENT and fails the exchange; nothing crashes.
+//
+// Work per exchange is capped (ExchangeOptions::max_differing_leaves,
+// max_record_bytes_per_exchange): what is left over stays different and is
+// found by a later exchange, so a wiped node converges over several rounds.
+//
+// Thread safety: not thread-safe; one exchange = one object, driven by one
+// thread at a time. The Store it reads may be written concurrently (by
+// foreground writes): the exchange stays valid, a change it races with is
+// repaired by a later exchange.
+#ifndef KV_REPLICATION_EXCHANGE_H_
+#define KV_REPLICATION_EXCHANGE_H_
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/peer.pb.h"
+#include "replication/wire.h"
+#include "storage/record.h"
+#include "storage/store.h"
+
+namespace kv::replication {
+
+struct ExchangeOptions {
+  // Children per Digests item above the leaves (2^fanout_bits), in [1, 8].
+  uint32_t fanout_bits = 8;
+  // Children per Digests item below the leaves (the finer levels), in [1, 8].
+  uint32_t finer_bits = 4;
+  // A differing node at or below the leaves with at most this many local
+  // entries is compared by fingerprints; above it, it is split further.
+  int64_t max_fingerprints = 64;
+  // Budget of differing leaves this side expands in one exchange (>= 1);
+  // the others wait for a later exchange. An expanded leaf is compared to
+  // the end, through the finer levels below it.
+  int64_t max_differing_leaves = 65536;
+  // Splitting of a turn into messages; a single item larger than
+  // max_message_bytes is sent alone in its message.
+  int64_t max_records_per_message = 1000;
+  int64_t max_message_bytes = int64_t{1} << 20;
+  // Budget of record bytes (key + value) this side sends in one exchange;
+  // records beyond it are left for a later exchange (the first record is
+  // always sent, whatever its size).
+  int64_t max_record_bytes_per_exchange = int64_t{64} << 20;
+  // Limits of received records and keys.
+  size_t max_key_bytes = 4096;
+  size_t max_value_bytes = size_t{1} << 20;
+  // Most entries accepted in one received Fingerprints item; also the most
+  // this side sends in one (a longer local list is cut, which is safe).
+  int64_t max_received_fingerprints = 16384;
+  // Most bytes of (key, version) entries this side puts in one Diff; the
+  // entries beyond are left out (the peer then wants fewer keys this round).
+  int64_t max_diff_bytes = int64_t{512} << 10;
+  // Most entries accepted in one received list: Diff entries, Diff missing,
+  // wants and records of one message.
+  int64_t max_list_entries = 65536;
+};
+
+struct ExchangeStats {
+  // Ended at equal roots: the responder found them equal on Hello; the
+  // initiator got an empty answer to Hello.
+  bool equal_roots = false;
+  int64_t differing_leaves = 0;    // Differing leaves this side expanded.
+  int64_t skipped_leaves = 0;      // Differing leaves left for later (budget).
+  int64_t fingerprints_sent = 0;   // Fingerprints items sent.
+  int64_t records_sent = 0;
+  int64_t records_skipped = 0;     // Over max_record_bytes_per_exchange.
+  int64_t records_received = 0;
+  int64_t wants_sent = 0;
+  int64_t bytes_sent = 0;          // Sum of ByteSizeLong of sent messages.
+  int64_t bytes_received = 0;
+  int64_t messages_sent = 0;
+  int64_t messages_received = 0;
+  int64_t turns_sent = 0;
+};
+
+// The largest message a peer with the same options sends; Step rejects
+// larger ones. Transports should accept messages of this size.
+uint64_t MaxReceivedMessageBytes(const ExchangeOptions& options);
+
+// What the driver must do after Step (or after creating an initiator).
+struct Ready {
+  // To send to the peer, in order, on the exchange's stream.
+  std::vector<peer::v1::ExchangeMessage> messages;
+  // Valid records from the peer, to apply with storage::Store::Apply (in any
+  // order; applying is idempotent and last-writer-wins).
+  std::vector<storage::Record> records_to_apply;
+
+  bool empty() const { return messages.empty() && records_to_apply.empty(); }
+};
+
+class Exchange {
+ public:
+  // The side that opens the stream. Its first Ready holds the Hello turn.
+  // `store` must outlive the exchange. `salt` should be random per exchange.
+  // Errors: INVALID_ARGUMENT when `options` are out of range (message names
+  // the field) or `store` is null.
+  static absl::StatusOr<std::unique_ptr<Exchange>> Initiator(
+      storage::Store* store, const ExchangeOptions& options, uint64_t salt);
+
+  // The side that accepts the stream; it waits for Hello.
+  // Errors: as Initiator.
+  static absl::StatusOr<std::unique_ptr<Exchange>> Responder(
+      storage::Store* store, const ExchangeOptions& options);
+
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Handles one message received from the peer, in stream order. When it
+  // ends the peer's turn, our answer turn (if any) is queued in Ready.
+  // Success: OK; read TakeReady() and done().
+  // Errors (the exchange is then failed: queued messages are dropped,
+  // records from messages handled before stay in Ready, as each was valid):
+  //  - INVALID_ARGUMENT: the message is malformed or breaks the protocol
+  //    (bounds, sizes, a node not asked about, a Hello out of place, a
+  //    message after the exchange finished, ...); the message says what.
+  //  - FAILED_PRECONDITION: Step after the exchange had already failed.
+  //  - a Store read error, returned as is.
+  absl::Status Step(const peer::v1::ExchangeMessage& msg);
+
+  // Moves out and clears what is queued.
+  Ready TakeReady();
+
+  // The exchange finished cleanly. A Ready taken after it became done may
+  // still hold the last messages to send and records to apply.
+  bool done() const { return state_ == State::kDone; }
+  // Step returned an error; the stream should be closed.
+  bool failed() const { return state_ == State::kFailed; }
+  bool is_initiator() const { return role_ == Role::kInitiator; }
+  // The peer's node id from Hello (responder), else 0.
+  uint64_t peer_node_id() const { return peer_node_id_; }
+  const ExchangeStats& stats() const { return stats_; }
+
+ private:
+  enum class Role { kInitiator, kResponder };
+  enum class State { kAwaitingHello, kAwaitingTurn, kDone, kFailed };
+
+  struct NodeId {
+    uint32_t depth = 0;
+    uint64_t index = 0;
+    friend auto operator<=>(const NodeId&, const NodeId&) = default;
+  };
+
+  // The turn being built, sent when the peer's turn ends.
+  struct Turn {
+    std::vector<peer::v1::Digests> digests;
+    std::vector<peer::v1::Fingerprints> fingerprints;
+    std::vector<peer::v1::Diff> diffs;
+    std::vector<std::string> wants;
+    std::vector<peer::v1::Record> records;
+    bool Asks() const {
+      return !digests.empty() || !fingerprints.empty() || !diffs.empty() ||
+             !wants.empty();
+    }
+  };
+
+  // What our last turn asked, which the peer's next turn may answer.
+  struct Asked {
+    bool root = false;                   // We sent Hello.
+    std::map<NodeId, uint32_t> digests;  // Parent -> child_bits we sent.
+    // Node -> our keys in the order of the fingerprints we sent.
+    std::map<NodeId, std::vector<std::string>> fingerprints;
+    // Keys we listed in Diffs: the only keys the peer may want.
+    absl::flat_hash_set<std::string> offered;
+  };
+
+  Exchange(storage::Store* store, const ExchangeOptions& options, Role role,
+           uint64_t salt);
+  static absl::Status ValidateOptions(storage::Store* store,
+                                      const ExchangeOptions& options);
+
+  absl::Status StepImpl(const peer::v1::ExchangeMessage& msg);
+  absl::Status HandleHello(const peer::v1::Hello& hello);
+  absl::Status HandleDigests(const peer::v1::Digests& digests);
+  absl::Status HandleFingerprints(const peer::v1::Fingerprints& fingerprints);
+  absl::Status HandleDiff(const peer::v1::Diff& diff);
+  absl::Status HandleWants(const peer::v1::ExchangeMessage& msg);
+  absl::Status HandleRecords(const peer::v1::ExchangeMessage& msg);
+  // Called when the peer's turn ends: checks it answered what we asked,
+  // then sends our turn.
+  absl::Status EndPeerTurn();
+
+  // Checks that (depth, index) names a tree node.
+  absl::Status ValidateNode(uint32_t depth, uint64_t index,
+                            const char* what) const;
+  // Checks that `node` is one the peer may address now (a child of a node we
+  // sent Digests of, or the root after Hello) and that it does so once.
+  absl::Status ClaimSubject(const NodeId& node, const char* what);
+
+  // Our answer for a node that differs: Digests, Fingerprints or nothing
+  // (budget spent).
+  absl::Status ExpandNode(const NodeId& node);
+  absl::Status SendDigests(const NodeId& node, uint32_t child_bits);
+  absl::Status SendFingerprints(const NodeId& node);
+  // Salted digests of the 2^child_bits children of `node`.
+  absl::StatusOr<std::vector<uint32_t>> ChildDigests(const NodeId& node,
+                                                     uint32_t child_bits);
+  // Queues our record of `key` (if we hold one and the budget allows).
+  absl::Status SendRecord(const std::string& key);
+  void AddWant(const std::string& key);
+  // Splits the turn into messages and queues them.
+  void FlushTurn();
+
+  // Constant after construction.
+  storage::Store* const store_;
+  const ExchangeOptions options_;
+  const RecordLimits limits_;
+  const Role role_;
+  const uint32_t leaf_depth_;
+
+  uint64_t salt_;               // Initiator's, or from Hello.
+  uint64_t peer_node_id_ = 0;
+  State state_;
+  bool peer_turn_asked_ = false;  // An earlier message of this turn asked.
+  Asked asked_;                 // By our last turn.
+  Asked asking_;                // By the turn being built.
+  std::set<NodeId> answered_;   // Nodes the peer's current turn addressed.
+  Turn turn_;                   // Being built.
+  absl::flat_hash_set<std::string> keys_sent_;    // Records sent, per exchange.
+  absl::flat_hash_set<std::string> keys_wanted_;  // Wants in turn_.
+  int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.
+  int64_t record_bytes_sent_ = 0;
+  Ready ready_;
+  ExchangeStats stats_;
+};
+
+}  // namespace kv::replication
+
+#endif  // KV_REPLICATION_EXCHANGE_H_

@@ -1,0 +1,913 @@
+#include "replication/exchange.h"
+
+#include <cstdio>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "storage/memory_engine.h"
+#include "storage/status_macros.h"
+
+namespace kv::replication {
+namespace {
+
+using ::kv::peer::v1::ExchangeMessage;
+using ::kv::storage::Record;
+using ::kv::storage::Store;
+using ::testing::HasSubstr;
+
+// Forwards to a MemoryEngine owned elsewhere; can fail reads on demand.
+class TestEngine final : public storage::Engine {
+ public:
+  explicit TestEngine(storage::MemoryEngine* target, absl::Status* fail_reads)
+      : target_(target), fail_reads_(fail_reads) {}
+  absl::StatusOr<std::optional<std::string>> Get(storage::Column c,
+                                                 absl::string_view k) override {
+    if (!fail_reads_->ok()) return *fail_reads_;
+    return target_->Get(c, k);
+  }
+  absl::Status Write(const storage::WriteBatch& b) override {
+    return target_->Write(b);
+  }
+  std::unique_ptr<storage::Iterator> NewIterator(storage::Column c) override {
+    return target_->NewIterator(c);
+  }
+
+ private:
+  storage::MemoryEngine* const target_;
+  absl::Status* const fail_reads_;
+};
+
+struct Node {
+  Node(uint64_t node_id, uint32_t leaf_depth) : clock(1'700'000'000'000) {
+    storage::StoreOptions o;
+    o.leaf_depth = leaf_depth;
+    o.clock = &clock;
+    o.node_id = node_id;
+    auto s = Store::Open(std::make_unique<TestEngine>(&engine, &fail_reads), o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    store = std::move(s).value();
+  }
+  void Put(const std::string& key, const std::string& value) {
+    clock.Advance(1);
+    storage::Mutation m{key, false, value, {}};
+    ASSERT_TRUE(store->Write({&m, 1}).ok());
+  }
+  void Delete(const std::string& key) {
+    clock.Advance(1);
+    storage::Mutation m{key, true, "", {}};
+    ASSERT_TRUE(store->Write({&m, 1}).ok());
+  }
+  // Every record, tombstones included, by key.
+  std::map<std::string, Record> Contents() {
+    std::map<std::string, Record> out;
+    EXPECT_TRUE(store
+                    ->ForEachIndexEntry(0, 0,
+                                        [&](const storage::IndexEntry& e) {
+                                          auto r = store->Get(e.key);
+                                          EXPECT_TRUE(r.ok() && r->has_value());
+                                          out[e.key] = **r;
+                                          return true;
+                                        })
+                    .ok());
+    return out;
+  }
+
+  storage::MemoryEngine engine;
+  absl::Status fail_reads;
+  storage::ManualClock clock;
+  std::unique_ptr<Store> store;
+};
+
+// Copies every record of `from` into `to` (same versions).
+void CopyAll(Node& from, Node& to) {
+  for (auto& [k, r] : from.Contents()) ASSERT_TRUE(to.store->Apply(r).ok());
+}
+
+struct Result {
+  ExchangeStats initiator;
+  ExchangeStats responder;
+  int64_t messages = 0;
+  int64_t bytes = 0;
+  int64_t records = 0;  // Records streamed in both directions.
+};
+
+// Drives one exchange between a (initiator) and b to its end, checking that
+// every turn ends with exactly one end_of_turn message.
+Result RunExchange(Node& a, Node& b, const ExchangeOptions& options,
+                   uint64_t salt = 42) {
+  Result res;
+  auto ia = Exchange::Initiator(a.store.get(), options, salt);
+  auto rb = Exchange::Responder(b.store.get(), options);
+  EXPECT_TRUE(ia.ok() && rb.ok());
+  if (!ia.ok() || !rb.ok()) return res;
+  Exchange* side[2] = {ia->get(), rb->get()};
+  Node* node[2] = {&a, &b};
+  std::deque<ExchangeMessage> inbox[2];
+  auto drain = [&](int s) {
+    Ready ready = side[s]->TakeReady();
+    for (const Record& r : ready.records_to_apply) {
+      EXPECT_TRUE(node[s]->store->Apply(r).ok());
+    }
+    for (size_t i = 0; i < ready.messages.size(); ++i) {
+      // Only the last message of what one Step produced ends the turn.
+      EXPECT_EQ(ready.messages[i].end_of_turn(), i + 1 == ready.messages.size());
+      inbox[1 - s].push_back(std::move(ready.messages[i]));
+    }
+  };
+  drain(0);
+  for (int guard = 0; guard < 100000; ++guard) {
+    int s = !inbox[1].empty() ? 1 : !inbox[0].empty() ? 0 : -1;
+    if (s < 0) break;
+    ExchangeMessage m = std::move(inbox[s].front());
+    inbox[s].pop_front();
+    absl::Status st = side[s]->Step(m);
+    EXPECT_TRUE(st.ok()) << st;
+    if (!st.ok()) return res;
+    drain(s);
+  }
+  EXPECT_TRUE(side[0]->done());
+  EXPECT_TRUE(side[1]->done());
+  res.initiator = side[0]->stats();
+  res.responder = side[1]->stats();
+  res.messages = res.initiator.messages_sent + res.responder.messages_sent;
+  res.bytes = res.initiator.bytes_sent + res.responder.bytes_sent;
+  res.records = res.initiator.records_sent + res.responder.records_sent;
+  EXPECT_EQ(res.initiator.records_sent, res.responder.records_received);
+  EXPECT_EQ(res.responder.records_sent, res.initiator.records_received);
+  EXPECT_EQ(res.initiator.messages_sent, res.responder.messages_received);
+  EXPECT_EQ(res.responder.messages_sent, res.initiator.messages_received);
+  return res;
+}
+
+void ExpectConverged(Node& a, Node& b) {
+  EXPECT_EQ(a.store->tree().Root().Hex(), b.store->tree().Root().Hex());
+  std::map<std::string, Record> ca = a.Contents(), cb = b.Contents();
+  EXPECT_EQ(ca.size(), cb.size());
+  int differing = 0;
+  for (auto& [k, r] : ca) {
+    auto it = cb.find(k);
+    if (it == cb.end() || !(it->second == r)) {
+      if (++differing <= 3) ADD_FAILURE() << "key '" << k << "' differs";
+    }
+  }
+  EXPECT_EQ(differing, 0);
+}
+
+std::string Key(int i) { return absl::StrCat("key-", i); }
+
+// Both nodes hold keys [0, n) with identical records.
+void Shared(Node& a, Node& b, int n) {
+  for (int i = 0; i < n; ++i) a.Put(Key(i), absl::StrCat("v", i));
+  CopyAll(a, b);
+}
+
+TEST(ExchangeTest, EqualDataEndsAtRootsWithTwoMessages) {
+  Node a(1, 16), b(2, 16);
+  Shared(a, b, 1000);
+  Result r = RunExchange(a, b, {});
+  EXPECT_TRUE(r.responder.equal_roots);
+  EXPECT_TRUE(r.initiator.equal_roots);
+  EXPECT_EQ(r.messages, 2);
+  EXPECT_EQ(r.records, 0);
+  std::printf("[ measured ] d=0: %lld messages, %lld bytes\n",
+              static_cast<long long>(r.messages),
+              static_cast<long long>(r.bytes));
+  EXPECT_LT(r.bytes, 64);
+}
+
+TEST(ExchangeTest, BothEmpty) {
+  Node a(1, 4), b(2, 4);
+  Result r = RunExchange(a, b, {});
+  EXPECT_TRUE(r.responder.equal_roots);
+  EXPECT_EQ(r.messages, 2);
+}
+
+TEST(ExchangeTest, OneKeyOnlyOnInitiator) {
+  Node a(1, 16), b(2, 16);
+  Shared(a, b, 1000);
+  a.Put("extra", "x");
+  Result r = RunExchange(a, b, {});
+  EXPECT_FALSE(r.responder.equal_roots);
+  EXPECT_FALSE(r.initiator.equal_roots);
+  EXPECT_EQ(r.records, 1);
+  EXPECT_EQ(r.initiator.records_sent, 1);
+  EXPECT_EQ(r.initiator.differing_leaves + r.responder.differing_leaves, 1);
+  std::printf("[ measured ] d=1 (16-bit leaves, 1000 keys): %lld messages, "
+              "%lld bytes\n",
+              static_cast<long long>(r.messages),
+              static_cast<long long>(r.bytes));
+  ExpectConverged(a, b);
+  EXPECT_TRUE(RunExchange(a, b, {}).responder.equal_roots);
+}
+
+TEST(ExchangeTest, OneKeyOnlyOnResponder) {
+  Node a(1, 16), b(2, 16);
+  Shared(a, b, 1000);
+  b.Put("extra", "x");
+  Result r = RunExchange(a, b, {});
+  EXPECT_EQ(r.records, 1);
+  EXPECT_EQ(r.responder.records_sent, 1);
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, OneKeyNewerOnEitherSide) {
+  for (int newer_on = 0; newer_on < 2; ++newer_on) {
+    Node a(1, 8), b(2, 8);
+    Shared(a, b, 300);
+    (newer_on == 0 ? a : b).Put(Key(17), "newer");
+    Result r = RunExchange(a, b, {});
+    EXPECT_EQ(r.records, 1);
+    EXPECT_EQ((newer_on == 0 ? r.initiator : r.responder).records_sent, 1);
+    ExpectConverged(a, b);
+    auto got = a.store->Get(Key(17));
+    ASSERT_TRUE(got.ok() && got->has_value());
+    EXPECT_EQ((*got)->value, "newer");
+  }
+}
+
+TEST(ExchangeTest, DifferingKeysHalfOnEachSideStreamExactlyD) {
+  for (int d : {2, 10, 100, 1000}) {
+    SCOPED_TRACE(d);
+    Node a(1, 10), b(2, 10);
+    Shared(a, b, 2000);
+    for (int i = 0; i < d; ++i) {
+      Node& n = i % 2 == 0 ? a : b;
+      if (i % 3 == 0) {
+        n.Put(absl::StrCat("new-", i), "v");  // Only on one side.
+      } else {
+        n.Put(Key(i * 7 % 2000), absl::StrCat("upd", i));  // Newer on one side.
+      }
+    }
+    Result r = RunExchange(a, b, {});
+    EXPECT_EQ(r.records, d);
+    EXPECT_EQ(r.initiator.records_sent, d / 2 + d % 2);
+    std::printf("[ measured ] d=%d (10-bit leaves, 2000 keys): %lld messages, "
+                "%lld bytes, %lld turns\n",
+                d, static_cast<long long>(r.messages),
+                static_cast<long long>(r.bytes),
+                static_cast<long long>(r.initiator.turns_sent +
+                                       r.responder.turns_sent));
+    ExpectConverged(a, b);
+  }
+}
+
+TEST(ExchangeTest, OneSideEmpty) {
+  for (int empty_side = 0; empty_side < 2; ++empty_side) {
+    Node a(1, 6), b(2, 6);
+    Node& full = empty_side == 0 ? b : a;
+    for (int i = 0; i < 700; ++i) full.Put(Key(i), "v");
+    Result r = RunExchange(a, b, {});
+    EXPECT_EQ(r.records, 700);
+    ExpectConverged(a, b);
+  }
+}
+
+TEST(ExchangeTest, FinerLevelsBelowCrowdedLeaves) {
+  // 4 leaves of ~200 keys each, fingerprints only up to 8 entries: the
+  // exchange must split leaves on the hash index to find the keys.
+  ExchangeOptions o;
+  o.max_fingerprints = 8;
+  for (int d : {1, 5, 40}) {
+    SCOPED_TRACE(d);
+    Node a(1, 2), b(2, 2);
+    Shared(a, b, 800);
+    for (int i = 0; i < d; ++i) {
+      (i % 2 == 0 ? a : b).Put(Key(i * 13 % 800), absl::StrCat("upd", i));
+    }
+    Result r = RunExchange(a, b, o);
+    EXPECT_EQ(r.records, d);
+    EXPECT_GT(r.initiator.fingerprints_sent + r.responder.fingerprints_sent, 0);
+    std::printf("[ measured ] finer levels, d=%d (2-bit leaves, 800 keys): "
+                "%lld messages, %lld bytes\n",
+                d, static_cast<long long>(r.messages),
+                static_cast<long long>(r.bytes));
+    ExpectConverged(a, b);
+  }
+}
+
+TEST(ExchangeTest, LeafDepthZero) {
+  Node a(1, 0), b(2, 0);
+  Shared(a, b, 50);
+  a.Put("x", "1");
+  b.Put("y", "2");
+  Result r = RunExchange(a, b, {});
+  EXPECT_EQ(r.records, 2);
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, TombstonesReplicate) {
+  Node a(1, 8), b(2, 8);
+  Shared(a, b, 100);
+  a.Delete(Key(5));
+  b.Delete(Key(6));
+  a.Delete("never-written");
+  Result r = RunExchange(a, b, {});
+  EXPECT_EQ(r.records, 3);
+  ExpectConverged(a, b);
+  for (const char* k : {"key-5", "key-6", "never-written"}) {
+    auto got = b.store->Get(k);
+    ASSERT_TRUE(got.ok() && got->has_value()) << k;
+    EXPECT_TRUE((*got)->tombstone) << k;
+  }
+  // A write after the delete wins over the tombstone.
+  b.clock.Advance(10);
+  b.Put(Key(5), "back");
+  RunExchange(b, a, {});
+  ExpectConverged(a, b);
+  auto got = a.store->Get(Key(5));
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_FALSE((*got)->tombstone);
+}
+
+TEST(ExchangeTest, TurnsAreSplitIntoMessages) {
+  ExchangeOptions o;
+  o.max_records_per_message = 7;
+  o.max_message_bytes = 256;
+  Node a(1, 8), b(2, 8);
+  Shared(a, b, 100);
+  for (int i = 0; i < 60; ++i) a.Put(absl::StrCat("a-", i), std::string(50, 'a'));
+  for (int i = 0; i < 60; ++i) b.Put(absl::StrCat("b-", i), "b");
+  Result r = RunExchange(a, b, o);  // Checks end_of_turn placement.
+  EXPECT_EQ(r.records, 120);
+  EXPECT_GT(r.messages, 120 / 7);
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, BudgetLeavesWorkForLaterExchanges) {
+  ExchangeOptions o;
+  o.max_differing_leaves = 3;
+  Node a(1, 6), b(2, 6);
+  for (int i = 0; i < 500; ++i) a.Put(Key(i), "v");
+  int exchanges = 0;
+  int64_t total = 0;
+  while (a.store->tree().Root() != b.store->tree().Root()) {
+    ASSERT_LT(++exchanges, 100);
+    Result r = RunExchange(exchanges % 2 ? a : b, exchanges % 2 ? b : a, o,
+                           exchanges);
+    EXPECT_LT(r.records, 500);
+    total += r.records;
+  }
+  EXPECT_GT(exchanges, 2);
+  EXPECT_EQ(total, 500);
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, RecordByteBudgetLeavesWorkForLaterExchanges) {
+  ExchangeOptions o;
+  o.max_record_bytes_per_exchange = 1000;
+  Node a(1, 4), b(2, 4);
+  for (int i = 0; i < 50; ++i) a.Put(Key(i), std::string(100, 'v'));
+  Result r = RunExchange(a, b, o);
+  EXPECT_GT(r.initiator.records_skipped, 0);
+  EXPECT_LE(r.records, 10);
+  for (int i = 0; i < 20 && a.store->tree().Root() != b.store->tree().Root(); ++i) {
+    RunExchange(a, b, o, i);
+  }
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, RandomStoresConvergeStreamingExactlyTheDifference) {
+  std::mt19937_64 rng(7);
+  for (int iter = 0; iter < 30; ++iter) {
+    SCOPED_TRACE(iter);
+    const uint32_t depth = rng() % 9;
+    Node a(1, depth), b(2, depth);
+    ExchangeOptions o;
+    o.fanout_bits = 1 + rng() % 8;
+    o.finer_bits = 1 + rng() % 8;
+    o.max_fingerprints = rng() % 20;
+    o.max_records_per_message = 1 + rng() % 50;
+    o.max_message_bytes = 64 + rng() % 4096;
+    const int keys = 1 + rng() % 400;
+    for (int i = 0; i < keys; ++i) {
+      const int who = rng() % 4;  // a, b, both (same), both (different)
+      const std::string k = Key(i);
+      if (who == 0 || who == 2 || who == 3) a.Put(k, "a");
+      if (who == 1 || who == 3) b.Put(k, "b");
+      if (who == 2) {
+        ASSERT_TRUE(b.store->Apply(*a.store->Get(k).value()).ok());
+      }
+      if (rng() % 10 == 0) (rng() % 2 ? a : b).Delete(k);
+    }
+    std::map<std::string, Record> ca = a.Contents(), cb = b.Contents();
+    int64_t d = 0;
+    for (auto& [k, r] : ca) d += !cb.contains(k) || !(cb[k] == r);
+    for (auto& [k, r] : cb) d += !ca.contains(k);
+    Result r = RunExchange(a, b, o, rng());
+    EXPECT_EQ(r.records, d);
+    ExpectConverged(a, b);
+  }
+}
+
+TEST(ExchangeTest, StoreReadErrorFailsTheExchange) {
+  Node a(1, 0), b(2, 0);
+  a.Put("x", "1");
+  auto ia = Exchange::Initiator(a.store.get(), {}, 9);
+  auto rb = Exchange::Responder(b.store.get(), {});
+  ASSERT_TRUE(ia.ok() && rb.ok());
+  // Hello -> the responder (empty) sends Fingerprints(0, 0) -> the
+  // initiator a Diff offering "x" -> the responder wants "x" -> the
+  // initiator reads "x", which fails.
+  ASSERT_TRUE((*rb)->Step((*ia)->TakeReady().messages.at(0)).ok());
+  ASSERT_TRUE((*ia)->Step((*rb)->TakeReady().messages.at(0)).ok());
+  ASSERT_TRUE((*rb)->Step((*ia)->TakeReady().messages.at(0)).ok());
+  a.fail_reads = absl::UnavailableError("disk on fire");
+  absl::Status s = (*ia)->Step((*rb)->TakeReady().messages.at(0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE((*ia)->failed());
+  EXPECT_TRUE((*ia)->TakeReady().messages.empty());
+}
+
+TEST(ExchangeTest, RejectsBadOptions) {
+  Node a(1, 4);
+  ExchangeOptions o;
+  o.fanout_bits = 9;
+  EXPECT_EQ(Exchange::Initiator(a.store.get(), o, 1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  o = {};
+  o.finer_bits = 0;
+  EXPECT_EQ(Exchange::Responder(a.store.get(), o).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Exchange::Responder(nullptr, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Malformed and hostile input ----
+
+class HostileTest : public ::testing::Test {
+ protected:
+  void ExpectInvalid(Exchange& e, const ExchangeMessage& m,
+                     const std::string& needle) {
+    absl::Status s = e.Step(m);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(needle));
+    EXPECT_TRUE(e.failed());
+    // Further input is refused, without crashing.
+    EXPECT_EQ(e.Step(m).code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(e.TakeReady().messages.empty());
+  }
+
+  static ExchangeMessage HelloFor(Node& n, uint64_t salt = 5) {
+    auto e = Exchange::Initiator(n.store.get(), {}, salt);
+    return (*e)->TakeReady().messages.at(0);
+  }
+
+  // A responder over `b` that has answered a Hello from `a` (roots differ).
+  std::unique_ptr<Exchange> ResponderAfterHello(Node& a, Node& b,
+                                                ExchangeOptions o = {}) {
+    auto r = Exchange::Responder(b.store.get(), o);
+    EXPECT_TRUE(r.ok());
+    EXPECT_TRUE((*r)->Step(HelloFor(a)).ok());
+    last_turn_ = (*r)->TakeReady().messages;
+    return std::move(r).value();
+  }
+
+  std::vector<ExchangeMessage> last_turn_;
+};
+
+TEST_F(HostileTest, BadHello) {
+  Node a(1, 8), b(2, 8), c(3, 6);
+  a.Put("k", "v");
+  ExchangeMessage hello = HelloFor(a);
+
+  auto fresh = [&]() { return std::move(Exchange::Responder(b.store.get(), {})).value(); };
+  ExchangeMessage m;
+  m.set_end_of_turn(true);
+  ExpectInvalid(*fresh(), m, "first message must be a Hello");
+
+  m = hello;
+  m.mutable_hello()->set_protocol_version(2);
+  ExpectInvalid(*fresh(), m, "protocol version 2");
+
+  ExpectInvalid(*fresh(), HelloFor(c), "leaf depth 6");
+
+  m = hello;
+  m.set_end_of_turn(false);
+  ExpectInvalid(*fresh(), m, "turn of its own");
+
+  m = hello;
+  m.add_wants("k");
+  ExpectInvalid(*fresh(), m, "turn of its own");
+
+  // A second Hello, and a Hello sent to the initiator.
+  auto r = fresh();
+  ASSERT_TRUE(r->Step(hello).ok());
+  ExpectInvalid(*r, hello, "Hello after the first message");
+  auto i = std::move(Exchange::Initiator(a.store.get(), {}, 1)).value();
+  ExpectInvalid(*i, hello, "Hello received by the initiator");
+}
+
+TEST_F(HostileTest, GarbageBytesNeverCrash) {
+  Node a(1, 8), b(2, 8);
+  for (int i = 0; i < 50; ++i) a.Put(Key(i), "v");
+  std::mt19937_64 rng(1);
+  int parsed = 0;
+  for (int iter = 0; iter < 3000; ++iter) {
+    std::string bytes(rng() % 64, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng());
+    ExchangeMessage m;
+    if (!m.ParseFromString(bytes)) continue;
+    ++parsed;
+    auto r = ResponderAfterHello(a, b);
+    absl::Status s = r->Step(m);
+    EXPECT_TRUE(s.ok() || s.code() == absl::StatusCode::kInvalidArgument) << s;
+  }
+  EXPECT_GT(parsed, 20);
+}
+
+TEST_F(HostileTest, BadDigests) {
+  Node a(1, 8), b(2, 8);
+  a.Put("k", "v");
+  // The responder sent Digests of the root (child_bits 8): the initiator may
+  // address the nodes at depth 8.
+  auto good = [&]() {
+    ExchangeMessage m;
+    peer::v1::Digests* d = m.add_digests();
+    d->set_parent_depth(8);
+    d->set_parent_index(3);
+    d->set_child_bits(0);
+    d->set_digests("");
+    m.set_end_of_turn(true);
+    return m;
+  };
+  ExchangeMessage m = good();
+  m.mutable_digests(0)->set_parent_depth(99);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "depth 99 is over 64");
+
+  m = good();
+  m.mutable_digests(0)->set_parent_index(256);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "index 256 is out of range");
+
+  m = good();
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "child_bits 0 is not in [1, 8]");
+
+  m = good();
+  m.mutable_digests(0)->set_child_bits(9);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "child_bits 9");
+
+  m = good();
+  m.mutable_digests(0)->set_child_bits(1);
+  m.mutable_digests(0)->set_digests(std::string(7, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "7 bytes of digests, not 8");
+
+  m = good();
+  m.mutable_digests(0)->set_child_bits(1);
+  m.mutable_digests(0)->set_digests(std::string(4 << 10, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "not 8");
+
+  // Crossing the leaf level, and a node that was not asked about.
+  m = good();
+  m.mutable_digests(0)->set_parent_depth(4);
+  m.mutable_digests(0)->set_child_bits(8);
+  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "skip the leaf level");
+
+  m = good();
+  m.mutable_digests(0)->set_parent_depth(7);
+  m.mutable_digests(0)->set_child_bits(1);
+  m.mutable_digests(0)->set_digests(std::string(8, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "was not asked about");
+
+  // The same node twice in one turn.
+  m = good();
+  m.mutable_digests(0)->set_parent_depth(0);
+  m.mutable_digests(0)->set_parent_index(0);
+  m.mutable_digests(0)->set_child_bits(8);
+  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "was not asked about");
+
+  Node c(3, 12), d(4, 12);
+  c.Put("k", "v");
+  m = good();
+  m.mutable_digests(0)->set_child_bits(1);
+  m.mutable_digests(0)->set_digests(std::string(8, 'x'));
+  *m.add_digests() = m.digests(0);
+  ExpectInvalid(*ResponderAfterHello(c, d), m, "appears twice");
+
+  // Parent depth + child_bits over 64 (finer levels, leaf depth 0).
+  Node e(5, 0), f(6, 0);
+  for (int i = 0; i < 100; ++i) e.Put(Key(i), "v");
+  m = good();
+  m.mutable_digests(0)->set_parent_depth(60);
+  m.mutable_digests(0)->set_parent_index(0);
+  m.mutable_digests(0)->set_child_bits(8);
+  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  ExpectInvalid(*ResponderAfterHello(e, f), m, "is over 64");
+}
+
+TEST_F(HostileTest, BadFingerprints) {
+  Node a(1, 8), b(2, 8);
+  a.Put("k", "v");
+  auto good = [&]() {
+    ExchangeMessage m;
+    peer::v1::Fingerprints* f = m.add_fingerprints();
+    f->set_depth(8);
+    f->set_index(3);
+    f->set_fingerprints("abcd");
+    m.set_end_of_turn(true);
+    return m;
+  };
+  ASSERT_TRUE(ResponderAfterHello(a, b)->Step(good()).ok());
+
+  ExchangeMessage m = good();
+  m.mutable_fingerprints(0)->set_fingerprints("abcde");
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "not a multiple of 4");
+
+  m = good();
+  m.mutable_fingerprints(0)->set_depth(7);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "above the leaf level");
+
+  m = good();
+  m.mutable_fingerprints(0)->set_depth(65);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "depth 65 is over 64");
+
+  m = good();
+  m.mutable_fingerprints(0)->set_index(1 << 8);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "out of range");
+
+  ExchangeOptions o;
+  o.max_received_fingerprints = 100;
+  m = good();
+  m.mutable_fingerprints(0)->set_fingerprints(std::string(4 * 101, 'x'));
+  ExpectInvalid(*ResponderAfterHello(a, b, o), m, "101 entries is over the limit of 100");
+
+  m = good();
+  m.mutable_fingerprints(0)->set_depth(9);
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "was not asked about");
+}
+
+// Leaf depth 0: the responder, holding little, answers Hello with the
+// Fingerprints of the root, so the initiator's next turn must hold its Diff.
+class DiffTest : public HostileTest {
+ protected:
+  DiffTest() : a_(1, 0), b_(2, 0) {
+    for (int i = 0; i < 5; ++i) a_.Put(Key(i), "a");
+    for (int i = 3; i < 8; ++i) b_.Put(Key(i), "b");
+  }
+  std::unique_ptr<Exchange> Responder() {
+    auto r = ResponderAfterHello(a_, b_);
+    EXPECT_EQ(last_turn_.size(), 1u);
+    EXPECT_EQ(last_turn_[0].fingerprints_size(), 1);
+    return r;
+  }
+  static ExchangeMessage GoodDiff() {
+    ExchangeMessage m;
+    peer::v1::Diff* d = m.add_diffs();
+    d->set_depth(0);
+    d->set_index(0);
+    m.set_end_of_turn(true);
+    return m;
+  }
+  static void AddEntry(ExchangeMessage& m, const std::string& key,
+                       uint64_t hlc) {
+    peer::v1::KeyVersion* kv = m.mutable_diffs(0)->add_entries();
+    kv->set_key(key);
+    kv->mutable_version()->set_hlc(hlc);
+    kv->mutable_version()->set_node_id(1);
+  }
+  Node a_, b_;
+};
+
+TEST_F(DiffTest, WellFormedDiffIsAnswered) {
+  auto r = Responder();
+  ExchangeMessage m = GoodDiff();
+  AddEntry(m, "zzz", 1);  // Older than nothing: wanted.
+  m.mutable_diffs(0)->add_missing(0);
+  ASSERT_TRUE(r->Step(m).ok());
+  std::vector<ExchangeMessage> out = r->TakeReady().messages;
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].wants_size(), 1);
+  EXPECT_EQ(out[0].records_size(), 1);  // The entry at position 0.
+}
+
+TEST_F(DiffTest, BadDiffs) {
+  ExchangeMessage m = GoodDiff();
+  m.mutable_diffs(0)->set_depth(1);
+  ExpectInvalid(*Responder(), m, "was not sent fingerprints");
+
+  m = GoodDiff();
+  *m.add_diffs() = m.diffs(0);
+  ExpectInvalid(*Responder(), m, "answered twice");
+
+  m = GoodDiff();
+  m.mutable_diffs(0)->add_missing(5);
+  ExpectInvalid(*Responder(), m, "missing position 5 is out of range");
+
+  m = GoodDiff();
+  m.mutable_diffs(0)->add_missing(1);
+  m.mutable_diffs(0)->add_missing(1);
+  ExpectInvalid(*Responder(), m, "repeats");
+
+  m = GoodDiff();
+  for (int i = 0; i < 6; ++i) m.mutable_diffs(0)->add_missing(i);
+  ExpectInvalid(*Responder(), m, "6 missing positions for a list of 5");
+
+  m = GoodDiff();
+  AddEntry(m, "", 1);
+  ExpectInvalid(*Responder(), m, "empty key");
+
+  m = GoodDiff();
+  AddEntry(m, std::string(4097, 'k'), 1);
+  ExpectInvalid(*Responder(), m, "max_key_bytes");
+
+  m = GoodDiff();
+  AddEntry(m, "k", 0);
+  ExpectInvalid(*Responder(), m, "zero version");
+
+  m = GoodDiff();
+  AddEntry(m, "k", 1);
+  AddEntry(m, "k", 2);
+  ExpectInvalid(*Responder(), m, "repeats");
+
+  // A turn without the Diff that our Fingerprints asked for.
+  m = GoodDiff();
+  m.clear_diffs();
+  ExpectInvalid(*Responder(), m, "without a Diff for node (0, 0)");
+}
+
+TEST_F(HostileTest, DiffEntryOutsideItsNode) {
+  // Leaf depth 1, b empty: b answers Hello with the Digests of the root's two
+  // children, and the initiator, holding keys under both, answers with the
+  // Fingerprints of both leaves.
+  Node a(1, 1), b(2, 1);
+  for (int i = 0; i < 40; ++i) a.Put(Key(i), "a");
+  auto r = ResponderAfterHello(a, b);
+  auto i = std::move(Exchange::Initiator(a.store.get(), {}, 5)).value();
+  (void)i->TakeReady();
+  ASSERT_TRUE(i->Step(last_turn_.at(0)).ok());
+  // Answer the first leaf's Fingerprints with a key of another node.
+  std::vector<ExchangeMessage> turn = i->TakeReady().messages;
+  ASSERT_FALSE(turn.empty());
+  ASSERT_GT(turn[0].fingerprints_size(), 0);
+  const auto& f = turn[0].fingerprints(0);
+  std::string outside;
+  for (int k = 0; outside.empty(); ++k) {
+    if (!storage::RangeOf(f.depth(), f.index())
+             .Contains(storage::KeyHash(Key(1000 + k)))) {
+      outside = Key(1000 + k);
+    }
+  }
+  ExchangeMessage m;
+  peer::v1::Diff* d = m.add_diffs();
+  d->set_depth(f.depth());
+  d->set_index(f.index());
+  peer::v1::KeyVersion* kv = d->add_entries();
+  kv->set_key(outside);
+  kv->mutable_version()->set_hlc(1);
+  m.set_end_of_turn(true);
+  ExpectInvalid(*i, m, "is not under node");
+}
+
+TEST_F(DiffTest, WantsMustHaveBeenOffered) {
+  // Drive a real initiator: it answers the responder's Fingerprints with a
+  // Diff offering keys 0..2; then it may be asked for those only, once.
+  auto r = Responder();
+  auto make = [&]() {
+    auto i = std::move(Exchange::Initiator(a_.store.get(), {}, 5)).value();
+    (void)i->TakeReady();
+    EXPECT_TRUE(i->Step(last_turn_.at(0)).ok());
+    std::vector<ExchangeMessage> diff_turn = i->TakeReady().messages;
+    EXPECT_EQ(diff_turn.at(0).diffs_size(), 1);
+    return i;
+  };
+  ExchangeMessage m;
+  m.add_wants(Key(0));
+  m.set_end_of_turn(true);
+  {
+    auto i = make();
+    ASSERT_TRUE(i->Step(m).ok());
+    std::vector<ExchangeMessage> out = i->TakeReady().messages;
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].records_size(), 1);
+    EXPECT_TRUE(i->done());  // Records only: asks nothing.
+    // A message after done.
+    ExpectInvalid(*i, m, "after the exchange finished");
+  }
+  m.add_wants(Key(0));
+  ExpectInvalid(*make(), m, "wanted twice");
+  m.clear_wants();
+  m.add_wants(Key(7));
+  ExpectInvalid(*make(), m, "was not offered");
+}
+
+TEST_F(HostileTest, BadRecords) {
+  Node a(1, 8), b(2, 8);
+  a.Put("k", "v");
+  auto with_record = [&](const std::string& key, uint64_t hlc, bool tombstone,
+                         const std::string& value) {
+    ExchangeMessage m;
+    peer::v1::Record* r = m.add_records();
+    r->set_key(key);
+    if (hlc != 0) r->mutable_version()->set_hlc(hlc);
+    r->set_tombstone(tombstone);
+    r->set_value(value);
+    return m;  // Not the end of the turn: records alone are fine mid-turn.
+  };
+  {
+    auto r = ResponderAfterHello(a, b);
+    ASSERT_TRUE(r->Step(with_record("k", 5, false, "v")).ok());
+    EXPECT_EQ(r->TakeReady().records_to_apply.size(), 1u);
+  }
+  ExpectInvalid(*ResponderAfterHello(a, b), with_record("", 5, false, "v"),
+                "empty key");
+  ExpectInvalid(*ResponderAfterHello(a, b), with_record("k", 0, false, "v"),
+                "has no version");
+  ExpectInvalid(*ResponderAfterHello(a, b), with_record("k", 5, true, "v"),
+                "carries a value");
+  ExpectInvalid(*ResponderAfterHello(a, b),
+                with_record(std::string(5000, 'k'), 5, false, "v"),
+                "max_key_bytes");
+  ExchangeOptions o;
+  o.max_value_bytes = 10;
+  ExpectInvalid(*ResponderAfterHello(a, b, o),
+                with_record("k", 5, false, std::string(11, 'v')),
+                "max_value_bytes");
+  // Records of a message that fails are not handed out; earlier ones stay.
+  auto r = ResponderAfterHello(a, b);
+  ASSERT_TRUE(r->Step(with_record("k1", 5, false, "v")).ok());
+  ExchangeMessage bad = with_record("k2", 5, false, "v");
+  *bad.add_records() = with_record("", 5, false, "v").records(0);
+  EXPECT_EQ(r->Step(bad).code(), absl::StatusCode::kInvalidArgument);
+  Ready ready = r->TakeReady();
+  ASSERT_EQ(ready.records_to_apply.size(), 1u);
+  EXPECT_EQ(ready.records_to_apply[0].key, "k1");
+}
+
+TEST_F(HostileTest, OversizedMessage) {
+  Node a(1, 8), b(2, 8);
+  a.Put("k", "v");
+  ExchangeOptions o;
+  o.max_message_bytes = 1000;
+  o.max_key_bytes = 100;
+  o.max_value_bytes = 100;
+  o.max_received_fingerprints = 100;
+  o.max_diff_bytes = 500;
+  ExchangeMessage m;
+  for (int i = 0; i < 100; ++i) m.add_wants(std::string(100, 'w'));
+  ExpectInvalid(*ResponderAfterHello(a, b, o), m, "bytes is over the limit");
+}
+
+TEST_F(HostileTest, MessageAfterEqualRootsDone) {
+  Node a(1, 8), b(2, 8);
+  auto r = std::move(Exchange::Responder(b.store.get(), {})).value();
+  ASSERT_TRUE(r->Step(HelloFor(a)).ok());
+  EXPECT_TRUE(r->done());
+  EXPECT_TRUE(r->stats().equal_roots);
+  ExchangeMessage m;
+  m.set_end_of_turn(true);
+  ExpectInvalid(*r, m, "after the exchange finished");
+}
+
+// Replays a real exchange and corrupts one message at a random point: the
+// receiver either accepts it or returns INVALID_ARGUMENT, never crashes.
+TEST_F(HostileTest, MutatedTranscriptsNeverCrash) {
+  ExchangeOptions o;
+  o.max_fingerprints = 4;
+  Node a(1, 3), b(2, 3);
+  Shared(a, b, 200);
+  for (int i = 0; i < 30; ++i) (i % 2 ? a : b).Put(Key(i * 5), "x");
+  std::mt19937_64 rng(3);
+  int rejected = 0;
+  for (int iter = 0; iter < 300; ++iter) {
+    auto i = std::move(Exchange::Initiator(a.store.get(), o, 77)).value();
+    auto r = std::move(Exchange::Responder(b.store.get(), o)).value();
+    Exchange* side[2] = {i.get(), r.get()};
+    std::deque<ExchangeMessage> inbox[2];
+    for (auto& m : i->TakeReady().messages) inbox[1].push_back(std::move(m));
+    const int corrupt_at = rng() % 8;
+    int delivered = 0;
+    while (!inbox[0].empty() || !inbox[1].empty()) {
+      const int s = !inbox[1].empty() ? 1 : 0;
+      ExchangeMessage m = std::move(inbox[s].front());
+      inbox[s].pop_front();
+      if (delivered++ == corrupt_at) {
+        std::string bytes = m.SerializeAsString();
+        const int flips = 1 + rng() % 4;
+        for (int f = 0; f < flips && !bytes.empty(); ++f) {
+          bytes[rng() % bytes.size()] ^= static_cast<char>(1 << (rng() % 8));
+        }
+        if (!m.ParseFromString(bytes)) break;
+        absl::Status st = side[s]->Step(m);
+        EXPECT_TRUE(st.ok() || st.code() == absl::StatusCode::kInvalidArgument)
+            << st;
+        rejected += !st.ok();
+        break;
+      }
+      ASSERT_TRUE(side[s]->Step(m).ok());
+      for (auto& out : side[s]->TakeReady().messages) {
+        inbox[1 - s].push_back(std::move(out));
+      }
+    }
+  }
+  EXPECT_GT(rejected, 10);
+}
+
+}  // namespace
+}  // namespace kv::replication

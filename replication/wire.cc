@@ -1,0 +1,90 @@
+#include "replication/wire.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+
+#include "absl/base/internal/endian.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace kv::replication {
+
+std::string KeyForMessage(std::string_view key) {
+  constexpr size_t kMax = 64;
+  std::string out = absl::CHexEscape(
+      absl::string_view(key.data(), std::min(key.size(), kMax)));
+  if (key.size() > kMax) absl::StrAppend(&out, "...");
+  return out;
+}
+
+uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt) {
+  char buf[16];
+  absl::little_endian::Store64(buf, digest.hi);
+  absl::little_endian::Store64(buf + 8, digest.lo);
+  return static_cast<uint32_t>(XXH3_64bits_withSeed(buf, sizeof(buf), salt));
+}
+
+storage::Version VersionFromProto(const kv::v1::Version& proto) {
+  return storage::Version{proto.hlc(), proto.node_id()};
+}
+
+void VersionToProto(const storage::Version& version, kv::v1::Version* proto) {
+  proto->set_hlc(version.hlc);
+  proto->set_node_id(version.node_id);
+}
+
+peer::v1::Record RecordToProto(const storage::Record& record) {
+  peer::v1::Record proto;
+  proto.set_key(record.key);
+  VersionToProto(record.version, proto.mutable_version());
+  proto.set_tombstone(record.tombstone);
+  if (!record.tombstone) proto.set_value(record.value);
+  return proto;
+}
+
+absl::Status ValidateKey(std::string_view key, const RecordLimits& limits) {
+  if (key.empty()) return absl::InvalidArgumentError("empty key");
+  if (key.size() > limits.max_key_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key of ", key.size(), " bytes is over the limit of ",
+                     limits.max_key_bytes, " bytes (max_key_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateVersion(const kv::v1::Version& version) {
+  if (version.hlc() == 0) {
+    return absl::InvalidArgumentError("missing or zero version");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
+                                                const RecordLimits& limits) {
+  if (absl::Status s = ValidateKey(proto.key(), limits); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("record: ", s.message()));
+  }
+  if (!proto.has_version() || proto.version().hlc() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record of key '", KeyForMessage(proto.key()), "' has no version"));
+  }
+  if (proto.tombstone() && !proto.value().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tombstone of key '", KeyForMessage(proto.key()), "' carries a value"));
+  }
+  if (proto.value().size() > limits.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "record of key '", KeyForMessage(proto.key()), "': value of ", proto.value().size(),
+        " bytes is over the limit of ", limits.max_value_bytes,
+        " bytes (max_value_bytes)"));
+  }
+  storage::Record record;
+  record.key = proto.key();
+  record.version = VersionFromProto(proto.version());
+  record.tombstone = proto.tombstone();
+  record.value = proto.value();
+  return record;
+}
+
+}  // namespace kv::replication

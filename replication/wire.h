@@ -1,0 +1,60 @@
+// Conversions between the peer protocol (proto/peer.proto) and storage types,
+// the salted 32-bit digests used on the wire, and validation of peer input.
+// Every proto <-> storage conversion of replication/ lives here.
+//
+// Thread safety: pure functions; safe from any thread.
+#ifndef KV_REPLICATION_WIRE_H_
+#define KV_REPLICATION_WIRE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/peer.pb.h"
+#include "storage/record.h"
+
+namespace kv::replication {
+
+// The peer protocol version carried in Hello.
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// The salted 32-bit wire digest of a 128-bit node or entry digest: the low 32
+// bits of XXH3_64bits_withSeed over the 16 bytes hi (little-endian) then lo
+// (little-endian), seeded with `salt`.
+uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt);
+
+storage::Version VersionFromProto(const kv::v1::Version& proto);
+void VersionToProto(const storage::Version& version, kv::v1::Version* proto);
+
+// Copies `record` into a wire record (a tombstone carries no value).
+peer::v1::Record RecordToProto(const storage::Record& record);
+
+// `key` escaped and cut to at most 64 bytes, for error messages.
+std::string KeyForMessage(std::string_view key);
+
+// Limits applied to records and keys received from a peer.
+struct RecordLimits {
+  size_t max_key_bytes = 4096;
+  size_t max_value_bytes = size_t{1} << 20;
+};
+
+// Errors: INVALID_ARGUMENT when `key` is empty or longer than
+// limits.max_key_bytes (the message names the limit).
+absl::Status ValidateKey(std::string_view key, const RecordLimits& limits);
+
+// Errors: INVALID_ARGUMENT when the version is missing or its hlc is zero.
+absl::Status ValidateVersion(const kv::v1::Version& version);
+
+// Validates a received record and converts it.
+// Errors: INVALID_ARGUMENT for an empty or oversized key, a missing or zero
+// version, a tombstone that carries a value, or a value over
+// limits.max_value_bytes.
+absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
+                                                const RecordLimits& limits);
+
+}  // namespace kv::replication
+
+#endif  // KV_REPLICATION_WIRE_H_

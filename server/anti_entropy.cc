@@ -1,0 +1,242 @@
+#include "server/anti_entropy.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "server/status_mapping.h"
+#include "storage/status_macros.h"
+
+namespace kv::server {
+namespace {
+
+using peer::v1::ExchangeMessage;
+
+// Feeds `stream`'s messages to `ex` until the exchange is done, applying the
+// records it returns and sending its messages through `limiter`. Works for
+// both sides: the client and server streams have the same Read/Write.
+template <typename Stream>
+absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
+                           storage::Store* store, RateLimiter* limiter) {
+  auto flush = [&](bool send) -> absl::Status {
+    replication::Ready ready = ex->TakeReady();
+    for (const storage::Record& r : ready.records_to_apply) {
+      KV_RETURN_IF_ERROR(store->Apply(r).status());
+    }
+    if (!send) return absl::OkStatus();
+    for (const ExchangeMessage& m : ready.messages) {
+      limiter->Acquire(static_cast<int64_t>(m.ByteSizeLong()));
+      if (!stream->Write(m)) {
+        return absl::UnavailableError("the peer closed the exchange stream");
+      }
+    }
+    return absl::OkStatus();
+  };
+  KV_RETURN_IF_ERROR(flush(true));
+  while (!ex->done()) {
+    ExchangeMessage in;
+    if (!stream->Read(&in)) {
+      return absl::UnavailableError("the exchange stream ended before the exchange finished");
+    }
+    absl::Status s = ex->Step(in);
+    if (!s.ok()) {
+      (void)flush(false);  // Records already validated are still good.
+      return s;
+    }
+    KV_RETURN_IF_ERROR(flush(true));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+}  // namespace
+
+AntiEntropy::AntiEntropy(storage::Store* store, AntiEntropyOptions options)
+    : store_(store),
+      options_(std::move(options)),
+      running_(!options_.start_paused),
+      limiter_(options_.bandwidth_bytes_per_s),
+      peers_(options_.peers),
+      rng_(std::random_device{}()) {}
+
+AntiEntropy::~AntiEntropy() { Stop(); }
+
+void AntiEntropy::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void AntiEntropy::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    for (grpc::ClientContext* ctx : outgoing_) ctx->TryCancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void AntiEntropy::SetPeers(std::vector<std::string> peers) {
+  absl::MutexLock lock(&mu_);
+  peers_ = std::move(peers);
+}
+
+void AntiEntropy::Loop() {
+  while (true) {
+    absl::Duration wait;
+    std::string peer;
+    {
+      absl::MutexLock lock(&mu_);
+      // Jitter of +-25% keeps nodes from exchanging in lockstep.
+      const double jitter = 0.75 + 0.5 * std::uniform_real_distribution<>(0, 1)(rng_);
+      wait = options_.interval * jitter;
+      if (!peers_.empty()) peer = peers_[rng_() % peers_.size()];
+    }
+    if (stop_.WaitForNotificationWithTimeout(wait)) return;
+    if (!running_.load() || peer.empty()) continue;
+    (void)ExchangeWith(peer);
+  }
+}
+
+peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  auto& stub = stubs_[peer];
+  if (stub == nullptr) {
+    grpc::ChannelArguments args;
+    const int max = static_cast<int>(replication::MaxReceivedMessageBytes(options_.exchange));
+    args.SetMaxReceiveMessageSize(max);
+    args.SetMaxSendMessageSize(max);
+    stub = peer::v1::Peer::NewStub(
+        grpc::CreateCustomChannel(peer, grpc::InsecureChannelCredentials(), args));
+  }
+  return stub.get();
+}
+
+absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
+  peer::v1::Peer::Stub* stub = StubFor(peer);
+  uint64_t salt;
+  {
+    absl::MutexLock lock(&mu_);
+    salt = rng_();
+  }
+  started_.fetch_add(1);
+  auto ex = replication::Exchange::Initiator(store_, options_.exchange, salt);
+  if (!ex.ok()) {
+    Record(peer, nullptr, ex.status());
+    return ex.status();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.exchange_deadline));
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_.HasBeenNotified()) return absl::CancelledError("shutting down");
+    outgoing_.push_back(&ctx);
+  }
+  auto stream = stub->Exchange(&ctx);
+  absl::Status s = DriveExchange(stream.get(), ex->get(), store_, &limiter_);
+  if (s.ok()) {
+    stream->WritesDone();
+    s = FromGrpc(stream->Finish());
+  } else if (s.code() == absl::StatusCode::kUnavailable) {
+    // The stream broke on the peer's side: its status (e.g. paused,
+    // malformed message, deadline) says why better than "stream ended".
+    absl::Status remote = FromGrpc(stream->Finish());
+    if (!remote.ok()) s = remote;
+  } else {
+    ctx.TryCancel();  // Our side failed (bad peer message, storage error).
+    (void)stream->Finish();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    outgoing_.erase(std::find(outgoing_.begin(), outgoing_.end(), &ctx));
+  }
+  Record(peer, ex->get(), s);
+  return s;
+}
+
+absl::Status AntiEntropy::Serve(
+    const std::string& peer,
+    grpc::ServerReaderWriter<ExchangeMessage, ExchangeMessage>* stream) {
+  if (!running_.load()) {
+    return absl::UnavailableError("anti-entropy is paused on this node");
+  }
+  if (incoming_.fetch_add(1) >= options_.max_incoming) {
+    incoming_.fetch_sub(1);
+    return absl::UnavailableError(absl::StrCat(
+        "this node is already serving ", options_.max_incoming, " exchanges"));
+  }
+  started_.fetch_add(1);
+  auto ex = replication::Exchange::Responder(store_, options_.exchange);
+  absl::Status s = ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_)
+                           : ex.status();
+  Record(peer, ex.ok() ? ex->get() : nullptr, s);
+  incoming_.fetch_sub(1);
+  return s;
+}
+
+void AntiEntropy::Record(const std::string& peer, const replication::Exchange* ex,
+                         const absl::Status& status) {
+  if (ex != nullptr) {
+    const replication::ExchangeStats& st = ex->stats();
+    if (st.equal_roots) equal_roots_.fetch_add(1);
+    differing_leaves_.fetch_add(st.differing_leaves);
+    keys_sent_.fetch_add(st.records_sent);
+    keys_received_.fetch_add(st.records_received);
+    bytes_sent_.fetch_add(st.bytes_sent);
+    bytes_received_.fetch_add(st.bytes_received);
+  }
+  (status.ok() ? completed_ : failed_).fetch_add(1);
+  absl::MutexLock lock(&mu_);
+  // Only configured peers are tracked: incoming exchanges come from
+  // ephemeral ports.
+  auto it = std::find(peers_.begin(), peers_.end(), peer);
+  PeerState unused;
+  PeerState& ps = it != peers_.end() ? peer_state_[peer] : unused;
+  if (status.ok()) {
+    ps.last_ok_ms = NowMs();
+    if (ex != nullptr && ex->stats().records_sent + ex->stats().records_received > 0) {
+      spdlog::info("anti-entropy with {}: {} records sent, {} received, {} differing leaves",
+                   peer, ex->stats().records_sent, ex->stats().records_received,
+                   ex->stats().differing_leaves);
+    }
+  } else {
+    ps.last_failure_ms = NowMs();
+    ps.last_error = status.ToString();
+    spdlog::warn("anti-entropy with {} failed: {}", peer, status.ToString());
+  }
+}
+
+void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
+  resp->set_anti_entropy_running(running_.load());
+  resp->set_exchanges_started(started_.load());
+  resp->set_exchanges_completed(completed_.load());
+  resp->set_exchanges_failed(failed_.load());
+  resp->set_rounds_equal_roots(equal_roots_.load());
+  resp->set_differing_leaves(differing_leaves_.load());
+  resp->set_keys_sent(keys_sent_.load());
+  resp->set_keys_received(keys_received_.load());
+  resp->set_bytes_sent(bytes_sent_.load());
+  resp->set_bytes_received(bytes_received_.load());
+  absl::MutexLock lock(&mu_);
+  for (const std::string& p : peers_) {
+    kv::v1::PeerStats* ps = resp->add_peers();
+    ps->set_address(p);
+    auto it = peer_state_.find(p);
+    if (it == peer_state_.end()) continue;
+    ps->set_last_exchange_unix_ms(it->second.last_ok_ms);
+    ps->set_last_failure_unix_ms(it->second.last_failure_ms);
+    ps->set_last_error(it->second.last_error);
+  }
+}
+
+grpc::Status PeerService::Exchange(
+    grpc::ServerContext* ctx,
+    grpc::ServerReaderWriter<peer::v1::ExchangeMessage, peer::v1::ExchangeMessage>*
+        stream) {
+  return ToGrpcStatus(anti_entropy_->Serve(ctx->peer(), stream));
+}
+
+}  // namespace kv::server

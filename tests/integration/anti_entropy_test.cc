@@ -1,0 +1,169 @@
+// Anti-entropy between real kvd processes: divergent replicas converge, a
+// node whose data directory was wiped while it was down comes back, and a
+// paused node refuses exchanges.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/client.h"
+#include "tests/integration/kvd_process.h"
+
+namespace kv::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class Cluster {
+ public:
+  Cluster(const std::string& dir, int n, std::vector<std::string> extra = {}) {
+    for (int i = 0; i < n; ++i) addresses_.push_back(absl::StrCat("127.0.0.1:", FreePort()));
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> peers;
+      for (int j = 0; j < n; ++j) {
+        if (j != i) peers.push_back(addresses_[j]);
+      }
+      std::vector<std::string> args = {"--name", absl::StrCat("n", i), "--peers",
+                                       absl::StrJoin(peers, ","), "--ae-interval-ms", "100"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      dirs_.push_back(absl::StrCat(dir, "/n", i));
+      nodes_.push_back(std::make_unique<KvdProcess>(dirs_.back(), args));
+      nodes_.back()->set_listen(addresses_[i]);
+    }
+  }
+  absl::Status Start(int i) {
+    absl::Status s = nodes_[i]->Start();
+    if (!s.ok()) return s;
+    auto c = client::Client::Connect(nodes_[i]->address());
+    if (!c.ok()) return c.status();
+    if (clients_.size() <= static_cast<size_t>(i)) clients_.resize(i + 1);
+    clients_[i] = std::move(*c);
+    return absl::OkStatus();
+  }
+  client::Client& c(int i) { return *clients_[i]; }
+  KvdProcess& node(int i) { return *nodes_[i]; }
+  const std::string& dir(int i) { return dirs_[i]; }
+
+  kv::v1::StatsResponse Stats(int i) {
+    auto s = clients_[i]->Stats();
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *s : kv::v1::StatsResponse();
+  }
+  // Waits until the given nodes report equal roots; false on timeout.
+  bool WaitConverged(std::vector<int> which, std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::set<std::string> roots;
+      for (int i : which) roots.insert(Stats(i).root_digest());
+      if (roots.size() == 1) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+ private:
+  std::vector<std::string> addresses_;
+  std::vector<std::string> dirs_;
+  std::vector<std::unique_ptr<KvdProcess>> nodes_;
+  std::vector<std::unique_ptr<client::Client>> clients_;
+};
+
+std::vector<client::Mutation> Puts(const std::string& prefix, int n, const std::string& value) {
+  std::vector<client::Mutation> m;
+  for (int i = 0; i < n; ++i) m.push_back({absl::StrCat(prefix, i), value, false, {}});
+  return m;
+}
+
+TEST(AntiEntropyTest, DivergentPairConvergesAndStreamsOnlyTheDifference) {
+  TempDir dir;
+  Cluster cluster(dir.path(), 2, {"--ae-paused"});
+  ASSERT_TRUE(cluster.Start(0).ok());
+  ASSERT_TRUE(cluster.Start(1).ok());
+  // Same 500 keys on both through replication, then pause.
+  ASSERT_TRUE(cluster.c(0).BatchWrite(Puts("base/", 500, "v")).ok());
+  ASSERT_TRUE(cluster.c(0).SetAntiEntropy(true).ok());
+  ASSERT_TRUE(cluster.c(1).SetAntiEntropy(true).ok());
+  ASSERT_TRUE(cluster.WaitConverged({0, 1}, std::chrono::seconds(20)));
+  ASSERT_TRUE(cluster.c(0).SetAntiEntropy(false).ok());
+  ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // In-flight ones end.
+  const auto before0 = cluster.Stats(0), before1 = cluster.Stats(1);
+
+  // 10 keys differ: 5 overwritten on each side, plus a delete on one side.
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(cluster.c(0).Put(absl::StrCat("base/", i), "from-0").ok());
+    ASSERT_TRUE(cluster.c(1).Put(absl::StrCat("base/", 100 + i), "from-1").ok());
+  }
+  ASSERT_TRUE(cluster.c(1).Delete("base/200").ok());
+  EXPECT_NE(cluster.Stats(0).root_digest(), cluster.Stats(1).root_digest());
+
+  ASSERT_TRUE(cluster.c(0).SetAntiEntropy(true).ok());
+  ASSERT_TRUE(cluster.c(1).SetAntiEntropy(true).ok());
+  ASSERT_TRUE(cluster.WaitConverged({0, 1}, std::chrono::seconds(20)));
+  const auto after0 = cluster.Stats(0), after1 = cluster.Stats(1);
+  const int64_t streamed = (after0.keys_sent() - before0.keys_sent()) +
+                           (after1.keys_sent() - before1.keys_sent());
+  EXPECT_EQ(streamed, 11);  // Exactly the differing keys, no overstreaming.
+  EXPECT_EQ(cluster.c(1).Get("base/3")->value, "from-0");
+  EXPECT_EQ(cluster.c(0).Get("base/104")->value, "from-1");
+  EXPECT_FALSE(cluster.c(0).Get("base/200")->found);
+  EXPECT_EQ(after0.key_count(), 500);
+  EXPECT_GT(after0.exchanges_completed(), before0.exchanges_completed());
+}
+
+TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
+  TempDir dir;
+  Cluster cluster(dir.path(), 3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(cluster.Start(i).ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(cluster.c(i).BatchWrite(Puts(absl::StrCat("n", i, "/"), 700, "x")).ok());
+  }
+  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, std::chrono::seconds(30)));
+
+  // Node 2 goes down and loses its disk; the others keep taking writes.
+  cluster.node(2).Kill();
+  std::filesystem::remove_all(cluster.dir(2));
+  ASSERT_TRUE(cluster.c(0).BatchWrite(Puts("while-down/", 300, "y")).ok());
+  ASSERT_TRUE(cluster.c(1).Delete("n0/5").ok());
+  ASSERT_TRUE(cluster.c(1).Put("n1/7", "changed").ok());
+
+  ASSERT_TRUE(cluster.Start(2).ok());
+  EXPECT_EQ(cluster.Stats(2).key_count(), 0);
+  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, std::chrono::seconds(60)));
+  auto s2 = cluster.Stats(2);
+  EXPECT_EQ(s2.key_count(), 2100 + 300);
+  EXPECT_EQ(s2.root_digest(), cluster.Stats(0).root_digest());
+  EXPECT_FALSE(cluster.c(2).Get("n0/5")->found);
+  EXPECT_EQ(cluster.c(2).Get("n1/7")->value, "changed");
+  EXPECT_EQ(cluster.c(2).Get("while-down/299")->value, "y");
+  auto all = cluster.c(2).Scan({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 2399u);  // Live keys: one is a tombstone.
+}
+
+TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
+  TempDir dir;
+  Cluster cluster(dir.path(), 2);
+  ASSERT_TRUE(cluster.Start(0).ok());
+  ASSERT_TRUE(cluster.Start(1).ok());
+  ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  auto s0 = cluster.Stats(0);
+  EXPECT_GT(s0.exchanges_failed(), 0);
+  ASSERT_EQ(s0.peers_size(), 1);
+  EXPECT_THAT(s0.peers(0).last_error(), HasSubstr("paused"));
+  EXPECT_FALSE(cluster.Stats(1).anti_entropy_running());
+  // A peer that is down: failures counted, the node keeps serving.
+  cluster.node(1).Kill();
+  const int64_t failed = cluster.Stats(0).exchanges_failed();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_GT(cluster.Stats(0).exchanges_failed(), failed);
+  EXPECT_TRUE(cluster.c(0).Put("still", "serving").ok());
+}
+
+}  // namespace
+}  // namespace kv::testing
