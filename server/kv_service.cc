@@ -122,12 +122,23 @@ absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp)
   return absl::OkStatus();
 }
 
-absl::Status KvService::DoWrite(
-    std::vector<Mutation> muts,
-    google::protobuf::RepeatedPtrField<kv::v1::Version>* out) {
-  KV_ASSIGN_OR_RETURN(auto versions, store_->Write(muts));
-  for (const auto& v : versions) ToProto(v, out->Add());
-  return absl::OkStatus();
+grpc::ServerUnaryReactor* KvService::Commit(
+    grpc::CallbackServerContext* ctx, std::vector<Mutation> muts,
+    google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
+    kv::v1::Version* version) {
+  auto* reactor = ctx->DefaultReactor();
+  // Finished on the store's committer thread once the group is durable.
+  store_->WriteAsync(
+      std::move(muts),
+      [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
+        if (r.ok()) {
+          for (const auto& v : *r) {
+            ToProto(v, versions != nullptr ? versions->Add() : version);
+          }
+        }
+        reactor->Finish(ToGrpcStatus(r.status()));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
@@ -141,28 +152,20 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                                          kv::v1::PutResponse* resp) {
   absl::Status s = CheckKey(limits_, req->key());
   if (s.ok()) s = CheckValue(limits_, req->value());
-  if (s.ok()) {
-    std::vector<Mutation> muts{
-        Mutation{req->key(), false, req->value(), PreconditionFromProto(req->precondition())}};
-    google::protobuf::RepeatedPtrField<kv::v1::Version> versions;
-    s = DoWrite(std::move(muts), &versions);
-    if (s.ok()) *resp->mutable_version() = versions[0];
-  }
-  return Finish(ctx, s);
+  if (!s.ok()) return Finish(ctx, s);
+  std::vector<Mutation> muts{Mutation{req->key(), false, req->value(),
+                                      PreconditionFromProto(req->precondition())}};
+  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version());
 }
 
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
                                             const kv::v1::DeleteRequest* req,
                                             kv::v1::DeleteResponse* resp) {
   absl::Status s = CheckKey(limits_, req->key());
-  if (s.ok()) {
-    std::vector<Mutation> muts{
-        Mutation{req->key(), true, "", PreconditionFromProto(req->precondition())}};
-    google::protobuf::RepeatedPtrField<kv::v1::Version> versions;
-    s = DoWrite(std::move(muts), &versions);
-    if (s.ok()) *resp->mutable_version() = versions[0];
-  }
-  return Finish(ctx, s);
+  if (!s.ok()) return Finish(ctx, s);
+  std::vector<Mutation> muts{
+      Mutation{req->key(), true, "", PreconditionFromProto(req->precondition())}};
+  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version());
 }
 
 grpc::ServerWriteReactor<kv::v1::ScanResponse>* KvService::Scan(
@@ -211,7 +214,7 @@ grpc::ServerUnaryReactor* KvService::BatchWrite(
     muts.push_back(Mutation{m.key(), m.delete_(), m.delete_() ? "" : m.value(),
                             PreconditionFromProto(m.precondition())});
   }
-  return Finish(ctx, DoWrite(std::move(muts), resp->mutable_versions()));
+  return Commit(ctx, std::move(muts), resp->mutable_versions(), nullptr);
 }
 
 grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,

@@ -39,8 +39,12 @@ class KvService final : public kv::v1::KV::CallbackService {
 
  private:
   absl::Status DoGet(const std::string& key, kv::v1::GetResponse* resp);
-  absl::Status DoWrite(std::vector<storage::Mutation> muts,
-                       google::protobuf::RepeatedPtrField<kv::v1::Version>* out);
+  // Hands `muts` to the store's committer and finishes the call when the
+  // write is durable, filling `versions` (batch) or `version` (single).
+  grpc::ServerUnaryReactor* Commit(
+      grpc::CallbackServerContext* ctx, std::vector<storage::Mutation> muts,
+      google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
+      kv::v1::Version* version);
 
   storage::Store* const store_;
   const Limits limits_;

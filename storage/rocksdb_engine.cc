@@ -3,6 +3,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_buffer_manager.h>
@@ -147,15 +148,26 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
+  // Memtables are not charged to the block cache: the cache keeps data
+  // blocks, the budget bounds memtables on their own.
   db_options.write_buffer_manager =
-      std::make_shared<rocksdb::WriteBufferManager>(
-          options.memtable_budget_bytes, cache);
+      std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_bytes);
   db_options.keep_log_file_num = 3;
+  // Few cores: writers waiting for the write group block instead of
+  // spinning with sched_yield, which starved the request threads.
+  db_options.enable_write_thread_adaptive_yield = false;
+  // Required by the vector memtable of the Merkle column; local writes come
+  // from one committer thread anyway (Store::WriteAsync).
+  db_options.allow_concurrent_memtable_write = false;
 
   rocksdb::ColumnFamilyOptions base;
   base.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   base.write_buffer_size = 32 << 20;
   base.max_write_buffer_number = 3;
+  // Flushes and the first compactions stay uncompressed (cheap on CPU, the
+  // scarce resource on small machines); older data is compressed with LZ4.
+  base.compression_per_level = {rocksdb::kNoCompression, rocksdb::kNoCompression,
+                                rocksdb::kLZ4Compression};
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, base);
@@ -164,6 +176,10 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
     if (absl::string_view(name) == "merkle") {
       cf.merge_operator = std::make_shared<LeafMergeOperator>();
       cf.write_buffer_size = 4 << 20;
+      // Written on every write, read only at start and by verification
+      // (through iterators): an append-only vector memtable makes the
+      // per-write insert O(1) instead of a skiplist search.
+      cf.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
     } else if (absl::string_view(name) == "meta") {
       cf.write_buffer_size = 1 << 20;
     }

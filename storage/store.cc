@@ -4,6 +4,7 @@
 #include <random>
 
 #include "absl/base/internal/endian.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "storage/status_macros.h"
 
@@ -68,6 +69,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(
   std::unique_ptr<Store> store(new Store(std::move(engine), options, *node_id,
                                          high_water.value_or(0)));
   KV_RETURN_IF_ERROR(store->LoadTree());
+  store->max_group_mutations_ = std::max<size_t>(options.max_group_mutations, 1);
+  if (options.committer_thread) {
+    store->committer_ = std::thread([s = store.get()] { s->CommitterLoop(); });
+  }
   return store;
 }
 
@@ -90,7 +95,13 @@ Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
       options.hlc_window_ms);
 }
 
-Store::~Store() = default;
+Store::~Store() {
+  {
+    absl::MutexLock lock(&queue_mu_);
+    closing_ = true;
+  }
+  if (committer_.joinable()) committer_.join();  // Drains the queue first.
+}
 
 absl::Status Store::LoadTree() {
   std::vector<LeafValue> leaves(tree_.num_leaves());
@@ -139,21 +150,19 @@ void Store::StageRecord(const Record& record, const std::optional<Record>& old,
   deltas->push_back(LeafDelta{leaf, delta, count_delta});
 }
 
-absl::StatusOr<std::vector<Version>> Store::Write(
-    std::span<const Mutation> mutations) {
-  std::vector<uint64_t> hashes;
-  std::vector<int> stripes;
-  hashes.reserve(mutations.size());
-  for (size_t i = 0; i < mutations.size(); ++i) {
-    if (mutations[i].key.empty()) {
+absl::Status Store::Prepare(WriteRequest& request) {
+  const std::vector<Mutation>& muts = request.mutations;
+  request.hashes.clear();
+  request.hashes.reserve(muts.size());
+  for (size_t i = 0; i < muts.size(); ++i) {
+    if (muts[i].key.empty()) {
       return absl::InvalidArgumentError(absl::StrCat("mutation ", i, ": empty key"));
     }
-    hashes.push_back(KeyHash(mutations[i].key));
-    stripes.push_back(static_cast<int>(hashes.back() % kStripes));
+    request.hashes.push_back(KeyHash(muts[i].key));
   }
-  {
+  if (muts.size() > 1) {
     std::vector<absl::string_view> keys;
-    for (const Mutation& m : mutations) keys.push_back(m.key);
+    for (const Mutation& m : muts) keys.push_back(m.key);
     std::sort(keys.begin(), keys.end());
     auto dup = std::adjacent_find(keys.begin(), keys.end());
     if (dup != keys.end()) {
@@ -161,66 +170,191 @@ absl::StatusOr<std::vector<Version>> Store::Write(
           absl::StrCat("key '", *dup, "' appears more than once in the batch"));
     }
   }
-  // Lock stripes in ascending order: no deadlock between batches.
-  std::sort(stripes.begin(), stripes.end());
-  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
-  for (int s : stripes) stripes_[s].Lock();
-  struct Unlocker {
-    Store* store;
-    const std::vector<int>& stripes;
-    ~Unlocker() {
-      for (auto it = stripes.rbegin(); it != stripes.rend(); ++it) {
-        store->stripes_[*it].Unlock();
-      }
-    }
-  } unlocker{this, stripes};
+  return absl::OkStatus();
+}
 
-  std::vector<std::optional<Record>> olds;
-  olds.reserve(mutations.size());
-  for (const Mutation& m : mutations) {
-    KV_ASSIGN_OR_RETURN(auto old, GetLocked(m.key));
-    const bool live = old.has_value() && !old->tombstone;
-    switch (m.precondition.kind) {
-      case Precondition::Kind::kNone:
-        break;
-      case Precondition::Kind::kAbsent:
-        if (live) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "key '", m.key, "' exists (version ", old->version.ToString(),
-              "); the write required it to be absent"));
-        }
-        break;
-      case Precondition::Kind::kVersion:
-        if (!live || old->version != m.precondition.version) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "key '", m.key, "' is at version ",
-              live ? old->version.ToString()
-                   : std::string(old.has_value() ? "(deleted)" : "(absent)"),
-              ", not the expected ", m.precondition.version.ToString()));
-        }
-        break;
+namespace {
+
+absl::Status CheckPrecondition(const Mutation& m, const std::optional<Record>& old) {
+  const bool live = old.has_value() && !old->tombstone;
+  switch (m.precondition.kind) {
+    case Precondition::Kind::kNone:
+      break;
+    case Precondition::Kind::kAbsent:
+      if (live) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "key '", m.key, "' exists (version ", old->version.ToString(),
+            "); the write required it to be absent"));
+      }
+      break;
+    case Precondition::Kind::kVersion:
+      if (!live || old->version != m.precondition.version) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "key '", m.key, "' is at version ",
+            live ? old->version.ToString()
+                 : std::string(old.has_value() ? "(deleted)" : "(absent)"),
+            ", not the expected ", m.precondition.version.ToString()));
+      }
+      break;
+  }
+  return absl::OkStatus();
+}
+
+// Locks the stripes of every key in `requests` in ascending order (no
+// deadlock between groups) and unlocks them on destruction.
+template <typename Requests>
+class StripeLocks {
+ public:
+  StripeLocks(absl::Mutex* stripes, size_t num_stripes, const Requests& requests)
+      : stripes_(stripes) {
+    for (const auto& r : requests) {
+      for (uint64_t h : r.hashes) held_.push_back(static_cast<int>(h % num_stripes));
     }
-    olds.push_back(std::move(old));
+    std::sort(held_.begin(), held_.end());
+    held_.erase(std::unique(held_.begin(), held_.end()), held_.end());
+    for (int i : held_) stripes_[i].Lock();
+  }
+  ~StripeLocks() {
+    for (auto it = held_.rbegin(); it != held_.rend(); ++it) stripes_[*it].Unlock();
   }
 
+ private:
+  absl::Mutex* const stripes_;
+  std::vector<int> held_;
+};
+
+}  // namespace
+
+void Store::CommitGroup(std::vector<WriteRequest>& group) {
   WriteBatch batch;
   std::vector<LeafDelta> deltas;
-  std::vector<Version> versions;
-  for (size_t i = 0; i < mutations.size(); ++i) {
-    const Mutation& m = mutations[i];
-    if (olds[i].has_value()) {
-      // Defensive: the invariant already keeps the clock above stored versions.
-      KV_RETURN_IF_ERROR(clock_->Observe(olds[i]->version.hlc));
+  absl::flat_hash_map<std::string, Record> staged_records;  // Newest per key.
+  std::vector<size_t> staged;  // Requests in `batch`.
+  absl::Status group_error;
+  for (size_t r = 0; r < group.size() && group_error.ok(); ++r) {
+    WriteRequest& req = group[r];
+    if (!req.result.ok()) continue;  // Refused by Prepare.
+    // Read and check everything first: a request is all or nothing.
+    std::vector<std::optional<Record>> olds;
+    absl::Status s;
+    for (const Mutation& m : req.mutations) {
+      auto it = staged_records.find(m.key);
+      if (it != staged_records.end()) {
+        olds.emplace_back(it->second);
+      } else {
+        auto old = GetLocked(m.key);
+        if (!old.ok()) {
+          s = old.status();
+          break;
+        }
+        olds.push_back(std::move(*old));
+      }
+      s = CheckPrecondition(m, olds.back());
+      if (!s.ok()) break;
     }
-    KV_ASSIGN_OR_RETURN(uint64_t hlc, clock_->Now());
-    Record r{m.key, Version{hlc, node_id_}, m.tombstone,
-             m.tombstone ? std::string() : m.value};
-    StageRecord(r, olds[i], hashes[i], &batch, &deltas);
-    versions.push_back(r.version);
+    if (!s.ok()) {
+      req.result = s;
+      continue;
+    }
+    std::vector<Version> versions;
+    for (size_t i = 0; i < req.mutations.size(); ++i) {
+      const Mutation& m = req.mutations[i];
+      // The clock is already above every stored version (see the class
+      // invariant); observing the old one keeps that true regardless.
+      if (olds[i].has_value()) group_error = clock_->Observe(olds[i]->version.hlc);
+      absl::StatusOr<uint64_t> hlc =
+          group_error.ok() ? clock_->Now() : absl::StatusOr<uint64_t>(group_error);
+      if (!hlc.ok()) {
+        group_error = hlc.status();
+        break;
+      }
+      Record rec{m.key, Version{*hlc, node_id_}, m.tombstone,
+                 m.tombstone ? std::string() : m.value};
+      StageRecord(rec, olds[i], req.hashes[i], &batch, &deltas);
+      versions.push_back(rec.version);
+      staged_records[m.key] = std::move(rec);
+    }
+    req.result = std::move(versions);
+    staged.push_back(r);
   }
-  KV_RETURN_IF_ERROR(engine_->Write(batch));
+  if (group_error.ok() && !batch.empty()) group_error = engine_->Write(batch);
+  if (!group_error.ok()) {
+    // Nothing of the batch was written.
+    for (size_t r : staged) group[r].result = group_error;
+    return;
+  }
   for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
-  return versions;
+}
+
+absl::StatusOr<std::vector<Version>> Store::Write(std::span<const Mutation> mutations) {
+  std::vector<WriteRequest> group(1);
+  group[0].mutations.assign(mutations.begin(), mutations.end());
+  group[0].result = std::vector<Version>();
+  absl::Status s = Prepare(group[0]);
+  if (!s.ok()) return s;
+  {
+    StripeLocks locks(stripes_.data(), stripes_.size(), group);
+    CommitGroup(group);
+  }
+  return std::move(group[0].result);
+}
+
+void Store::WriteAsync(std::vector<Mutation> mutations, WriteCallback done) {
+  WriteRequest req;
+  req.mutations = std::move(mutations);
+  req.result = std::vector<Version>();
+  absl::Status s = Prepare(req);
+  if (!s.ok()) {
+    std::move(done)(s);
+    return;
+  }
+  if (!committer_.joinable()) {
+    std::move(done)(Write(req.mutations));
+    return;
+  }
+  req.done = std::move(done);
+  absl::MutexLock lock(&queue_mu_);
+  if (closing_) {
+    std::move(req.done)(absl::UnavailableError("the store is closing"));
+    return;
+  }
+  queue_.push_back(std::move(req));
+}
+
+void Store::CommitterLoop() {
+  std::vector<WriteRequest> pending;
+  while (true) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      queue_mu_.Await(absl::Condition(
+          +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
+            return !s->queue_.empty() || s->closing_;
+          },
+          this));
+      if (queue_.empty()) return;  // Closing and drained.
+      pending.swap(queue_);
+    }
+    // Commit in groups of bounded size; requests keep their order.
+    size_t begin = 0;
+    while (begin < pending.size()) {
+      size_t end = begin, mutations = 0;
+      while (end < pending.size() &&
+             (end == begin || mutations + pending[end].mutations.size() <=
+                                  max_group_mutations_)) {
+        mutations += pending[end].mutations.size();
+        ++end;
+      }
+      std::vector<WriteRequest> group(std::make_move_iterator(pending.begin() + begin),
+                                      std::make_move_iterator(pending.begin() + end));
+      {
+        StripeLocks locks(stripes_.data(), stripes_.size(), group);
+        CommitGroup(group);
+      }
+      for (WriteRequest& r : group) std::move(r.done)(std::move(r.result));
+      begin = end;
+    }
+    pending.clear();
+  }
 }
 
 absl::StatusOr<bool> Store::Apply(const Record& record) {

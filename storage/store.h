@@ -20,8 +20,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -35,6 +37,11 @@ namespace kv::storage {
 
 struct StoreOptions {
   uint32_t leaf_depth = 16;          // Merkle leaves: 2^leaf_depth.
+  // Runs a committer thread for WriteAsync: pending writes are committed in
+  // groups, one engine batch (one WAL write, one fsync with sync) per group.
+  // Without it WriteAsync commits on the calling thread (the simulator).
+  bool committer_thread = false;
+  size_t max_group_mutations = 4096;  // Per committed group.
   PhysicalClock* clock = nullptr;    // Default: the system clock.
   int64_t hlc_window_ms = 1000;      // See HybridClock.
   uint64_t node_id = 0;              // Nonzero: id for a new store (tests).
@@ -93,6 +100,14 @@ class Store {
   // nothing written); engine errors (nothing acknowledged).
   absl::StatusOr<std::vector<Version>> Write(std::span<const Mutation> mutations);
 
+  using WriteCallback =
+      absl::AnyInvocable<void(absl::StatusOr<std::vector<Version>>) &&>;
+  // As Write, but returns at once; `done` gets Write's result, on the
+  // committer thread (or, without one, on the calling thread before
+  // WriteAsync returns). `done` must not block. After the store started
+  // closing, `done` gets UNAVAILABLE.
+  void WriteAsync(std::vector<Mutation> mutations, WriteCallback done);
+
   // Stores `record` iff its version is above the stored one (last writer
   // wins); returns whether it was stored. The clock observes the version
   // either way. Applying the same records in any order, from any threads,
@@ -141,6 +156,21 @@ class Store {
   absl::StatusOr<std::optional<Record>> GetLocked(absl::string_view key);
   absl::Status LoadTree();
 
+  struct WriteRequest {
+    std::vector<Mutation> mutations;
+    std::vector<uint64_t> hashes;
+    WriteCallback done;
+    absl::StatusOr<std::vector<Version>> result;
+  };
+  // Checks a request on its own (keys non-empty and distinct) and hashes
+  // its keys. Errors: INVALID_ARGUMENT.
+  static absl::Status Prepare(WriteRequest& request);
+  // Commits `group` in one engine batch: each request's preconditions are
+  // checked against the store and the group's earlier requests; a request
+  // that fails gets its error and writes nothing. Sets every result.
+  void CommitGroup(std::vector<WriteRequest>& group);
+  void CommitterLoop();
+
   // Constant after construction.
   const std::unique_ptr<Engine> engine_;
   const uint64_t node_id_;
@@ -149,6 +179,13 @@ class Store {
 
   MerkleTree tree_;  // Thread-safe itself.
   std::array<absl::Mutex, kStripes> stripes_;  // Guard read-compare-write.
+
+  // The committer's queue.
+  absl::Mutex queue_mu_;
+  std::vector<WriteRequest> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  size_t max_group_mutations_ = 4096;
+  std::thread committer_;
 };
 
 }  // namespace kv::storage

@@ -343,3 +343,81 @@ TEST(StoreMemoryTest, VerifyTreeRepairsStoredLeaves) {
 
 }  // namespace
 }  // namespace kv::storage
+
+namespace kv::storage {
+namespace {
+
+TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
+  StoreOptions o;
+  o.leaf_depth = 6;
+  o.committer_thread = true;
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  constexpr int kRequests = 200;
+  std::vector<absl::StatusOr<std::vector<Version>>> results(kRequests);
+  absl::Mutex mu;
+  int done = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    Mutation m{"k", false, std::to_string(i), {}};
+    // Only the first of these can succeed, whichever group each lands in.
+    m.precondition.kind = Precondition::Kind::kAbsent;
+    s->WriteAsync({m}, [&, i](absl::StatusOr<std::vector<Version>> r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+      ++done;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(+[](int* d) { return *d == kRequests; }, &done));
+  }
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  for (int i = 1; i < kRequests; ++i) {
+    EXPECT_EQ(results[i].status().code(), absl::StatusCode::kFailedPrecondition) << i;
+  }
+  EXPECT_EQ((*s->Get("k"))->value, "0");
+  EXPECT_EQ(s->tree().KeyCount(), 1);
+}
+
+TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
+  StoreOptions o;
+  o.leaf_depth = 6;
+  o.committer_thread = true;
+  o.max_group_mutations = 16;  // Many groups.
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  absl::Mutex mu;
+  int done = 0, failed = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        std::vector<Mutation> muts{Mutation{"k" + std::to_string(i % 50), i % 9 == 0, "v", {}},
+                                   Mutation{"t" + std::to_string(t), false, "x", {}}};
+        s->WriteAsync(std::move(muts), [&](absl::StatusOr<std::vector<Version>> r) {
+          absl::MutexLock lock(&mu);
+          ++done;
+          if (!r.ok()) ++failed;
+        });
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(+[](int* d) { return *d == 2000; }, &done));
+  }
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(s->tree().KeyCount(), 54);
+  auto v = s->VerifyTree();
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->matched);
+  // A bad request is refused at once, on the caller's thread.
+  bool called = false;
+  s->WriteAsync({Mutation{"", false, "", {}}}, [&](absl::StatusOr<std::vector<Version>> r) {
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    called = true;
+  });
+  EXPECT_TRUE(called);
+}
+
+}  // namespace
+}  // namespace kv::storage
