@@ -23,7 +23,13 @@ absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
   auto flush = [&](bool send) -> absl::Status {
     replication::Ready ready = ex->TakeReady();
     for (const storage::Record& r : ready.records_to_apply) {
-      KV_RETURN_IF_ERROR(store->Apply(r).status());
+      absl::Status s = store->Apply(r).status();
+      if (s.code() == absl::StatusCode::kOutOfRange) {
+        // A clock far ahead: refuse this record, keep repairing the rest.
+        spdlog::warn("anti-entropy: refused a record: {}", std::string(s.message()));
+        continue;
+      }
+      KV_RETURN_IF_ERROR(s);
     }
     if (!send) return absl::OkStatus();
     for (const ExchangeMessage& m : ready.messages) {
@@ -109,6 +115,12 @@ peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
     const int max = static_cast<int>(replication::MaxReceivedMessageBytes(options_.exchange));
     args.SetMaxReceiveMessageSize(max);
     args.SetMaxSendMessageSize(max);
+    // A peer that was down is tried again within about an interval, not
+    // after gRPC's default backoff of up to two minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                static_cast<int>(absl::ToInt64Milliseconds(options_.interval)));
     stub = peer::v1::Peer::NewStub(
         grpc::CreateCustomChannel(peer, grpc::InsecureChannelCredentials(), args));
   }

@@ -1,7 +1,7 @@
 #include "server/kv_service.h"
 
 #include "absl/strings/str_cat.h"
-#include "server/proto_convert.h"
+#include "replication/wire.h"
 #include "server/status_mapping.h"
 #include "storage/status_macros.h"
 
@@ -23,7 +23,7 @@ Precondition PreconditionFromProto(const kv::v1::Precondition& p) {
   switch (p.condition_case()) {
     case kv::v1::Precondition::kExpectedVersion:
       out.kind = Precondition::Kind::kVersion;
-      out.version = FromProto(p.expected_version());
+      out.version = replication::VersionFromProto(p.expected_version());
       break;
     case kv::v1::Precondition::kMustNotExist:
       if (p.must_not_exist()) out.kind = Precondition::Kind::kAbsent;
@@ -82,7 +82,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> 
       kv::v1::Entry* e = chunk_.add_entries();
       e->set_key(r.key);
       e->set_value(r.value);
-      ToProto(r.version, e->mutable_version());
+      replication::VersionToProto(r.version, e->mutable_version());
       bytes += r.key.size() + r.value.size();
       next_ = r.key;
       next_.push_back('\0');  // The smallest key after r.key.
@@ -115,7 +115,7 @@ absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp)
   KV_RETURN_IF_ERROR(CheckKey(limits_, key));
   KV_ASSIGN_OR_RETURN(auto rec, store_->Get(key));
   if (!rec.has_value()) return absl::OkStatus();
-  ToProto(rec->version, resp->mutable_version());
+  replication::VersionToProto(rec->version, resp->mutable_version());
   if (rec->tombstone) return absl::OkStatus();
   resp->set_found(true);
   resp->set_value(std::move(rec->value));
@@ -133,7 +133,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
       [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
         if (r.ok()) {
           for (const auto& v : *r) {
-            ToProto(v, versions != nullptr ? versions->Add() : version);
+            replication::VersionToProto(v, versions != nullptr ? versions->Add() : version);
           }
         }
         reactor->Finish(ToGrpcStatus(r.status()));

@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
+  app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
+                 "Refuse replicated records versioned further ahead of this node's "
+                 "clock (0: no limit)")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
   app.add_option("--ready-file", ready_file,

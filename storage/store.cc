@@ -84,6 +84,8 @@ Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
     owned_clock_ = std::make_unique<SystemClock>();
     physical = owned_clock_.get();
   }
+  physical_ = physical;
+  max_clock_drift_ms_ = options.max_clock_drift_ms;
   Engine* e = engine_.get();
   clock_ = std::make_unique<HybridClock>(
       physical, high_water,
@@ -362,6 +364,15 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
   if (record.version.hlc == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("record of key '", record.key, "' has no version"));
+  }
+  if (max_clock_drift_ms_ > 0) {
+    const int64_t ahead_ms = HlcMillis(record.version.hlc) - physical_->NowMillis();
+    if (ahead_ms > max_clock_drift_ms_) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "record of key '", record.key, "' from node ", record.version.node_id,
+          " is versioned ", ahead_ms, " ms ahead of this node's clock, over the limit of ",
+          max_clock_drift_ms_, " ms (--max-clock-drift-ms)"));
+    }
   }
   const uint64_t hash = KeyHash(record.key);
   absl::MutexLock lock(&StripeOf(hash));

@@ -45,6 +45,11 @@ struct StoreOptions {
   PhysicalClock* clock = nullptr;    // Default: the system clock.
   int64_t hlc_window_ms = 1000;      // See HybridClock.
   uint64_t node_id = 0;              // Nonzero: id for a new store (tests).
+  // Apply refuses a record whose version is more than this far ahead of the
+  // local wall clock (a peer with a broken clock, or a hostile one, would
+  // otherwise drag this node's clock, and every later version, with it).
+  // 0 = no limit.
+  int64_t max_clock_drift_ms = 0;
 };
 
 struct Precondition {
@@ -112,7 +117,9 @@ class Store {
   // wins); returns whether it was stored. The clock observes the version
   // either way. Applying the same records in any order, from any threads,
   // gives the same final state. Errors: INVALID_ARGUMENT for an empty key or
-  // a zero version; engine errors.
+  // a zero version; OUT_OF_RANGE when the version is further ahead of the
+  // wall clock than max_clock_drift_ms (nothing stored, clock untouched);
+  // engine errors.
   absl::StatusOr<bool> Apply(const Record& record);
 
   // Calls fn for each live (non-tombstone) record with start <= key < end in
@@ -175,6 +182,8 @@ class Store {
   const std::unique_ptr<Engine> engine_;
   const uint64_t node_id_;
   std::unique_ptr<SystemClock> owned_clock_;
+  PhysicalClock* physical_ = nullptr;
+  int64_t max_clock_drift_ms_ = 0;
   std::unique_ptr<HybridClock> clock_;
 
   MerkleTree tree_;  // Thread-safe itself.

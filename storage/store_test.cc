@@ -308,6 +308,23 @@ TEST(StoreRocksDbTest, LeafDepthMismatchIsRefused) {
   EXPECT_THAT(s.status().message(), HasSubstr("leaf depth 16"));
 }
 
+TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
+  ManualClock clock(1'700'000'000'000);
+  StoreOptions o;
+  o.leaf_depth = 4;
+  o.clock = &clock;
+  o.max_clock_drift_ms = 60'000;
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  Record near{"a", Version{HlcFromMillis(1'700'000'030'000), 7}, false, "ok"};
+  EXPECT_TRUE(*s->Apply(near));
+  Record far{"b", Version{HlcFromMillis(1'700'000'000'000 + 3'600'000), 7}, false, "no"};
+  auto r = s->Apply(far);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(r.status().message(), HasSubstr("--max-clock-drift-ms"));
+  EXPECT_FALSE(s->Get("b")->has_value());
+  EXPECT_LT(s->clock().Last(), far.version.hlc);  // The clock did not follow.
+}
+
 TEST(StoreMemoryTest, FailedWriteChangesNothing) {
   auto engine = std::make_unique<MemoryEngine>();
   MemoryEngine* raw = engine.get();

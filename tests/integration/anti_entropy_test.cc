@@ -151,8 +151,15 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   ASSERT_TRUE(cluster.Start(0).ok());
   ASSERT_TRUE(cluster.Start(1).ok());
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-  auto s0 = cluster.Stats(0);
+  // Node 0's next exchanges are refused with node 1's reason.
+  kv::v1::StatsResponse s0;
+  for (int i = 0; i < 200; ++i) {
+    s0 = cluster.Stats(0);
+    if (s0.peers_size() == 1 && s0.peers(0).last_error().find("paused") != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_GT(s0.exchanges_failed(), 0);
   ASSERT_EQ(s0.peers_size(), 1);
   EXPECT_THAT(s0.peers(0).last_error(), HasSubstr("paused"));
