@@ -132,9 +132,11 @@ absl::StatusOr<Precondition> PreconditionFromFlags(const Flags& f) {
 std::string FormatUnixMs(int64_t ms, absl::Time now) {
   if (ms == 0) return "never";
   const absl::Time t = absl::FromUnixMillis(ms);
+  const absl::Duration ago = absl::Trunc(now - t, absl::Seconds(1));
   return absl::StrCat(
       absl::FormatTime("%Y-%m-%d %H:%M:%S", t, absl::LocalTimeZone()), " (",
-      absl::FormatDuration(absl::Trunc(now - t, absl::Seconds(1))), " ago)");
+      ago < absl::Seconds(1) ? "just now" : absl::StrCat(absl::FormatDuration(ago), " ago"),
+      ")");
 }
 
 std::string ProtoJson(const google::protobuf::Message& m) {

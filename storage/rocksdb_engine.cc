@@ -153,6 +153,10 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
   db_options.write_buffer_manager =
       std::make_shared<rocksdb::WriteBufferManager>(options.memtable_budget_bytes);
   db_options.keep_log_file_num = 3;
+  // After a crash, replay the WAL into memtables and serve; flushing them is
+  // left to the background (restart time is what a crashed node's peers and
+  // clients wait for).
+  db_options.avoid_flush_during_recovery = true;
   // Few cores: writers waiting for the write group block instead of
   // spinning with sched_yield, which starved the request threads.
   db_options.enable_write_thread_adaptive_yield = false;

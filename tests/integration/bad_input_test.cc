@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
@@ -83,6 +85,17 @@ TEST_F(BadInputTest, ConfiguredLimitsAndBatches) {
   EXPECT_EQ(client_->BatchWrite({}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client_->BatchGet({"a", "123456789"}).status().code(),
             absl::StatusCode::kInvalidArgument);
+  ExpectEmpty();
+}
+
+TEST_F(BadInputTest, LimitsFromAConfigFile) {
+  const std::string config = dir_.path() + "/kvd.conf";
+  std::ofstream(config) << "# kvd options\nname = configured\nmax-key-bytes = 8\n";
+  StartNode({"--config", config});
+  auto s = client_->Put("123456789", "v").status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("over the limit of 8 bytes"));
+  EXPECT_EQ(client_->Stats()->node_name(), "configured");
   ExpectEmpty();
 }
 
