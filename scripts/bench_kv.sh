@@ -37,7 +37,7 @@ run() {  # run LABEL WORKLOAD [extra bench flags...]
   local line
   line=$("$KVCTL" --endpoint "$ADDR" bench --workload "$workload" --duration "$DURATION" \
     --concurrency "$CONCURRENCY" --keys "$KEYS" --value-size "$VALUE" "$@" 2>/dev/null)
-  echo "$label: $line"
+  echo "$label: ${line#*: }"
 }
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -364,10 +364,9 @@ TEST(StoreMemoryTest, VerifyTreeRepairsStoredLeaves) {
 namespace kv::storage {
 namespace {
 
-TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
+TEST(StoreWriteAsyncTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
   StoreOptions o;
   o.leaf_depth = 6;
-  o.committer_thread = true;
   auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
   constexpr int kRequests = 200;
   std::vector<absl::StatusOr<std::vector<Version>>> results(kRequests);
@@ -395,10 +394,9 @@ TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
   EXPECT_EQ(s->tree().KeyCount(), 1);
 }
 
-TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
+TEST(StoreWriteAsyncTest, ConcurrentAsyncWritersKeepTreeConsistent) {
   StoreOptions o;
   o.leaf_depth = 6;
-  o.committer_thread = true;
   o.max_group_mutations = 16;  // Many groups.
   auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
   absl::Mutex mu;
