@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   app.add_option("--max-message-bytes", o.limits.max_message_bytes,
-                 "gRPC message limit (0: key + value limit + 64 KiB)")
+                 "gRPC message limit (0: key + value limit + 64 KiB; never below what the "
+                 "peer protocol needs, about 1 MiB)")
       ->capture_default_str();
   app.add_option("--leaf-depth", o.leaf_depth, "Merkle tree leaf depth D (2^D leaves)")
       ->capture_default_str()

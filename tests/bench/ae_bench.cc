@@ -1,0 +1,964 @@
+// ae_bench: anti-entropy cost and convergence time between two real kvd
+// processes.
+//
+// 1. Starts nodes A and B on loopback, each the other's only peer, with
+//    anti-entropy paused (--ae-paused) and a short interval.
+// 2. Loads n keys ("key%010d", --value-size byte values) into A with
+//    BatchWrite, resumes anti-entropy and times the full sync to B (equal
+//    roots), then pauses it again and waits for exchanges in flight to end.
+//    Replication is the only way to give both nodes the same versions.
+// 3. For each d of --d: overwrites d/2 keys on A and d - d/2 other keys on B,
+//    snapshots both nodes' Admin.Stats counters, resumes anti-entropy, polls
+//    Stats every 10 ms until the roots are equal, pauses, waits for exchanges
+//    in flight, and reports the counter deltas summed over both nodes:
+//    records streamed (keys_sent, target == d), bytes on the wire (bytes_sent:
+//    serialized ExchangeMessage bytes, without gRPC/HTTP2/TCP framing; target
+//    <= d * (record + 150) + 64 KiB), exchanges. For d = 0 it lets
+//    --d0-exchanges exchanges run at equal roots and reports bytes per
+//    exchange (target <= 1 KiB).
+// 4. Restarts A after SIGTERM and after SIGKILL and times process start to
+//    the first successful Admin.Stats (target < 2 s).
+//
+// Nodes are not pinned to CPUs unless --pin (A on CPU 0, B on CPU 1). Both
+// nodes start exchanges, as deployed; --single-initiator leaves that to A
+// (B gets a 1 h interval and only answers), which separates the protocol's
+// own cost from the overlap of two concurrent exchanges. A converge time
+// includes the wait for the next exchange (the interval is jittered +-25%).
+//
+// Every wait is bounded; a wait that times out is a FAIL, never a hang.
+// Exit code: 0 every target met, 1 some target failed, 2 the benchmark could
+// not run (bad flags, a node did not start, an RPC failed).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "client/client.h"
+#include "proto/kv.pb.h"
+#include "tests/bench/bench_process.h"
+#include "tests/integration/kvd_process.h"
+
+namespace kv::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+constexpr int64_t kVersionBytes = 16;  // hlc + node_id.
+constexpr int64_t kPerRecordOverhead =
+    150;  // Allowed protocol bytes per record.
+constexpr int64_t kFixedOverhead = 64
+                                   << 10;  // Allowed protocol bytes per case.
+constexpr int kIdleBytesTarget = 1 << 10;  // Per exchange at equal roots.
+constexpr double kRestartTargetMs = 2000;
+constexpr auto kPoll = std::chrono::milliseconds(10);
+constexpr int kNeverIntervalMs = 3600000;  // kvd's largest --ae-interval-ms.
+
+double MsSince(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string Key(int64_t i) { return absl::StrFormat("key%010d", i); }
+
+// A deterministic value of `size` printable bytes for key `i` and write
+// `tag` (so that every overwrite changes the value, not only the version).
+std::string Value(int64_t i, uint64_t tag, int size) {
+  static constexpr char kAlphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string v(size, ' ');
+  uint64_t x = static_cast<uint64_t>(i) * 0x9E3779B97F4A7C15ull ^ tag;
+  for (int k = 0; k < size; ++k) {
+    x ^= x >> 33;  // splitmix-style scrambling.
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 29;
+    v[k] = kAlphabet[x % 62];
+    x += 0x9E3779B97F4A7C15ull;
+  }
+  return v;
+}
+
+struct Config {
+  int64_t n = 1000000;
+  std::vector<int64_t> ds = {0, 1, 100, 10000};
+  int value_size = 100;
+  std::string dir;  // Empty: a temporary directory, removed at the end.
+  std::string kvd = KV_KVD_PATH;
+  std::string output = "text";
+  int interval_ms = 200;
+  bool pin = false;
+  bool single_initiator = false;  // Only A starts exchanges; B only answers.
+  int batch = 1000;
+  int d0_exchanges = 10;
+  bool restart = true;
+  int sync_timeout_s = 900;
+  int case_timeout_s = 120;
+
+  int64_t RecordBytes() const {
+    return static_cast<int64_t>(Key(0).size()) + value_size + kVersionBytes;
+  }
+  // "ae interval 200 ms, both nodes initiate exchanges, nodes unpinned".
+  std::string Setup() const {
+    return absl::StrCat(
+        "ae interval ", interval_ms, " ms, ",
+        single_initiator ? "only A initiates exchanges (B answers)"
+                         : "both nodes initiate exchanges",
+        ", nodes ", pin ? "pinned (A: CPU 0, B: CPU 1)" : "unpinned");
+  }
+};
+
+// Admin.Stats anti-entropy counters of one node (or a sum or difference).
+struct Counters {
+  int64_t started = 0, completed = 0, failed = 0, equal_roots = 0,
+          differing_leaves = 0, keys_sent = 0, keys_received = 0,
+          bytes_sent = 0, bytes_received = 0;
+
+  static Counters Of(const kv::v1::StatsResponse& s) {
+    return {
+        s.exchanges_started(),  s.exchanges_completed(), s.exchanges_failed(),
+        s.rounds_equal_roots(), s.differing_leaves(),    s.keys_sent(),
+        s.keys_received(),      s.bytes_sent(),          s.bytes_received()};
+  }
+  // Exchanges this node started (either side) that have not ended yet.
+  int64_t in_flight() const { return started - completed - failed; }
+  Counters Combine(const Counters& o, int sign) const {
+    return {started + sign * o.started,
+            completed + sign * o.completed,
+            failed + sign * o.failed,
+            equal_roots + sign * o.equal_roots,
+            differing_leaves + sign * o.differing_leaves,
+            keys_sent + sign * o.keys_sent,
+            keys_received + sign * o.keys_received,
+            bytes_sent + sign * o.bytes_sent,
+            bytes_received + sign * o.bytes_received};
+  }
+};
+
+using StatsPair = std::array<kv::v1::StatsResponse, 2>;
+
+// Sum over both nodes of (after - before).
+Counters Delta(const StatsPair& before, const StatsPair& after) {
+  Counters sum;
+  for (int i = 0; i < 2; ++i) {
+    sum = sum.Combine(
+        Counters::Of(after[i]).Combine(Counters::Of(before[i]), -1), +1);
+  }
+  return sum;
+}
+
+// Every exchange that completes is counted by both sides (initiator and
+// responder); an exchange the peer refused is counted only by the initiator,
+// as failed.
+double Exchanges(const Counters& delta) { return delta.completed / 2.0; }
+
+// The two nodes and a client for each.
+class Pair {
+ public:
+  explicit Pair(const Config& config) : config_(config) {}
+
+  absl::Status Start(const std::string& dir) {
+    const std::array<std::string, 2> addresses = {
+        absl::StrCat("127.0.0.1:", kv::testing::FreePort()),
+        absl::StrCat("127.0.0.1:", kv::testing::FreePort())};
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    for (int i = 0; i < 2; ++i) {
+      KvdServerOptions o;
+      o.binary = config_.kvd;
+      o.data_dir = absl::StrCat(dir, "/", kNames[i]);
+      o.listen = addresses[i];
+      // B with an interval of an hour never starts an exchange during the
+      // run (the first comes after 45 min or more) but answers A's.
+      const int interval_ms = config_.single_initiator && i == 1
+                                  ? kNeverIntervalMs
+                                  : config_.interval_ms;
+      o.args = {"--name",         kNames[i],          "--peers",
+                addresses[1 - i], "--ae-interval-ms", absl::StrCat(interval_ms),
+                "--ae-paused"};
+      o.cpu = config_.pin ? static_cast<int>(i % cpus) : -1;
+      nodes_[i] = std::make_unique<KvdServer>(std::move(o));
+      if (absl::Status s = nodes_[i]->Start(absl::Seconds(60)); !s.ok())
+        return s;
+      if (absl::Status s = Reconnect(i); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  // A fresh client for node i (after a restart).
+  absl::Status Reconnect(int i) {
+    client::ClientOptions o;
+    o.timeout = absl::Seconds(30);
+    o.dedicated_connection = true;
+    auto c = client::Client::Connect(nodes_[i]->address(), o);
+    if (!c.ok()) return c.status();
+    clients_[i] = std::move(*c);
+    return absl::OkStatus();
+  }
+
+  KvdServer& node(int i) { return *nodes_[i]; }
+  client::Client& client(int i) { return *clients_[i]; }
+
+  absl::StatusOr<StatsPair> Stats() {
+    StatsPair out;
+    for (int i = 0; i < 2; ++i) {
+      auto s = clients_[i]->Stats();
+      if (!s.ok()) {
+        return absl::Status(
+            s.status().code(),
+            absl::StrCat("Stats of ", kNames[i], ": ", s.status().message()));
+      }
+      out[i] = *std::move(s);
+    }
+    return out;
+  }
+
+  absl::Status SetAntiEntropy(bool running) {
+    for (int i = 0; i < 2; ++i) {
+      auto r = clients_[i]->SetAntiEntropy(running);
+      if (!r.ok()) return r.status();
+    }
+    return absl::OkStatus();
+  }
+
+  // Polls both nodes' Stats every 10 ms until `done` holds for them;
+  // returns those Stats. DEADLINE_EXCEEDED (naming both roots and key
+  // counts) after `timeout` (plus at most one Stats call's deadline); the
+  // error of a failed Stats call.
+  absl::StatusOr<StatsPair> WaitUntil(
+      Clock::duration timeout,
+      const std::function<bool(const StatsPair&)>& done) {
+    const auto deadline = Clock::now() + timeout;
+    while (true) {
+      auto s = Stats();
+      if (!s.ok()) return s.status();
+      if (done(*s)) return s;
+      if (Clock::now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "gave up after ",
+            std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
+            " s (roots ", (*s)[0].root_digest(), " / ", (*s)[1].root_digest(),
+            ", keys ", (*s)[0].key_count(), " / ", (*s)[1].key_count(), ")"));
+      }
+      std::this_thread::sleep_for(kPoll);
+    }
+  }
+
+  // Pauses anti-entropy on both, waits two intervals, then until neither
+  // node has an exchange in flight. Returns the Stats after that.
+  absl::StatusOr<StatsPair> PauseAndSettle() {
+    if (absl::Status s = SetAntiEntropy(false); !s.ok()) return s;
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(2 * config_.interval_ms));
+    return WaitUntil(std::chrono::seconds(60), [](const StatsPair& s) {
+      return Counters::Of(s[0]).in_flight() == 0 &&
+             Counters::Of(s[1]).in_flight() == 0;
+    });
+  }
+
+  static constexpr std::array<const char*, 2> kNames = {"a", "b"};
+
+ private:
+  const Config& config_;
+  std::array<std::unique_ptr<KvdServer>, 2> nodes_;
+  std::array<std::unique_ptr<client::Client>, 2> clients_;
+};
+
+bool RootsEqual(const StatsPair& s) {
+  return s[0].root_digest() == s[1].root_digest();
+}
+
+// Writes keys `first`, `first + 1`, ... (count of them, modulo n) to `c` in
+// batches, with values tagged `tag`. `progress`: print a line on stderr at
+// every 10%.
+absl::Status Write(client::Client& c, const Config& config, int64_t first,
+                   int64_t count, uint64_t tag, bool progress) {
+  const auto t0 = Clock::now();
+  int64_t next_report = count / 10;
+  std::vector<client::Mutation> batch;
+  for (int64_t done = 0; done < count;) {
+    batch.clear();
+    const int64_t m = std::min<int64_t>(config.batch, count - done);
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t k = (first + done + j) % config.n;
+      batch.push_back({Key(k), Value(k, tag, config.value_size), false, {}});
+    }
+    auto r = c.BatchWrite(batch);  // Bounded by the client's per-call deadline.
+    if (!r.ok()) {
+      return absl::Status(r.status().code(),
+                          absl::StrCat("BatchWrite at key ", Key(first + done),
+                                       ": ", r.status().message()));
+    }
+    done += m;
+    if (progress && (done >= next_report || done == count)) {
+      const double s = MsSince(t0) / 1000;
+      std::fprintf(stderr,
+                   "load: %" PRId64 " / %" PRId64
+                   " keys (%.1f s, %.0f keys/s)\n",
+                   done, count, s, done / std::max(s, 1e-9));
+      next_report = done + count / 10;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Peak resident set size (VmHWM) of a running process in bytes; 0 when
+// unknown.
+int64_t PeakRss(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    int64_t kb = 0;
+    absl::string_view rest = line;
+    if (absl::ConsumePrefix(&rest, "VmHWM:") &&
+        absl::SimpleAtoi(
+            absl::StripSuffix(absl::StripAsciiWhitespace(rest), "kB"), &kb)) {
+      return kb << 10;
+    }
+  }
+  return 0;
+}
+
+std::string HumanBytes(double b) {
+  if (b >= 1e9) return absl::StrFormat("%.2f GB", b / 1e9);
+  if (b >= 1e6) return absl::StrFormat("%.2f MB", b / 1e6);
+  if (b >= 1e3) return absl::StrFormat("%.1f kB", b / 1e3);
+  return absl::StrFormat("%.0f B", b);
+}
+
+std::string JsonString(absl::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string CountersJson(const Counters& c) {
+  return absl::StrFormat(
+      "{\"exchanges_started\": %d, \"exchanges_completed\": %d, "
+      "\"exchanges_failed\": %d, "
+      "\"rounds_equal_roots\": %d, \"differing_leaves\": %d, \"keys_sent\": "
+      "%d, "
+      "\"keys_received\": %d, \"bytes_sent\": %d, \"bytes_received\": %d}",
+      c.started, c.completed, c.failed, c.equal_roots, c.differing_leaves,
+      c.keys_sent, c.keys_received, c.bytes_sent, c.bytes_received);
+}
+
+// The "anti-entropy with ..." and warning lines a node logged from `offset`.
+std::string ExchangeLogLines(const KvdServer& node, int64_t offset) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(node.LogFrom(offset), '\n')) {
+    if (absl::StrContains(line, "anti-entropy with")) lines.emplace_back(line);
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+struct SyncResult {
+  bool ok = false;
+  std::string error;
+  double ms = 0;
+  Counters delta;
+};
+
+struct CaseResult {
+  int64_t d = 0;
+  bool converged = false;
+  double converge_ms = 0;
+  Counters delta;
+  int64_t bound = 0;
+  int64_t records_target = 0;
+  double bytes_per_exchange = 0;  // d = 0 only.
+  bool pass = false;
+  std::vector<std::string> failures;
+};
+
+struct RestartResult {
+  std::string kind;  // "SIGTERM" or "SIGKILL".
+  bool ok = false;
+  std::string error;
+  double stop_ms = 0;         // Signal to exit (SIGTERM only).
+  double ready_ms = 0;        // Exec to ready file.
+  double first_stats_ms = 0;  // Exec to first successful Admin.Stats.
+  int64_t key_count = 0;
+  bool same_root = false;
+  bool pass = false;
+};
+
+// Resumes anti-entropy and waits for equal roots (the initial full sync, or
+// a re-sync). Leaves anti-entropy paused and nothing in flight.
+SyncResult Sync(Pair& pair, const Config& config) {
+  SyncResult r;
+  auto fail = [&r](const absl::Status& s) {
+    r.error = s.ToString();
+    return r;
+  };
+  auto before = pair.Stats();
+  if (!before.ok()) return fail(before.status());
+  const auto t0 = Clock::now();
+  if (absl::Status s = pair.SetAntiEntropy(true); !s.ok()) return fail(s);
+  auto converged =
+      pair.WaitUntil(std::chrono::seconds(config.sync_timeout_s), RootsEqual);
+  r.ms = MsSince(t0);
+  auto after = pair.PauseAndSettle();
+  if (!converged.ok()) return fail(converged.status());
+  if (!after.ok()) return fail(after.status());
+  r.delta = Delta(*before, *after);
+  r.ok = true;
+  return r;
+}
+
+absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
+                                   int64_t first, uint64_t tag) {
+  CaseResult r;
+  r.d = d;
+  r.records_target = d;
+  r.bound = d * (config.RecordBytes() + kPerRecordOverhead) + kFixedOverhead;
+
+  auto start = pair.Stats();
+  if (!start.ok()) return start.status();
+  if (!RootsEqual(*start)) {
+    return absl::FailedPreconditionError(
+        "the nodes differ before the case (a previous case "
+        "did not converge)");
+  }
+  // d/2 keys overwritten on A, the next d - d/2 on B.
+  const int64_t on_a = d / 2;
+  if (on_a > 0) {
+    if (absl::Status s = Write(pair.client(0), config, first, on_a, tag, false);
+        !s.ok())
+      return s;
+  }
+  if (d - on_a > 0) {
+    if (absl::Status s = Write(pair.client(1), config, first + on_a, d - on_a,
+                               tag + 1, false);
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto before = pair.Stats();
+  if (!before.ok()) return before.status();
+  if (d > 0 && RootsEqual(*before)) {
+    return absl::InternalError(
+        "the roots are still equal after the overwrites");
+  }
+  const std::array<int64_t, 2> log_offsets = {pair.node(0).LogSize(),
+                                              pair.node(1).LogSize()};
+
+  const auto t0 = Clock::now();
+  if (absl::Status s = pair.SetAntiEntropy(true); !s.ok()) return s;
+  auto converged =
+      pair.WaitUntil(std::chrono::seconds(config.case_timeout_s), RootsEqual);
+  r.converge_ms = MsSince(t0);
+  r.converged = converged.ok();
+  if (!r.converged) r.failures.push_back(converged.status().ToString());
+  if (d == 0 && r.converged) {
+    // Let a few exchanges run, all at equal roots.
+    auto idle = pair.WaitUntil(
+        std::chrono::seconds(config.case_timeout_s), [&](const StatsPair& s) {
+          return Delta(*before, s).completed >= 2 * config.d0_exchanges;
+        });
+    if (!idle.ok())
+      r.failures.push_back(
+          absl::StrCat("idle exchanges: ", idle.status().ToString()));
+  }
+  auto after = pair.PauseAndSettle();
+  if (!after.ok()) return after.status();
+  r.delta = Delta(*before, *after);
+
+  if (r.delta.keys_sent != r.records_target) {
+    r.failures.push_back(
+        absl::StrCat("records streamed ", r.delta.keys_sent, " != d = ", d));
+  }
+  if (r.delta.bytes_sent > r.bound) {
+    r.failures.push_back(
+        absl::StrCat("bytes ", r.delta.bytes_sent, " > bound ", r.bound));
+  }
+  if ((*after)[0].key_count() != config.n ||
+      (*after)[1].key_count() != config.n) {
+    r.failures.push_back(absl::StrCat("key counts ", (*after)[0].key_count(),
+                                      " / ", (*after)[1].key_count(), " != n"));
+  }
+  if (d == 0) {
+    const double exchanges = Exchanges(r.delta);
+    r.bytes_per_exchange = exchanges > 0 ? r.delta.bytes_sent / exchanges : 0;
+    if (exchanges <= 0) r.failures.push_back("no exchange completed");
+    if (r.bytes_per_exchange > kIdleBytesTarget) {
+      r.failures.push_back(absl::StrFormat("%.1f bytes per exchange > %d",
+                                           r.bytes_per_exchange,
+                                           kIdleBytesTarget));
+    }
+    if (r.delta.equal_roots != r.delta.completed) {
+      r.failures.push_back(
+          absl::StrCat(r.delta.completed - r.delta.equal_roots,
+                       " exchange sides did not end at equal roots"));
+    }
+  }
+  r.pass = r.failures.empty();
+  if (!r.pass) {
+    std::fprintf(stderr, "d=%" PRId64 " FAIL: %s\n", d,
+                 absl::StrJoin(r.failures, "; ").c_str());
+    for (int i = 0; i < 2; ++i) {
+      const std::string lines = ExchangeLogLines(pair.node(i), log_offsets[i]);
+      if (!lines.empty()) {
+        std::fprintf(stderr, "  node %s logged:\n%s\n", Pair::kNames[i],
+                     lines.c_str());
+      }
+    }
+  }
+  return r;
+}
+
+// Stops node `i` (SIGTERM, or SIGKILL when `kill`), starts it again on the
+// same address and data, and times exec to the first Admin.Stats reply.
+RestartResult Restart(Pair& pair, const Config& config, int i, bool kill) {
+  RestartResult r;
+  r.kind = kill ? "SIGKILL" : "SIGTERM";
+  auto fail = [&r](const absl::Status& s) {
+    r.ok = false;
+    r.error = s.ToString();
+    return r;
+  };
+  auto before = pair.client(i).Stats();
+  if (!before.ok()) return fail(before.status());
+  KvdServer& node = pair.node(i);
+  const auto stop0 = Clock::now();
+  if (kill) {
+    node.Kill();
+  } else if (auto st = node.Terminate(absl::Seconds(60)); !st.ok()) {
+    return fail(st.status());
+  }
+  r.stop_ms = MsSince(stop0);
+
+  const auto t0 = Clock::now();
+  if (absl::Status s = node.Start(absl::Seconds(60)); !s.ok()) {
+    return fail(s);
+  }
+  r.ready_ms = MsSince(t0);
+  // A new channel per attempt: a channel that failed once backs off.
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  absl::Status last = absl::DeadlineExceededError("no attempt");
+  while (Clock::now() < deadline) {
+    client::ClientOptions o;
+    o.timeout = absl::Seconds(5);
+    o.dedicated_connection = true;
+    auto c = client::Client::Connect(node.address(), o);
+    if (c.ok()) {
+      auto s = (*c)->Stats();
+      if (s.ok()) {
+        r.first_stats_ms = MsSince(t0);
+        r.key_count = s->key_count();
+        r.same_root = s->root_digest() == before->root_digest();
+        r.ok = true;
+        break;
+      }
+      last = s.status();
+    } else {
+      last = c.status();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!r.ok) {
+    return fail(absl::Status(
+        last.code(),
+        absl::StrCat("no Admin.Stats reply within 60 s: ", last.message())));
+  }
+  if (absl::Status s = pair.Reconnect(i); !s.ok()) return fail(s);
+  r.pass = r.first_stats_ms < kRestartTargetMs && r.same_root &&
+           r.key_count == config.n;
+  return r;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text) {
+  std::vector<int64_t> out;
+  for (absl::string_view part :
+       absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int64_t v;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &v) || v < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--d: bad value \"", part, "\""));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--d: no value");
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  Config config;
+  std::string ds_text = "0,1,100,10000";
+  CLI::App app{
+      "ae_bench: anti-entropy traffic, convergence and restart time between "
+      "two real kvd "
+      "nodes on loopback"};
+  app.add_option("--n", config.n, "Keys loaded into both nodes")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{9999999999}));
+  app.add_option("--d", ds_text,
+                 "Comma-separated numbers of differing keys, one case each")
+      ->capture_default_str();
+  app.add_option("--value-size", config.value_size, "Value bytes")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option(
+      "--dir", config.dir,
+      "Keep the data here (DIR/a, DIR/b and their .log files) instead of a "
+      "temporary directory; when DIR/a already holds n keys, the load is "
+      "skipped");
+  app.add_option("--kvd", config.kvd, "kvd binary")->capture_default_str();
+  app.add_option("--output", config.output,
+                 "text|json (progress always goes to stderr)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--ae-interval-ms", config.interval_ms, "kvd --ae-interval-ms")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
+  app.add_flag("--pin", config.pin,
+               "Pin node A to CPU 0 and node B to CPU 1 (default: unpinned)");
+  app.add_flag(
+      "--single-initiator", config.single_initiator,
+      "Only A starts exchanges (B runs with a 1 h interval and only answers); "
+      "default: both nodes start exchanges, as deployed");
+  app.add_option("--batch", config.batch, "Mutations per BatchWrite")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--d0-exchanges", config.d0_exchanges,
+                 "Exchanges to let run at equal roots in the d = 0 case")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  bool no_restart = false;
+  app.add_flag("--no-restart", no_restart, "Skip the restart timing");
+  app.add_option(
+         "--sync-timeout", config.sync_timeout_s,
+         "Seconds the initial full sync may take before it counts as FAIL")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  app.add_option(
+         "--case-timeout", config.case_timeout_s,
+         "Seconds one case may take to converge before it counts as FAIL")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  CLI11_PARSE(app, argc, argv);
+  config.restart = !no_restart;
+  auto ds = ParseList(ds_text);
+  if (!ds.ok()) {
+    std::fprintf(stderr, "ae_bench: %s\n", ds.status().ToString().c_str());
+    return 2;
+  }
+  config.ds = *ds;
+  for (int64_t d : config.ds) {
+    if (d > config.n) {
+      std::fprintf(stderr,
+                   "ae_bench: --d %" PRId64 " is larger than --n %" PRId64 "\n",
+                   d, config.n);
+      return 2;
+    }
+  }
+  if (access(config.kvd.c_str(), X_OK) != 0) {
+    std::fprintf(stderr,
+                 "ae_bench: %s is not executable (build kvd, or pass --kvd)\n",
+                 config.kvd.c_str());
+    return 2;
+  }
+  const bool json = config.output == "json";
+  auto fail_setup = [](const std::string& what, const absl::Status& s) {
+    std::fprintf(stderr, "ae_bench: %s: %s\n", what.c_str(),
+                 s.ToString().c_str());
+    return 2;
+  };
+
+  std::optional<kv::testing::TempDir>
+      tmp;  // Outlives the nodes (declared first).
+  std::string dir = config.dir;
+  if (dir.empty()) {
+    tmp.emplace();
+    dir = tmp->path();
+  } else {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) return fail_setup("--dir", absl::InternalError(ec.message()));
+  }
+  std::fprintf(stderr,
+               "ae_bench: n=%" PRId64 ", value %d B, record %" PRId64
+               " B, %s, data in %s, kvd %s\n",
+               config.n, config.value_size, config.RecordBytes(),
+               config.Setup().c_str(), dir.c_str(), config.kvd.c_str());
+
+  Pair pair(config);
+  if (absl::Status s = pair.Start(dir); !s.ok()) return fail_setup("start", s);
+  std::fprintf(stderr, "ae_bench: A on %s, B on %s\n",
+               pair.node(0).address().c_str(), pair.node(1).address().c_str());
+
+  // Load.
+  auto initial = pair.Stats();
+  if (!initial.ok()) return fail_setup("stats", initial.status());
+  double load_ms = 0;
+  bool loaded_now = false;
+  if ((*initial)[0].key_count() == 0) {
+    const auto t0 = Clock::now();
+    if (absl::Status s = Write(pair.client(0), config, 0, config.n, 0, true);
+        !s.ok()) {
+      return fail_setup("load", s);
+    }
+    load_ms = MsSince(t0);
+    loaded_now = true;
+  } else if ((*initial)[0].key_count() == config.n) {
+    std::fprintf(stderr,
+                 "ae_bench: %s/a already holds %" PRId64 " keys; no load\n",
+                 dir.c_str(), config.n);
+  } else {
+    return fail_setup("--dir",
+                      absl::FailedPreconditionError(absl::StrCat(
+                          dir, "/a holds ", (*initial)[0].key_count(),
+                          " keys, neither 0 nor n; use an empty --dir")));
+  }
+
+  // Initial full sync.
+  std::fprintf(stderr, "ae_bench: full sync A -> B ...\n");
+  const SyncResult sync = Sync(pair, config);
+  const std::array<int64_t, 2> rss_after_sync = {PeakRss(pair.node(0).pid()),
+                                                 PeakRss(pair.node(1).pid())};
+  if (!sync.ok) {
+    std::fprintf(stderr, "ae_bench: full sync FAILED after %.0f ms: %s\n",
+                 sync.ms, sync.error.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "ae_bench: full sync %.0f ms, %" PRId64
+                 " records, %s, %.1f exchanges (%" PRId64 " refused/failed)\n",
+                 sync.ms, sync.delta.keys_sent,
+                 HumanBytes(sync.delta.bytes_sent).c_str(),
+                 Exchanges(sync.delta), sync.delta.failed);
+  }
+
+  // Cases.
+  std::vector<CaseResult> cases;
+  bool all_pass = sync.ok;
+  if (sync.ok) {
+    // Overwrite tags differ from run to run (hlc-ish), so that a reused --dir
+    // still sees changed values.
+    uint64_t tag =
+        static_cast<uint64_t>(Clock::now().time_since_epoch().count()) | 1;
+    int64_t first = 0;
+    for (int64_t d : config.ds) {
+      std::fprintf(stderr, "ae_bench: case d=%" PRId64 " ...\n", d);
+      auto r = RunCase(pair, config, d, first, tag);
+      if (!r.ok()) {
+        std::fprintf(stderr, "ae_bench: case d=%" PRId64 " could not run: %s\n",
+                     d, r.status().ToString().c_str());
+        CaseResult failed;
+        failed.d = d;
+        failed.failures.push_back(r.status().ToString());
+        cases.push_back(failed);
+        all_pass = false;
+        // Bring the nodes back together for the next case.
+        const SyncResult resync = Sync(pair, config);
+        if (!resync.ok) {
+          std::fprintf(stderr, "ae_bench: re-sync failed: %s\n",
+                       resync.error.c_str());
+          break;
+        }
+        continue;
+      }
+      all_pass = all_pass && r->pass;
+      cases.push_back(*std::move(r));
+      first = (first + d) % config.n;
+      tag += 2;
+    }
+  }
+
+  // Restarts.
+  std::vector<RestartResult> restarts;
+  if (config.restart) {
+    for (bool kill : {false, true}) {
+      std::fprintf(stderr, "ae_bench: restart of A after %s ...\n",
+                   kill ? "SIGKILL" : "SIGTERM");
+      restarts.push_back(Restart(pair, config, 0, kill));
+      all_pass = all_pass && restarts.back().pass;
+      if (!restarts.back().ok) {
+        std::fprintf(stderr, "ae_bench: restart failed: %s\n",
+                     restarts.back().error.c_str());
+        break;
+      }
+    }
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (pair.node(i).running()) (void)pair.node(i).Terminate(absl::Seconds(30));
+  }
+
+  // Report.
+  const std::string wire_note =
+      "bytes on wire = sum over both nodes of Admin.Stats bytes_sent deltas: "
+      "serialized "
+      "peer.v1.ExchangeMessage bytes (ByteSizeLong), without gRPC/HTTP2/TCP "
+      "framing";
+  const std::string exch_note =
+      "exchanges = sum over both nodes of exchanges_completed deltas / 2 (each "
+      "side counts "
+      "an exchange); refused ones (a peer still paused) are not included";
+  if (json) {
+    std::string out = "{\n";
+    absl::StrAppendFormat(
+        &out,
+        "  \"n\": %d, \"value_size\": %d, \"record_bytes\": %d, "
+        "\"ae_interval_ms\": %d, \"pinned\": %s, \"single_initiator\": %s, "
+        "\"kvd\": %s,\n",
+        config.n, config.value_size, config.RecordBytes(), config.interval_ms,
+        config.pin ? "true" : "false",
+        config.single_initiator ? "true" : "false", JsonString(config.kvd));
+    absl::StrAppendFormat(&out, "  \"load\": {\"loaded\": %s, \"ms\": %.1f},\n",
+                          loaded_now ? "true" : "false", load_ms);
+    absl::StrAppendFormat(
+        &out,
+        "  \"full_sync\": {\"ok\": %s, \"ms\": %.1f, \"records\": %d, "
+        "\"bytes\": %d, \"exchanges\": %.1f, \"error\": %s, \"counters\": %s, "
+        "\"peak_rss_bytes\": [%d, %d]},\n",
+        sync.ok ? "true" : "false", sync.ms, sync.delta.keys_sent,
+        sync.delta.bytes_sent, Exchanges(sync.delta), JsonString(sync.error),
+        CountersJson(sync.delta), rss_after_sync[0], rss_after_sync[1]);
+    out += "  \"cases\": [";
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const CaseResult& c = cases[i];
+      absl::StrAppendFormat(
+          &out,
+          "%s\n    {\"d\": %d, \"converged\": %s, \"converge_ms\": %.1f, "
+          "\"records\": %d, "
+          "\"bytes\": %d, \"bound\": %d, \"exchanges\": %.1f, "
+          "\"bytes_per_exchange\": %.1f, "
+          "\"pass\": %s, \"failures\": [%s], \"counters\": %s}",
+          i ? "," : "", c.d, c.converged ? "true" : "false", c.converge_ms,
+          c.delta.keys_sent, c.delta.bytes_sent, c.bound, Exchanges(c.delta),
+          c.bytes_per_exchange, c.pass ? "true" : "false",
+          absl::StrJoin(c.failures, ", ",
+                        [](std::string* o, const std::string& f) {
+                          o->append(JsonString(f));
+                        }),
+          CountersJson(c.delta));
+    }
+    out += "\n  ],\n  \"restarts\": [";
+    for (size_t i = 0; i < restarts.size(); ++i) {
+      const RestartResult& r = restarts[i];
+      absl::StrAppendFormat(
+          &out,
+          "%s\n    {\"kind\": %s, \"ok\": %s, \"stop_ms\": %.1f, "
+          "\"ready_ms\": %.1f, \"first_stats_ms\": %.1f, \"key_count\": %d, "
+          "\"same_root\": %s, \"pass\": %s, \"error\": %s}",
+          i ? "," : "", JsonString(r.kind), r.ok ? "true" : "false", r.stop_ms,
+          r.ready_ms, r.first_stats_ms, r.key_count,
+          r.same_root ? "true" : "false", r.pass ? "true" : "false",
+          JsonString(r.error));
+    }
+    absl::StrAppendFormat(&out,
+                          "\n  ],\n  \"notes\": [%s, %s],\n  \"pass\": %s\n}\n",
+                          JsonString(wire_note), JsonString(exch_note),
+                          all_pass ? "true" : "false");
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::printf("ae_bench: n=%" PRId64 ", value %d B, record %" PRId64
+                " B (key + value + 16), %s\n",
+                config.n, config.value_size, config.RecordBytes(),
+                config.Setup().c_str());
+    if (loaded_now) {
+      std::printf("load: %" PRId64 " keys into A in %.1f s (%.0f keys/s)\n",
+                  config.n, load_ms / 1000,
+                  config.n / std::max(load_ms / 1000, 1e-9));
+    }
+    if (sync.ok) {
+      std::printf("full sync A -> B: %.0f ms, %" PRId64
+                  " records streamed (%.2f per key), %" PRId64
+                  " bytes on wire (%s), %g exchanges completed, %" PRId64
+                  " exchange sides failed\n",
+                  sync.ms, sync.delta.keys_sent,
+                  static_cast<double>(sync.delta.keys_sent) / config.n,
+                  sync.delta.bytes_sent,
+                  HumanBytes(sync.delta.bytes_sent).c_str(),
+                  Exchanges(sync.delta), sync.delta.failed);
+      std::printf("kvd peak RSS (VmHWM) after the full sync: A %s, B %s\n",
+                  HumanBytes(rss_after_sync[0]).c_str(),
+                  HumanBytes(rss_after_sync[1]).c_str());
+    } else {
+      std::printf("full sync A -> B: FAIL after %.0f ms: %s\n", sync.ms,
+                  sync.error.c_str());
+    }
+    std::printf("\n%8s | %11s | %16s | %13s | %13s | %9s | %s\n", "d",
+                "converge ms", "records streamed", "bytes on wire", "bound",
+                "exchanges", "pass/fail");
+    for (const CaseResult& c : cases) {
+      std::printf("%8" PRId64 " | %11.0f | %16" PRId64 " | %13" PRId64
+                  " | %13" PRId64 " | %9g | %s\n",
+                  c.d, c.converge_ms, c.delta.keys_sent, c.delta.bytes_sent,
+                  c.bound, Exchanges(c.delta), c.pass ? "PASS" : "FAIL");
+    }
+    for (const CaseResult& c : cases) {
+      if (c.d == 0 && c.converged) {
+        std::printf(
+            "\nd=0: %g exchanges at equal roots, %.1f bytes per exchange "
+            "(target <= %d): "
+            "%s\n",
+            Exchanges(c.delta), c.bytes_per_exchange, kIdleBytesTarget,
+            c.bytes_per_exchange <= kIdleBytesTarget && c.delta.completed > 0
+                ? "PASS"
+                : "FAIL");
+      }
+      if (!c.pass) {
+        std::printf("d=%" PRId64 " failed: %s\n", c.d,
+                    absl::StrJoin(c.failures, "; ").c_str());
+      }
+      if (c.delta.failed > 0) {
+        std::printf("d=%" PRId64 ": %" PRId64
+                    " exchange sides failed or were refused\n",
+                    c.d, c.delta.failed);
+      }
+    }
+    if (!restarts.empty()) std::printf("\n");
+    for (const RestartResult& r : restarts) {
+      if (!r.ok) {
+        std::printf("restart of A after %s: FAIL: %s\n", r.kind.c_str(),
+                    r.error.c_str());
+        continue;
+      }
+      std::printf(
+          "restart of A after %s (stop took %.0f ms): exec -> ready %.0f ms, "
+          "exec -> "
+          "first Admin.Stats %.0f ms (target < %.0f), keys %" PRId64
+          ", root %s: %s\n",
+          r.kind.c_str(), r.stop_ms, r.ready_ms, r.first_stats_ms,
+          kRestartTargetMs, r.key_count, r.same_root ? "unchanged" : "CHANGED",
+          r.pass ? "PASS" : "FAIL");
+    }
+    std::printf("\n%s.\n%s.\n", wire_note.c_str(), exch_note.c_str());
+    std::printf("overall: %s\n", all_pass ? "PASS" : "FAIL");
+  }
+  std::fflush(stdout);
+  return all_pass ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace kv::bench
+
+int main(int argc, char** argv) { return kv::bench::Main(argc, argv); }
