@@ -70,7 +70,7 @@ namespace kv::replication {
 
 struct ExchangeOptions {
   // Children per Digests item above the leaves (2^fanout_bits), in [1, 8].
-  uint32_t fanout_bits = 8;
+  uint32_t fanout_bits = 4;
   // Children per Digests item below the leaves (the finer levels), in [1, 8].
   uint32_t finer_bits = 4;
   // A differing node at or below the leaves with at most this many local
@@ -87,7 +87,7 @@ struct ExchangeOptions {
   // Budget of record bytes (key + value) this side sends in one exchange;
   // records beyond it are left for a later exchange (the first record is
   // always sent, whatever its size).
-  int64_t max_record_bytes_per_exchange = int64_t{64} << 20;
+  int64_t max_record_bytes_per_exchange = int64_t{16} << 20;
   // Limits of received records and keys.
   size_t max_key_bytes = 4096;
   size_t max_value_bytes = size_t{1} << 20;

@@ -460,8 +460,16 @@ class HostileTest : public ::testing::Test {
   }
 
   // A responder over `b` that has answered a Hello from `a` (roots differ).
+  // The tests below address the root's children at depth 8: a fanout of 8
+  // bits, whatever the default is.
+  static ExchangeOptions Fanout8() {
+    ExchangeOptions o;
+    o.fanout_bits = 8;
+    return o;
+  }
+
   std::unique_ptr<Exchange> ResponderAfterHello(Node& a, Node& b,
-                                                ExchangeOptions o = {}) {
+                                                ExchangeOptions o = Fanout8()) {
     auto r = Exchange::Responder(b.store.get(), o);
     EXPECT_TRUE(r.ok());
     EXPECT_TRUE((*r)->Step(HelloFor(a)).ok());

@@ -17,9 +17,11 @@ using peer::v1::ExchangeMessage;
 // Feeds `stream`'s messages to `ex` until the exchange is done, applying the
 // records it returns and sending its messages through `limiter`. Works for
 // both sides: the client and server streams have the same Read/Write.
+// `first`, when not null, is a message already read from the stream.
 template <typename Stream>
 absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
-                           storage::Store* store, RateLimiter* limiter) {
+                           storage::Store* store, RateLimiter* limiter,
+                           const ExchangeMessage* first = nullptr) {
   auto flush = [&](bool send) -> absl::Status {
     replication::Ready ready = ex->TakeReady();
     for (const storage::Record& r : ready.records_to_apply) {
@@ -41,11 +43,14 @@ absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
     return absl::OkStatus();
   };
   KV_RETURN_IF_ERROR(flush(true));
+  bool use_first = first != nullptr;
   while (!ex->done()) {
-    ExchangeMessage in;
-    if (!stream->Read(&in)) {
+    ExchangeMessage read;
+    if (!use_first && !stream->Read(&read)) {
       return absl::UnavailableError("the exchange stream ended before the exchange finished");
     }
+    const ExchangeMessage& in = use_first ? *first : read;
+    use_first = false;
     absl::Status s = ex->Step(in);
     if (!s.ok()) {
       (void)flush(false);  // Records already validated are still good.
@@ -103,6 +108,9 @@ void AntiEntropy::Loop() {
     }
     if (stop_.WaitForNotificationWithTimeout(wait)) return;
     if (!running_.load() || peer.empty()) continue;
+    // While a peer repairs us, starting our own exchange would stream the
+    // same differences a second time (the peer may be the one we pick).
+    if (incoming_.load() > 0) continue;
     (void)ExchangeWith(peer);
   }
 }
@@ -146,6 +154,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
     absl::MutexLock lock(&mu_);
     if (stop_.HasBeenNotified()) return absl::CancelledError("shutting down");
     outgoing_.push_back(&ctx);
+    outgoing_count_.store(static_cast<int>(outgoing_.size()));
   }
   auto stream = stub->Exchange(&ctx);
   absl::Status s = DriveExchange(stream.get(), ex->get(), store_, &limiter_);
@@ -164,6 +173,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
   {
     absl::MutexLock lock(&mu_);
     outgoing_.erase(std::find(outgoing_.begin(), outgoing_.end(), &ctx));
+    outgoing_count_.store(static_cast<int>(outgoing_.size()));
   }
   Record(peer, ex->get(), s);
   return s;
@@ -180,9 +190,24 @@ absl::Status AntiEntropy::Serve(
     return absl::UnavailableError(absl::StrCat(
         "this node is already serving ", options_.max_incoming, " exchanges"));
   }
+  ExchangeMessage hello;
+  if (!stream->Read(&hello)) {
+    incoming_.fetch_sub(1);
+    return absl::CancelledError("the peer closed the stream before its Hello");
+  }
+  // Two nodes that start exchanges with each other at the same moment would
+  // stream every difference twice: the node with the lower id yields.
+  if (outgoing_count_.load() > 0 && hello.has_hello() &&
+      store_->node_id() < hello.hello().node_id()) {
+    incoming_.fetch_sub(1);
+    yielded_.fetch_add(1);
+    return absl::AbortedError(
+        "this node is running an exchange of its own and has the lower node id; "
+        "it yields (retry later)");
+  }
   started_.fetch_add(1);
   auto ex = replication::Exchange::Responder(store_, options_.exchange);
-  absl::Status s = ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_)
+  absl::Status s = ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_, &hello)
                            : ex.status();
   Record(peer, ex.ok() ? ex->get() : nullptr, s);
   incoming_.fetch_sub(1);
@@ -217,7 +242,11 @@ void AntiEntropy::Record(const std::string& peer, const replication::Exchange* e
   } else {
     ps.last_failure_ms = NowMs();
     ps.last_error = status.ToString();
-    spdlog::warn("anti-entropy with {} failed: {}", peer, status.ToString());
+    if (status.code() == absl::StatusCode::kAborted) {
+      spdlog::debug("anti-entropy with {}: {}", peer, status.ToString());  // A yield.
+    } else {
+      spdlog::warn("anti-entropy with {} failed: {}", peer, status.ToString());
+    }
   }
 }
 

@@ -8,6 +8,12 @@
 // limiter. Peers come from a static list today (--peers); gossip membership
 // will supply the live set through SetPeers.
 //
+// Pairs of nodes do not exchange in both directions at once (that would
+// stream each difference twice): a node does not start an exchange while it
+// serves one, and when two nodes start exchanges with each other at the same
+// moment, the one with the lower node id refuses the other's (ABORTED)
+// and only its own runs.
+//
 // Thread safety: thread-safe. One background thread initiates exchanges;
 // incoming exchanges run on gRPC's threads (at most max_incoming at once).
 #ifndef KV_SERVER_ANTI_ENTROPY_H_
@@ -71,7 +77,8 @@ class AntiEntropy {
   absl::Status ExchangeWith(const std::string& peer);
 
   // Runs the responder side of an exchange on `stream` (PeerService).
-  // Errors: as ExchangeWith; UNAVAILABLE when paused or at max_incoming.
+  // Errors: as ExchangeWith; UNAVAILABLE when paused or at max_incoming;
+  // ABORTED when this node yields to a simultaneous exchange of its own.
   absl::Status Serve(
       const std::string& peer,
       grpc::ServerReaderWriter<peer::v1::ExchangeMessage, peer::v1::ExchangeMessage>*
@@ -97,7 +104,9 @@ class AntiEntropy {
   const AntiEntropyOptions options_;
 
   std::atomic<bool> running_;
-  std::atomic<int> incoming_{0};
+  std::atomic<int> incoming_{0};        // Exchanges being served.
+  std::atomic<int> outgoing_count_{0};  // Exchanges we initiated, running.
+  std::atomic<int64_t> yielded_{0};     // Incoming refused by the id rule.
   RateLimiter limiter_;
   absl::Notification stop_;
   std::thread thread_;

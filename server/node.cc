@@ -100,7 +100,8 @@ void Node::Shutdown() {
   shut_down_ = true;
   stopping_.Notify();
   if (server_ != nullptr) {
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    // Calls in flight get a second to finish; then they are cancelled.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_->Wait();
   }
   if (anti_entropy_ != nullptr) anti_entropy_->Stop();

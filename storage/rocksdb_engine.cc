@@ -157,6 +157,11 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
   // left to the background (restart time is what a crashed node's peers and
   // clients wait for).
   db_options.avoid_flush_during_recovery = true;
+  // The meta column is written about once a second and never fills its
+  // memtable: without a cap, it would pin every WAL file since the first
+  // start, and each restart would replay them all. Past the cap RocksDB
+  // flushes the columns holding the oldest log.
+  db_options.max_total_wal_size = 64 << 20;
   // Few cores: writers waiting for the write group block instead of
   // spinning with sched_yield, which starved the request threads.
   db_options.enable_write_thread_adaptive_yield = false;

@@ -57,13 +57,14 @@
 #include "absl/strings/strip.h"
 #include "client/client.h"
 #include "proto/kv.pb.h"
-#include "tests/bench/bench_process.h"
 #include "tests/integration/kvd_process.h"
 
 namespace kv::bench {
 namespace {
 
 namespace fs = std::filesystem;
+using ::kv::testing::KvdProcess;
+using ::kv::testing::KvdProcessOptions;
 using Clock = std::chrono::steady_clock;
 
 constexpr int64_t kVersionBytes = 16;  // hlc + node_id.
@@ -104,7 +105,7 @@ struct Config {
   std::vector<int64_t> ds = {0, 1, 100, 10000};
   int value_size = 100;
   std::string dir;  // Empty: a temporary directory, removed at the end.
-  std::string kvd = KV_KVD_PATH;
+  std::string kvd = kv::testing::KvdPath();
   std::string output = "text";
   int interval_ms = 200;
   bool pin = false;
@@ -183,7 +184,7 @@ class Pair {
         absl::StrCat("127.0.0.1:", kv::testing::FreePort())};
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     for (int i = 0; i < 2; ++i) {
-      KvdServerOptions o;
+      KvdProcessOptions o;
       o.binary = config_.kvd;
       o.data_dir = absl::StrCat(dir, "/", kNames[i]);
       o.listen = addresses[i];
@@ -196,7 +197,7 @@ class Pair {
                 addresses[1 - i], "--ae-interval-ms", absl::StrCat(interval_ms),
                 "--ae-paused"};
       o.cpu = config_.pin ? static_cast<int>(i % cpus) : -1;
-      nodes_[i] = std::make_unique<KvdServer>(std::move(o));
+      nodes_[i] = std::make_unique<KvdProcess>(std::move(o));
       if (absl::Status s = nodes_[i]->Start(absl::Seconds(60)); !s.ok())
         return s;
       if (absl::Status s = Reconnect(i); !s.ok()) return s;
@@ -215,7 +216,7 @@ class Pair {
     return absl::OkStatus();
   }
 
-  KvdServer& node(int i) { return *nodes_[i]; }
+  KvdProcess& node(int i) { return *nodes_[i]; }
   client::Client& client(int i) { return *clients_[i]; }
 
   absl::StatusOr<StatsPair> Stats() {
@@ -279,7 +280,7 @@ class Pair {
 
  private:
   const Config& config_;
-  std::array<std::unique_ptr<KvdServer>, 2> nodes_;
+  std::array<std::unique_ptr<KvdProcess>, 2> nodes_;
   std::array<std::unique_ptr<client::Client>, 2> clients_;
 };
 
@@ -372,7 +373,7 @@ std::string CountersJson(const Counters& c) {
 }
 
 // The "anti-entropy with ..." and warning lines a node logged from `offset`.
-std::string ExchangeLogLines(const KvdServer& node, int64_t offset) {
+std::string ExchangeLogLines(const KvdProcess& node, int64_t offset) {
   std::vector<std::string> lines;
   for (absl::string_view line : absl::StrSplit(node.LogFrom(offset), '\n')) {
     if (absl::StrContains(line, "anti-entropy with")) lines.emplace_back(line);
@@ -547,7 +548,7 @@ RestartResult Restart(Pair& pair, const Config& config, int i, bool kill) {
   };
   auto before = pair.client(i).Stats();
   if (!before.ok()) return fail(before.status());
-  KvdServer& node = pair.node(i);
+  KvdProcess& node = pair.node(i);
   const auto stop0 = Clock::now();
   if (kill) {
     node.Kill();

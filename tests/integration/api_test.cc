@@ -149,9 +149,10 @@ TEST_F(ApiTest, HealthAndStats) {
 
 TEST_F(ApiTest, SigtermShutsDownCleanlyAndDataStays) {
   ASSERT_TRUE(client_->Put("durable", "yes").ok());
-  const int status = kvd_->Terminate();
-  ASSERT_TRUE(WIFEXITED(status)) << kvd_->Log();
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const absl::StatusOr<int> status = kvd_->Terminate();
+  ASSERT_TRUE(status.ok()) << status.status() << kvd_->Log();
+  ASSERT_TRUE(WIFEXITED(*status)) << kvd_->Log();
+  EXPECT_EQ(WEXITSTATUS(*status), 0);
   EXPECT_THAT(kvd_->Log(), HasSubstr("stopped"));
   ASSERT_TRUE(kvd_->Start().ok());
   auto c = *client::Client::Connect(kvd_->address());

@@ -3,18 +3,24 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace kv::testing {
 namespace fs = std::filesystem;
@@ -31,40 +37,61 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-KvdProcess::KvdProcess(std::string data_dir, std::vector<std::string> extra_args)
-    : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {
-  log_path_ = data_dir_ + ".log";
-  ready_path_ = data_dir_ + ".ready";
-}
+KvdProcess::KvdProcess(KvdProcessOptions options)
+    : options_(std::move(options)),
+      log_path_(options_.data_dir + ".log"),
+      ready_path_(options_.data_dir + ".ready") {}
 
-KvdProcess::~KvdProcess() {
-  if (pid_ > 0) Kill();
-}
+KvdProcess::KvdProcess(std::string data_dir,
+                       std::vector<std::string> extra_args)
+    : KvdProcess(KvdProcessOptions{.data_dir = std::move(data_dir),
+                                   .args = std::move(extra_args)}) {}
 
-absl::Status KvdProcess::Start() {
+KvdProcess::~KvdProcess() { Kill(); }
+
+absl::Status KvdProcess::Start(absl::Duration timeout) {
+  if (pid_ > 0) return absl::FailedPreconditionError("kvd is already running");
   std::error_code ec;
   fs::remove(ready_path_, ec);
-  std::vector<std::string> args = {KvdPath(), "--listen",     listen_,
-                                   "--data-dir", data_dir_, "--ready-file",
-                                   ready_path_};
-  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  pid_ = fork();
-  if (pid_ == 0) {
-    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> cargs;
-    for (auto& a : args) cargs.push_back(a.data());
-    cargs.push_back(nullptr);
+  std::vector<std::string> args = {
+      options_.binary,   "--listen",     options_.listen, "--data-dir",
+      options_.data_dir, "--ready-file", ready_path_};
+  args.insert(args.end(), options_.args.begin(), options_.args.end());
+  std::vector<char*> cargs;
+  for (std::string& a : args) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls from here to exec.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(126);  // The parent died before prctl.
+    if (options_.cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(options_.cpu, &set);
+      sched_setaffinity(0, sizeof(set), &set);
+    }
+    const int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
     execv(cargs[0], cargs.data());
     _exit(127);
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < deadline) {
+  pid_ = pid;
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::InternalError(absl::StrCat("kvd exited at start: ", Log()));
+      return absl::InternalError(
+          absl::StrCat(options_.binary, " exited at start (status ", status,
+                       "); log tail:\n", LogTail()));
     }
     std::ifstream ready(ready_path_);
     std::string addr;
@@ -72,34 +99,57 @@ absl::Status KvdProcess::Start() {
       address_ = addr;
       return absl::OkStatus();
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   Kill();
-  return absl::InternalError(absl::StrCat("kvd did not come up in 20 s: ", Log()));
+  return absl::DeadlineExceededError(absl::StrCat("kvd was not ready within ",
+                                                  absl::FormatDuration(timeout),
+                                                  "; log tail:\n", LogTail()));
+}
+
+absl::StatusOr<int> KvdProcess::Terminate(absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("kvd is not running");
+  kill(pid_, SIGTERM);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  Kill();
+  return absl::DeadlineExceededError(absl::StrCat("kvd did not exit within ",
+                                                  absl::FormatDuration(timeout),
+                                                  " of SIGTERM; killed"));
 }
 
 void KvdProcess::Kill() {
   if (pid_ <= 0) return;
   kill(pid_, SIGKILL);
-  int status;
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
-}
-
-int KvdProcess::Terminate() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
   int status = 0;
   waitpid(pid_, &status, 0);
   pid_ = -1;
-  return status;
 }
 
-std::string KvdProcess::Log() const {
-  std::ifstream in(log_path_);
+int64_t KvdProcess::LogSize() const {
+  std::error_code ec;
+  const auto size = fs::file_size(log_path_, ec);
+  return ec ? 0 : static_cast<int64_t>(size);
+}
+
+std::string KvdProcess::LogFrom(int64_t offset) const {
+  std::ifstream in(log_path_, std::ios::binary);
+  if (!in) return "";
+  in.seekg(offset);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::string KvdProcess::LogTail(int64_t bytes) const {
+  return LogFrom(std::max<int64_t>(0, LogSize() - bytes));
 }
 
 int FreePort() {
