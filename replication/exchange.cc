@@ -355,9 +355,7 @@ absl::Status Exchange::SendFingerprints(const NodeId& node) {
             options_.max_received_fingerprints) {
           return false;
         }
-        char buf[4];
-        absl::little_endian::Store32(buf, SaltedDigest(e.digest, salt_));
-        fps.append(buf, 4);
+        AppendFingerprint(Fingerprint(e.digest, salt_), &fps);
         keys.push_back(e.key);
         return true;
       }));
@@ -376,11 +374,11 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
     return Invalid("Fingerprints: node ", NodeName(f.depth(), f.index()),
                    " is above the leaf level ", leaf_depth_);
   }
-  if (f.fingerprints().size() % 4 != 0) {
+  if (f.fingerprints().size() % kFingerprintBytes != 0) {
     return Invalid("Fingerprints: ", f.fingerprints().size(),
-                   " bytes is not a multiple of 4");
+                   " bytes is not a multiple of ", kFingerprintBytes);
   }
-  const size_t count = f.fingerprints().size() / 4;
+  const size_t count = f.fingerprints().size() / kFingerprintBytes;
   if (count > static_cast<size_t>(options_.max_received_fingerprints)) {
     return Invalid("Fingerprints: ", count, " entries is over the limit of ",
                    options_.max_received_fingerprints);
@@ -392,7 +390,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> positions;
   const char* fps = f.fingerprints().data();
   for (size_t i = count; i-- > 0;) {  // Reversed: matched from the back.
-    positions[absl::little_endian::Load32(fps + 4 * i)].push_back(
+    positions[ReadFingerprint(fps + kFingerprintBytes * i)].push_back(
         static_cast<uint32_t>(i));
   }
   peer::v1::Diff& diff = turn_.diffs.emplace_back();
@@ -405,7 +403,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
   int64_t entries = 0;
   KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
       node.depth, node.index, [&](const storage::IndexEntry& e) {
-        auto it = positions.find(SaltedDigest(e.digest, salt_));
+        auto it = positions.find(Fingerprint(e.digest, salt_));
         if (it != positions.end() && !it->second.empty()) {
           it->second.pop_back();
           return true;

@@ -618,15 +618,15 @@ TEST_F(HostileTest, BadFingerprints) {
     peer::v1::Fingerprints* f = m.add_fingerprints();
     f->set_depth(8);
     f->set_index(3);
-    f->set_fingerprints("abcd");
+    f->set_fingerprints("abc");
     m.set_end_of_turn(true);
     return m;
   };
   ASSERT_TRUE(ResponderAfterHello(a, b)->Step(good()).ok());
 
   ExchangeMessage m = good();
-  m.mutable_fingerprints(0)->set_fingerprints("abcde");
-  ExpectInvalid(*ResponderAfterHello(a, b), m, "not a multiple of 4");
+  m.mutable_fingerprints(0)->set_fingerprints("abcd");
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "not a multiple of 3");
 
   m = good();
   m.mutable_fingerprints(0)->set_depth(7);
@@ -640,10 +640,10 @@ TEST_F(HostileTest, BadFingerprints) {
   m.mutable_fingerprints(0)->set_index(1 << 8);
   ExpectInvalid(*ResponderAfterHello(a, b), m, "out of range");
 
-  ExchangeOptions o;
+  ExchangeOptions o = Fanout8();
   o.max_received_fingerprints = 100;
   m = good();
-  m.mutable_fingerprints(0)->set_fingerprints(std::string(4 * 101, 'x'));
+  m.mutable_fingerprints(0)->set_fingerprints(std::string(3 * 101, 'x'));
   ExpectInvalid(*ResponderAfterHello(a, b, o), m, "101 entries is over the limit of 100");
 
   m = good();

@@ -25,6 +25,24 @@ uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt) {
   return static_cast<uint32_t>(XXH3_64bits_withSeed(buf, sizeof(buf), salt));
 }
 
+uint32_t Fingerprint(const storage::Digest& digest, uint64_t salt) {
+  return SaltedDigest(digest, salt) & 0xFFFFFF;
+}
+
+void AppendFingerprint(uint32_t fingerprint, std::string* out) {
+  for (size_t i = 0; i < kFingerprintBytes; ++i) {
+    out->push_back(static_cast<char>((fingerprint >> (8 * i)) & 0xFF));
+  }
+}
+
+uint32_t ReadFingerprint(const char* p) {
+  uint32_t v = 0;
+  for (size_t i = 0; i < kFingerprintBytes; ++i) {
+    v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  }
+  return v;
+}
+
 storage::Version VersionFromProto(const kv::v1::Version& proto) {
   return storage::Version{proto.hlc(), proto.node_id()};
 }

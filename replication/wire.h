@@ -26,6 +26,17 @@ inline constexpr uint32_t kProtocolVersion = 1;
 // (little-endian), seeded with `salt`.
 uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt);
 
+// Entry fingerprints on the wire (Fingerprints.fingerprints) are the low 24
+// bits of the salted digest, 3 bytes little-endian each. Shorter than node
+// digests because there are many more of them; a collision (about 1 in 2^24
+// per pair of entries compared) only hides a difference from this exchange,
+// and the next exchange's salt finds it.
+inline constexpr size_t kFingerprintBytes = 3;
+uint32_t Fingerprint(const storage::Digest& digest, uint64_t salt);
+void AppendFingerprint(uint32_t fingerprint, std::string* out);
+// REQUIRES: `p` points at kFingerprintBytes readable bytes.
+uint32_t ReadFingerprint(const char* p);
+
 storage::Version VersionFromProto(const kv::v1::Version& proto);
 void VersionToProto(const storage::Version& version, kv::v1::Version* proto);
 

@@ -66,3 +66,22 @@ TEST(WireTest, KeyForMessageEscapesAndCuts) {
 
 }  // namespace
 }  // namespace kv::replication
+
+namespace kv::replication {
+namespace {
+
+TEST(FingerprintTest, ThreeBytesRoundTrip) {
+  const storage::Digest d{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+  const uint32_t fp = Fingerprint(d, 42);
+  EXPECT_EQ(fp, SaltedDigest(d, 42) & 0xFFFFFF);
+  std::string wire;
+  AppendFingerprint(fp, &wire);
+  AppendFingerprint(0xABCDEF, &wire);
+  ASSERT_EQ(wire.size(), 2 * kFingerprintBytes);
+  EXPECT_EQ(ReadFingerprint(wire.data()), fp);
+  EXPECT_EQ(ReadFingerprint(wire.data() + kFingerprintBytes), 0xABCDEFu);
+  EXPECT_NE(Fingerprint(d, 43), fp);  // Another salt, another fingerprint.
+}
+
+}  // namespace
+}  // namespace kv::replication
