@@ -50,3 +50,18 @@ stop_kvd
 start_kvd sync --sync
 run "put --sync" put
 stop_kvd
+
+# Bulk load: 1M keys of VALUE bytes through BatchWrite (kvctl bench
+# --preload, 1000 keys per call), then kvd's peak resident memory.
+LOAD_KEYS=${LOAD_KEYS:-1000000}
+start_kvd load
+LOAD_START=$(date +%s.%N)
+"$KVCTL" --endpoint "$ADDR" bench --workload get --preload --keys "$LOAD_KEYS" \
+  --value-size "$VALUE" --duration 1 --concurrency "$CONCURRENCY" >/dev/null 2>"$TMP/load.err" ||
+  { cat "$TMP/load.err" >&2; exit 2; }
+LOAD_END=$(date +%s.%N)
+echo "load: $(grep -o 'preload: [0-9]* keys in [0-9.]* s' "$TMP/load.err" | tail -1)" \
+  "(kvctl wall time $(awk -v a="$LOAD_START" -v b="$LOAD_END" 'BEGIN {printf "%.1f", b - a}') s including a 1 s get run)"
+echo "load: kvd peak RSS (VmHWM) $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$PID/status)," \
+  "data directory $(du -sh "$TMP/load" | cut -f1)"
+stop_kvd
