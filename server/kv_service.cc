@@ -127,7 +127,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
     google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
     kv::v1::Version* version) {
   auto* reactor = ctx->DefaultReactor();
-  // Finished by whichever caller commits the group, once it is durable.
+  // Finished on the store's committer thread once the group is durable.
   store_->WriteAsync(
       std::move(muts),
       [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {

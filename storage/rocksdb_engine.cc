@@ -166,7 +166,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
   // spinning with sched_yield, which starved the request threads.
   db_options.enable_write_thread_adaptive_yield = false;
   // Required by the vector memtable of the Merkle column; local writes come
-  // from one committing caller at a time anyway (Store::WriteAsync).
+  // from one committer thread anyway (Store::WriteAsync).
   db_options.allow_concurrent_memtable_write = false;
 
   rocksdb::ColumnFamilyOptions base;

@@ -70,6 +70,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(
                                          high_water.value_or(0)));
   KV_RETURN_IF_ERROR(store->LoadTree());
   store->max_group_mutations_ = std::max<size_t>(options.max_group_mutations, 1);
+  if (options.committer_thread) {
+    store->committer_ = std::thread([s = store.get()] { s->CommitterLoop(); });
+  }
   return store;
 }
 
@@ -95,11 +98,11 @@ Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
 }
 
 Store::~Store() {
-  absl::MutexLock lock(&queue_mu_);
-  closing_ = true;
-  // A caller still committing finishes what is queued first.
-  queue_mu_.Await(absl::Condition(
-      +[](bool* committing) { return !*committing; }, &committing_));
+  {
+    absl::MutexLock lock(&queue_mu_);
+    closing_ = true;
+  }
+  if (committer_.joinable()) committer_.join();  // Drains the queue first.
 }
 
 absl::Status Store::LoadTree() {
@@ -307,37 +310,40 @@ void Store::WriteAsync(std::vector<Mutation> mutations, WriteCallback done) {
     std::move(done)(s);
     return;
   }
-  req.done = std::move(done);
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (closing_) {
-      std::move(req.done)(absl::UnavailableError("the store is closing"));
-      return;
-    }
-    queue_.push_back(std::move(req));
-    if (committing_) return;  // The caller committing now takes it along.
-    committing_ = true;
+  if (!committer_.joinable()) {
+    std::move(done)(Write(req.mutations));
+    return;
   }
-  // This caller commits: everything queued, including what other callers
-  // queue meanwhile, until the queue is empty (flat combining).
+  req.done = std::move(done);
+  absl::MutexLock lock(&queue_mu_);
+  if (closing_) {
+    std::move(req.done)(absl::UnavailableError("the store is closing"));
+    return;
+  }
+  queue_.push_back(std::move(req));
+}
+
+void Store::CommitterLoop() {
   std::vector<WriteRequest> pending;
   while (true) {
     {
       absl::MutexLock lock(&queue_mu_);
-      if (queue_.empty()) {
-        committing_ = false;
-        return;
-      }
+      queue_mu_.Await(absl::Condition(
+          +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
+            return !s->queue_.empty() || s->closing_;
+          },
+          this));
+      if (queue_.empty()) return;  // Closing and drained.
       pending.swap(queue_);
     }
     // Commit in groups of bounded size; requests keep their order.
     size_t begin = 0;
     while (begin < pending.size()) {
-      size_t end = begin, count = 0;
+      size_t end = begin, mutations = 0;
       while (end < pending.size() &&
-             (end == begin ||
-              count + pending[end].mutations.size() <= max_group_mutations_)) {
-        count += pending[end].mutations.size();
+             (end == begin || mutations + pending[end].mutations.size() <=
+                                  max_group_mutations_)) {
+        mutations += pending[end].mutations.size();
         ++end;
       }
       std::vector<WriteRequest> group(std::make_move_iterator(pending.begin() + begin),

@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -36,8 +37,11 @@ namespace kv::storage {
 
 struct StoreOptions {
   uint32_t leaf_depth = 16;          // Merkle leaves: 2^leaf_depth.
-  // Most mutations WriteAsync commits in one engine batch.
-  size_t max_group_mutations = 4096;
+  // Runs a committer thread for WriteAsync: pending writes are committed in
+  // groups, one engine batch (one WAL write, one fsync with sync) per group.
+  // Without it WriteAsync commits on the calling thread (the simulator).
+  bool committer_thread = false;
+  size_t max_group_mutations = 4096;  // Per committed group.
   PhysicalClock* clock = nullptr;    // Default: the system clock.
   int64_t hlc_window_ms = 1000;      // See HybridClock.
   uint64_t node_id = 0;              // Nonzero: id for a new store (tests).
@@ -103,13 +107,10 @@ class Store {
 
   using WriteCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::vector<Version>>) &&>;
-  // As Write, but never waits for another writer: concurrent callers queue
-  // their requests, and one of them (the first to find nobody committing)
-  // commits all that is queued, in groups of one engine batch each (one WAL
-  // write, one fsync with sync: group commit), until the queue is empty.
-  // `done` gets Write's result and runs on the committing caller's thread,
-  // possibly before WriteAsync returns; it must not block. After the store
-  // started closing, `done` gets UNAVAILABLE.
+  // As Write, but returns at once; `done` gets Write's result, on the
+  // committer thread (or, without one, on the calling thread before
+  // WriteAsync returns). `done` must not block. After the store started
+  // closing, `done` gets UNAVAILABLE.
   void WriteAsync(std::vector<Mutation> mutations, WriteCallback done);
 
   // Stores `record` iff its version is above the stored one (last writer
@@ -175,6 +176,7 @@ class Store {
   // checked against the store and the group's earlier requests; a request
   // that fails gets its error and writes nothing. Sets every result.
   void CommitGroup(std::vector<WriteRequest>& group);
+  void CommitterLoop();
 
   // Constant after construction.
   const std::unique_ptr<Engine> engine_;
@@ -187,12 +189,12 @@ class Store {
   MerkleTree tree_;  // Thread-safe itself.
   std::array<absl::Mutex, kStripes> stripes_;  // Guard read-compare-write.
 
-  // WriteAsync's queue.
+  // The committer's queue.
   absl::Mutex queue_mu_;
   std::vector<WriteRequest> queue_ ABSL_GUARDED_BY(queue_mu_);
-  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;  // A caller drains it.
   bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
-  size_t max_group_mutations_ = 4096;  // Constant after Open.
+  size_t max_group_mutations_ = 4096;
+  std::thread committer_;
 };
 
 }  // namespace kv::storage

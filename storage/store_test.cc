@@ -364,9 +364,10 @@ TEST(StoreMemoryTest, VerifyTreeRepairsStoredLeaves) {
 namespace kv::storage {
 namespace {
 
-TEST(StoreWriteAsyncTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
+TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
   StoreOptions o;
   o.leaf_depth = 6;
+  o.committer_thread = true;
   auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
   constexpr int kRequests = 200;
   std::vector<absl::StatusOr<std::vector<Version>>> results(kRequests);
@@ -394,9 +395,10 @@ TEST(StoreWriteAsyncTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
   EXPECT_EQ(s->tree().KeyCount(), 1);
 }
 
-TEST(StoreWriteAsyncTest, ConcurrentAsyncWritersKeepTreeConsistent) {
+TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
   StoreOptions o;
   o.leaf_depth = 6;
+  o.committer_thread = true;
   o.max_group_mutations = 16;  // Many groups.
   auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
   absl::Mutex mu;
