@@ -142,9 +142,9 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
     absl::MutexLock lock(&mu_);
     salt = rng_();
   }
-  started_.fetch_add(1);
   auto ex = replication::Exchange::Initiator(store_, options_.exchange, salt);
-  if (!ex.ok()) {
+  if (!ex.ok()) {  // Bad options: every exchange would fail the same way.
+    started_.fetch_add(1);
     Record(peer, nullptr, ex.status());
     return ex.status();
   }
@@ -156,6 +156,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
     outgoing_.push_back(&ctx);
     outgoing_count_.store(static_cast<int>(outgoing_.size()));
   }
+  started_.fetch_add(1);
   auto stream = stub->Exchange(&ctx);
   absl::Status s = DriveExchange(stream.get(), ex->get(), store_, &limiter_);
   if (s.ok()) {
@@ -200,7 +201,6 @@ absl::Status AntiEntropy::Serve(
   if (outgoing_count_.load() > 0 && hello.has_hello() &&
       store_->node_id() < hello.hello().node_id()) {
     incoming_.fetch_sub(1);
-    yielded_.fetch_add(1);
     return absl::AbortedError(
         "this node is running an exchange of its own and has the lower node id; "
         "it yields (retry later)");

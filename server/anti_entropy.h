@@ -106,7 +106,6 @@ class AntiEntropy {
   std::atomic<bool> running_;
   std::atomic<int> incoming_{0};        // Exchanges being served.
   std::atomic<int> outgoing_count_{0};  // Exchanges we initiated, running.
-  std::atomic<int64_t> yielded_{0};     // Incoming refused by the id rule.
   RateLimiter limiter_;
   absl::Notification stop_;
   std::thread thread_;
