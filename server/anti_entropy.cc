@@ -24,14 +24,14 @@ absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
                            const ExchangeMessage* first = nullptr) {
   auto flush = [&](bool send) -> absl::Status {
     replication::Ready ready = ex->TakeReady();
-    for (const storage::Record& r : ready.records_to_apply) {
-      absl::Status s = store->Apply(r).status();
-      if (s.code() == absl::StatusCode::kOutOfRange) {
-        // A clock far ahead: refuse this record, keep repairing the rest.
-        spdlog::warn("anti-entropy: refused a record: {}", std::string(s.message()));
-        continue;
+    if (!ready.records_to_apply.empty()) {
+      KV_ASSIGN_OR_RETURN(storage::ApplyResult applied,
+                          store->ApplyBatch(ready.records_to_apply));
+      if (applied.refused > 0) {
+        // Clocks far ahead: those records are refused, the rest repaired.
+        spdlog::warn("anti-entropy: refused {} records, first: {}", applied.refused,
+                     std::string(applied.first_refusal.message()));
       }
-      KV_RETURN_IF_ERROR(s);
     }
     if (!send) return absl::OkStatus();
     for (const ExchangeMessage& m : ready.messages) {

@@ -359,7 +359,7 @@ void Store::CommitterLoop() {
   }
 }
 
-absl::StatusOr<bool> Store::Apply(const Record& record) {
+absl::Status Store::CheckRemote(const Record& record) const {
   if (record.key.empty()) return absl::InvalidArgumentError("record with an empty key");
   if (record.version.hlc == 0) {
     return absl::InvalidArgumentError(
@@ -374,19 +374,67 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
           max_clock_drift_ms_, " ms (--max-clock-drift-ms)"));
     }
   }
-  const uint64_t hash = KeyHash(record.key);
-  absl::MutexLock lock(&StripeOf(hash));
-  KV_ASSIGN_OR_RETURN(auto old, GetLocked(record.key));
-  KV_RETURN_IF_ERROR(clock_->Observe(record.version.hlc));
-  if (old.has_value() && old->version >= record.version) return false;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Store::Apply(const Record& record) {
+  KV_ASSIGN_OR_RETURN(ApplyResult r, ApplyBatch(std::span<const Record>(&record, 1)));
+  if (!r.first_refusal.ok()) return r.first_refusal;
+  return r.applied == 1;
+}
+
+absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
+  ApplyResult result;
+  struct Item {
+    const Record* record;
+    uint64_t hash;
+  };
+  std::vector<Item> items;
+  items.reserve(records.size());
+  uint64_t newest = 0;
+  for (const Record& r : records) {
+    absl::Status s = CheckRemote(r);
+    if (s.code() == absl::StatusCode::kOutOfRange) {
+      if (result.first_refusal.ok()) result.first_refusal = s;
+      ++result.refused;
+      continue;
+    }
+    KV_RETURN_IF_ERROR(s);
+    items.push_back(Item{&r, KeyHash(r.key)});
+    newest = std::max(newest, r.version.hlc);
+  }
+  if (items.empty()) return result;
+  struct Hashes {
+    std::vector<uint64_t> hashes;
+  };
+  std::vector<Hashes> lock_set(1);
+  for (const Item& it : items) lock_set[0].hashes.push_back(it.hash);
+  StripeLocks locks(stripes_.data(), stripes_.size(), lock_set);
+  // Persist the clock past every version first: it must stay above all
+  // stored versions.
+  KV_RETURN_IF_ERROR(clock_->Observe(newest));
   WriteBatch batch;
   std::vector<LeafDelta> deltas;
-  Record r = record;
-  if (r.tombstone) r.value.clear();
-  StageRecord(r, old, hash, &batch, &deltas);
+  absl::flat_hash_map<std::string, Record> staged;  // Newest per key so far.
+  for (const Item& it : items) {
+    std::optional<Record> old;
+    if (auto st = staged.find(it.record->key); st != staged.end()) {
+      old = st->second;
+    } else {
+      KV_ASSIGN_OR_RETURN(old, GetLocked(it.record->key));
+    }
+    if (old.has_value() && old->version >= it.record->version) continue;
+    Record r = *it.record;
+    if (r.tombstone) r.value.clear();
+    StageRecord(r, old, it.hash, &batch, &deltas);
+    staged[r.key] = std::move(r);
+  }
+  if (batch.empty()) return result;
   KV_RETURN_IF_ERROR(engine_->Write(batch));
-  tree_.Apply(deltas[0].leaf, deltas[0].digest, deltas[0].count);
-  return true;
+  for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  // A key replaced twice in the batch counts once.
+  result.applied = static_cast<int64_t>(staged.size());
+  return result;
 }
 
 absl::Status Store::Scan(absl::string_view start, absl::string_view end,

@@ -72,6 +72,12 @@ struct VerifyResult {
   Digest root;
 };
 
+struct ApplyResult {
+  int64_t applied = 0;         // Keys whose stored record was replaced.
+  int64_t refused = 0;         // Records refused for their clock.
+  absl::Status first_refusal;  // Why the first one was refused.
+};
+
 struct RangeSummary {
   Digest digest;
   int64_t count = 0;
@@ -122,6 +128,12 @@ class Store {
   // engine errors.
   absl::StatusOr<bool> Apply(const Record& record);
 
+  // Applies `records` (from a peer) as Apply does each, in one engine batch.
+  // A record refused for its clock (OUT_OF_RANGE above) is skipped and
+  // counted; the others are applied. Errors: INVALID_ARGUMENT for an empty
+  // key or a zero version (nothing applied); engine errors (nothing applied).
+  absl::StatusOr<ApplyResult> ApplyBatch(std::span<const Record> records);
+
   // Calls fn for each live (non-tombstone) record with start <= key < end in
   // key order (an empty `end` has no bound) until fn returns false.
   // Errors: engine errors, DATA_LOSS.
@@ -149,7 +161,6 @@ class Store {
   Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
         uint64_t node_id, uint64_t high_water);
 
-  absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
   // Adds the record's data, index and leaf updates to `batch` and the leaf
   // delta to `deltas`. REQUIRES the key's stripe lock.
   struct LeafDelta {
@@ -161,6 +172,8 @@ class Store {
                    uint64_t key_hash, WriteBatch* batch,
                    std::vector<LeafDelta>* deltas);
   absl::StatusOr<std::optional<Record>> GetLocked(absl::string_view key);
+  // Checks a record received from a peer. Errors: as Apply.
+  absl::Status CheckRemote(const Record& record) const;
   absl::Status LoadTree();
 
   struct WriteRequest {

@@ -325,6 +325,41 @@ TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
   EXPECT_LT(s->clock().Last(), far.version.hlc);  // The clock did not follow.
 }
 
+TEST(StoreMemoryTest, ApplyBatchIsLastWriterWinsWithinTheBatchToo) {
+  ManualClock clock(1'700'000'000'000);
+  StoreOptions o;
+  o.leaf_depth = 4;
+  o.clock = &clock;
+  o.max_clock_drift_ms = 60'000;
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
+  ASSERT_TRUE(*s->Apply(Record{"a", v(1'600'000'000'000, 1), false, "old"}));
+  std::vector<Record> batch = {
+      Record{"a", v(1'650'000'000'000, 2), false, "newer"},
+      Record{"b", v(1'650'000'000'000, 2), false, "b2"},
+      Record{"b", v(1'640'000'000'000, 3), false, "b-older"},  // Loses to b2.
+      Record{"a", v(1'660'000'000'000, 2), true, ""},          // Newest a: delete.
+      Record{"c", v(1'700'000'000'000 + 3'600'000, 9), false, "future"},
+      Record{"a", v(1'500'000'000'000, 5), false, "ancient"},
+  };
+  auto r = s->ApplyBatch(batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 2);  // a and b.
+  EXPECT_EQ(r->refused, 1);  // c, from a clock an hour ahead.
+  EXPECT_EQ(r->first_refusal.code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE((*s->Get("a"))->tombstone);
+  EXPECT_EQ((*s->Get("b"))->value, "b2");
+  EXPECT_FALSE(s->Get("c")->has_value());
+  EXPECT_TRUE(s->VerifyTree()->matched);
+  EXPECT_EQ(s->tree().KeyCount(), 2);
+  // The same batch again changes nothing.
+  EXPECT_EQ(s->ApplyBatch(batch)->applied, 0);
+  std::vector<Record> bad = {Record{"x", v(1'650'000'000'000, 2), false, "x"},
+                             Record{"", v(1'650'000'000'000, 2), false, "y"}};
+  EXPECT_EQ(s->ApplyBatch(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(s->Get("x")->has_value());  // Nothing of a bad batch.
+}
+
 TEST(StoreMemoryTest, FailedWriteChangesNothing) {
   auto engine = std::make_unique<MemoryEngine>();
   MemoryEngine* raw = engine.get();
