@@ -171,6 +171,11 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   const std::string in_path = tmp.path() + "/in", out_path = tmp.path() + "/out",
                     err_path = tmp.path() + "/err";
   std::ofstream(in_path) << stdin_data;
+  // Everything the child needs is built before fork: after it, only
+  // async-signal-safe calls (the test process has gRPC threads).
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(const_cast<char*>(a.c_str()));
+  cargs.push_back(nullptr);
   pid_t pid = fork();
   if (pid == 0) {
     int in = open(in_path.c_str(), O_RDONLY);
@@ -179,9 +184,6 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
-    std::vector<char*> cargs;
-    for (auto& a : argv) cargs.push_back(const_cast<char*>(a.c_str()));
-    cargs.push_back(nullptr);
     execv(cargs[0], cargs.data());
     _exit(127);
   }
