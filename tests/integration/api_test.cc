@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
+#include <thread>
+
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
@@ -145,6 +148,22 @@ TEST_F(ApiTest, HealthAndStats) {
   ASSERT_TRUE(verify.ok());
   EXPECT_TRUE(verify->matched());
   EXPECT_EQ(verify->root_digest(), stats->root_digest());
+}
+
+TEST(ApiBackgroundTest, TreeVerificationRunsAtItsInterval) {
+  TempDir dir;
+  KvdProcess kvd(dir.path() + "/node", {"--verify-interval", "1"});
+  ASSERT_TRUE(kvd.Start().ok());
+  auto c = *client::Client::Connect(kvd.address());
+  ASSERT_TRUE(c->Put("k", "v").ok());
+  int64_t runs = 0;
+  for (int i = 0; i < 100 && runs < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    runs = c->Stats()->tree_verifications();
+  }
+  EXPECT_GE(runs, 2);
+  EXPECT_EQ(c->Stats()->tree_mismatches(), 0);
+  EXPECT_THAT(kvd.Log(), HasSubstr("tree verification: ok (keys=1"));
 }
 
 TEST_F(ApiTest, SigtermShutsDownCleanlyAndDataStays) {
