@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   librocksdb-dev libabsl-dev libgtest-dev libgmock-dev
   libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev
+  clang-14 python3
 )
 
 missing=()

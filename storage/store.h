@@ -175,6 +175,9 @@ class Store {
   // Checks a record received from a peer. Errors: as Apply.
   absl::Status CheckRemote(const Record& record) const;
   absl::Status LoadTree();
+  // Every stripe, in ascending order (VerifyTree's consistent moment).
+  void LockAllStripes();
+  void UnlockAllStripes();
 
   struct WriteRequest {
     std::vector<Mutation> mutations;
