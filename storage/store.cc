@@ -314,13 +314,15 @@ void Store::WriteAsync(std::vector<Mutation> mutations, WriteCallback done) {
     std::move(done)(Write(req.mutations));
     return;
   }
-  req.done = std::move(done);
-  absl::MutexLock lock(&queue_mu_);
-  if (closing_) {
-    std::move(req.done)(absl::UnavailableError("the store is closing"));
-    return;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    if (!closing_) {
+      req.done = std::move(done);
+      queue_.push_back(std::move(req));
+      return;
+    }
   }
-  queue_.push_back(std::move(req));
+  std::move(done)(absl::UnavailableError("the store is closing"));  // Unlocked.
 }
 
 void Store::CommitterLoop() {
