@@ -289,6 +289,7 @@ int CmdStats(Client& c, bool json) {
        absl::StrCat(r->keys_sent(), " / ", r->keys_received()));
   line("bytes sent / received",
        absl::StrCat(r->bytes_sent(), " / ", r->bytes_received()));
+  line("refused (clock ahead)", absl::StrCat(r->records_refused_clock()));
   line("tree verifications",
        absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(),
                     " mismatches)"));

@@ -21,6 +21,7 @@ using peer::v1::ExchangeMessage;
 template <typename Stream>
 absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
                            storage::Store* store, RateLimiter* limiter,
+                           std::atomic<int64_t>* refused,
                            const ExchangeMessage* first = nullptr) {
   auto flush = [&](bool send) -> absl::Status {
     replication::Ready ready = ex->TakeReady();
@@ -28,6 +29,7 @@ absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
       KV_ASSIGN_OR_RETURN(storage::ApplyResult applied,
                           store->ApplyBatch(ready.records_to_apply));
       if (applied.refused > 0) {
+        refused->fetch_add(applied.refused);
         // Clocks far ahead: those records are refused, the rest repaired.
         spdlog::warn("anti-entropy: refused {} records, first: {}", applied.refused,
                      std::string(applied.first_refusal.message()));
@@ -158,7 +160,8 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
   }
   started_.fetch_add(1);
   auto stream = stub->Exchange(&ctx);
-  absl::Status s = DriveExchange(stream.get(), ex->get(), store_, &limiter_);
+  absl::Status s =
+      DriveExchange(stream.get(), ex->get(), store_, &limiter_, &refused_clock_);
   if (s.ok()) {
     stream->WritesDone();
     s = FromGrpc(stream->Finish());
@@ -207,8 +210,9 @@ absl::Status AntiEntropy::Serve(
   }
   started_.fetch_add(1);
   auto ex = replication::Exchange::Responder(store_, options_.exchange);
-  absl::Status s = ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_, &hello)
-                           : ex.status();
+  absl::Status s =
+      ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_, &refused_clock_, &hello)
+              : ex.status();
   Record(peer, ex.ok() ? ex->get() : nullptr, s);
   incoming_.fetch_sub(1);
   return s;
@@ -261,6 +265,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_keys_received(keys_received_.load());
   resp->set_bytes_sent(bytes_sent_.load());
   resp->set_bytes_received(bytes_received_.load());
+  resp->set_records_refused_clock(refused_clock_.load());
   absl::MutexLock lock(&mu_);
   for (const std::string& p : peers_) {
     kv::v1::PeerStats* ps = resp->add_peers();

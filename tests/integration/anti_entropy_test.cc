@@ -172,5 +172,37 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   EXPECT_TRUE(cluster.c(0).Put("still", "serving").ok());
 }
 
+TEST(AntiEntropyTest, RecordsFromAClockFarAheadAreRefusedAndCounted) {
+  TempDir dir;
+  const std::string a0 = absl::StrCat("127.0.0.1:", FreePort());
+  const std::string a1 = absl::StrCat("127.0.0.1:", FreePort());
+  // Node 0's wall clock runs two hours ahead; node 1 accepts at most one.
+  KvdProcess n0(dir.path() + "/n0", {"--peers", a1, "--ae-interval-ms", "100",
+                                     "--clock-offset-ms", "7200000"});
+  KvdProcess n1(dir.path() + "/n1", {"--peers", a0, "--ae-interval-ms", "100",
+                                     "--max-clock-drift-ms", "3600000"});
+  n0.set_listen(a0);
+  n1.set_listen(a1);
+  ASSERT_TRUE(n0.Start().ok());
+  ASSERT_TRUE(n1.Start().ok());
+  auto c0 = *client::Client::Connect(n0.address());
+  auto c1 = *client::Client::Connect(n1.address());
+  ASSERT_TRUE(c0->Put("from-the-future", "x").ok());
+  ASSERT_TRUE(c1->Put("from-now", "y").ok());
+  int64_t refused = 0;
+  for (int i = 0; i < 200 && refused == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    refused = c1->Stats()->records_refused_clock();
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_FALSE(c1->Get("from-the-future")->found);
+  EXPECT_THAT(n1.Log(), HasSubstr("--max-clock-drift-ms"));
+  // The other direction is fine: node 0's clock is ahead of node 1's record.
+  for (int i = 0; i < 200 && !c0->Get("from-now")->found; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(c0->Get("from-now")->value, "y");
+}
+
 }  // namespace
 }  // namespace kv::testing
