@@ -308,13 +308,18 @@ TEST(StoreRocksDbTest, LeafDepthMismatchIsRefused) {
   EXPECT_THAT(s.status().message(), HasSubstr("leaf depth 16"));
 }
 
-TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
-  ManualClock clock(1'700'000'000'000);
+// An in-memory store on `clock` that refuses records further ahead of it.
+std::unique_ptr<Store> OpenWithDriftLimit(ManualClock* clock, int64_t max_clock_drift_ms) {
   StoreOptions o;
   o.leaf_depth = 4;
-  o.clock = &clock;
-  o.max_clock_drift_ms = 60'000;
-  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  o.clock = clock;
+  o.max_clock_drift_ms = max_clock_drift_ms;
+  return std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+}
+
+TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
+  ManualClock clock(1'700'000'000'000);
+  auto s = OpenWithDriftLimit(&clock, /*max_clock_drift_ms=*/60'000);
   Record near{"a", Version{HlcFromMillis(1'700'000'030'000), 7}, false, "ok"};
   EXPECT_TRUE(*s->Apply(near));
   Record far{"b", Version{HlcFromMillis(1'700'000'000'000 + 3'600'000), 7}, false, "no"};
@@ -327,11 +332,7 @@ TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
 
 TEST(StoreMemoryTest, ApplyBatchIsLastWriterWinsWithinTheBatchToo) {
   ManualClock clock(1'700'000'000'000);
-  StoreOptions o;
-  o.leaf_depth = 4;
-  o.clock = &clock;
-  o.max_clock_drift_ms = 60'000;
-  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  auto s = OpenWithDriftLimit(&clock, /*max_clock_drift_ms=*/60'000);
   auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
   ASSERT_TRUE(*s->Apply(Record{"a", v(1'600'000'000'000, 1), false, "old"}));
   std::vector<Record> batch = {
