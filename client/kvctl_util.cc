@@ -83,42 +83,60 @@ bool IsValidUtf8(absl::string_view s) {
   return true;
 }
 
+namespace {
+
+// Appends byte `c` escaped for JSON strings (json) or for kvctl's text
+// output: backslash forms for \\ \n \r \t (and, in JSON, \" \b \f),
+// other control bytes as \u00XX (JSON) or \xXX (text).
+void AppendEscaped(unsigned char c, bool json, std::string* out) {
+  switch (c) {
+    case '\\':
+      *out += "\\\\";
+      return;
+    case '\n':
+      *out += "\\n";
+      return;
+    case '\r':
+      *out += "\\r";
+      return;
+    case '\t':
+      *out += "\\t";
+      return;
+    default:
+      break;
+  }
+  if (json) {
+    if (c == '"') {
+      *out += "\\\"";
+      return;
+    }
+    if (c == '\b') {
+      *out += "\\b";
+      return;
+    }
+    if (c == '\f') {
+      *out += "\\f";
+      return;
+    }
+  }
+  if (c < 0x20 || c == 0x7F) {
+    if (json) {
+      absl::StrAppendFormat(out, "\\u%04x", c);
+    } else {
+      absl::StrAppendFormat(out, "\\x%02x", c);
+    }
+  } else {
+    out->push_back(static_cast<char>(c));
+  }
+}
+
+}  // namespace
+
 std::string JsonQuote(absl::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
   out.push_back('"');
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
+  for (char ch : s) AppendEscaped(static_cast<unsigned char>(ch), true, &out);
   out.push_back('"');
   return out;
 }
@@ -137,29 +155,7 @@ std::string TextEscape(absl::string_view bytes) {
   if (!IsValidUtf8(bytes)) return absl::CHexEscape(bytes);
   std::string out;
   out.reserve(bytes.size());
-  for (char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7F) {
-          absl::StrAppendFormat(&out, "\\x%02x", c);
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
+  for (char ch : bytes) AppendEscaped(static_cast<unsigned char>(ch), false, &out);
   return out;
 }
 

@@ -56,6 +56,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/client.h"
+#include "client/kvctl_util.h"
 #include "proto/kv.pb.h"
 #include "tests/integration/kvd_process.h"
 
@@ -344,21 +345,6 @@ std::string HumanBytes(double b) {
   if (b >= 1e6) return absl::StrFormat("%.2f MB", b / 1e6);
   if (b >= 1e3) return absl::StrFormat("%.1f kB", b / 1e3);
   return absl::StrFormat("%.0f B", b);
-}
-
-std::string JsonString(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 std::string CountersJson(const Counters& c) {
@@ -831,7 +817,7 @@ int Main(int argc, char** argv) {
         "\"kvd\": %s,\n",
         config.n, config.value_size, config.RecordBytes(), config.interval_ms,
         config.pin ? "true" : "false",
-        config.single_initiator ? "true" : "false", JsonString(config.kvd));
+        config.single_initiator ? "true" : "false", kv::client::JsonQuote(config.kvd));
     absl::StrAppendFormat(&out, "  \"load\": {\"loaded\": %s, \"ms\": %.1f},\n",
                           loaded_now ? "true" : "false", load_ms);
     absl::StrAppendFormat(
@@ -840,7 +826,7 @@ int Main(int argc, char** argv) {
         "\"bytes\": %d, \"exchanges\": %.1f, \"error\": %s, \"counters\": %s, "
         "\"peak_rss_bytes\": [%d, %d]},\n",
         sync.ok ? "true" : "false", sync.ms, sync.delta.keys_sent,
-        sync.delta.bytes_sent, Exchanges(sync.delta), JsonString(sync.error),
+        sync.delta.bytes_sent, Exchanges(sync.delta), kv::client::JsonQuote(sync.error),
         CountersJson(sync.delta), rss_after_sync[0], rss_after_sync[1]);
     out += "  \"cases\": [";
     for (size_t i = 0; i < cases.size(); ++i) {
@@ -857,7 +843,7 @@ int Main(int argc, char** argv) {
           c.bytes_per_exchange, c.pass ? "true" : "false",
           absl::StrJoin(c.failures, ", ",
                         [](std::string* o, const std::string& f) {
-                          o->append(JsonString(f));
+                          o->append(kv::client::JsonQuote(f));
                         }),
           CountersJson(c.delta));
     }
@@ -869,14 +855,14 @@ int Main(int argc, char** argv) {
           "%s\n    {\"kind\": %s, \"ok\": %s, \"stop_ms\": %.1f, "
           "\"ready_ms\": %.1f, \"first_stats_ms\": %.1f, \"key_count\": %d, "
           "\"same_root\": %s, \"pass\": %s, \"error\": %s}",
-          i ? "," : "", JsonString(r.kind), r.ok ? "true" : "false", r.stop_ms,
+          i ? "," : "", kv::client::JsonQuote(r.kind), r.ok ? "true" : "false", r.stop_ms,
           r.ready_ms, r.first_stats_ms, r.key_count,
           r.same_root ? "true" : "false", r.pass ? "true" : "false",
-          JsonString(r.error));
+          kv::client::JsonQuote(r.error));
     }
     absl::StrAppendFormat(&out,
                           "\n  ],\n  \"notes\": [%s, %s],\n  \"pass\": %s\n}\n",
-                          JsonString(wire_note), JsonString(exch_note),
+                          kv::client::JsonQuote(wire_note), kv::client::JsonQuote(exch_note),
                           all_pass ? "true" : "false");
     std::fputs(out.c_str(), stdout);
   } else {
