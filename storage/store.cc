@@ -288,16 +288,18 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
   for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
 }
 
+void Store::CommitLocked(std::vector<WriteRequest>& group) {
+  StripeLocks locks(stripes_.data(), stripes_.size(), group);
+  CommitGroup(group);
+}
+
 absl::StatusOr<std::vector<Version>> Store::Write(std::span<const Mutation> mutations) {
   std::vector<WriteRequest> group(1);
   group[0].mutations.assign(mutations.begin(), mutations.end());
   group[0].result = std::vector<Version>();
   absl::Status s = Prepare(group[0]);
   if (!s.ok()) return s;
-  {
-    StripeLocks locks(stripes_.data(), stripes_.size(), group);
-    CommitGroup(group);
-  }
+  CommitLocked(group);
   return std::move(group[0].result);
 }
 
@@ -310,8 +312,11 @@ void Store::WriteAsync(std::vector<Mutation> mutations, WriteCallback done) {
     std::move(done)(s);
     return;
   }
-  if (!committer_.joinable()) {
-    std::move(done)(Write(req.mutations));
+  if (!committer_.joinable()) {  // Commit on the calling thread.
+    std::vector<WriteRequest> group(1);
+    group[0] = std::move(req);
+    CommitLocked(group);
+    std::move(done)(std::move(group[0].result));
     return;
   }
   {
@@ -350,10 +355,7 @@ void Store::CommitterLoop() {
       }
       std::vector<WriteRequest> group(std::make_move_iterator(pending.begin() + begin),
                                       std::make_move_iterator(pending.begin() + end));
-      {
-        StripeLocks locks(stripes_.data(), stripes_.size(), group);
-        CommitGroup(group);
-      }
+      CommitLocked(group);
       for (WriteRequest& r : group) std::move(r.done)(std::move(r.result));
       begin = end;
     }
@@ -490,12 +492,18 @@ void Store::UnlockAllStripes() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 absl::StatusOr<VerifyResult> Store::VerifyTree() {
   // One consistent moment: no read-compare-write is between its read and its
-  // write while both iterators are created.
+  // write (nor its in-memory tree update) while both iterators are created
+  // and the in-memory leaves are copied.
   std::unique_ptr<Iterator> data;
   std::unique_ptr<Iterator> leaves_it;
+  std::vector<LeafValue> memory(tree_.num_leaves());
   LockAllStripes();
   data = engine_->NewIterator(Column::kData);
   leaves_it = engine_->NewIterator(Column::kMerkle);
+  for (uint32_t i = 0; i < memory.size(); ++i) {
+    memory[i] = LeafValue{tree_.NodeDigest(tree_.leaf_depth(), i),
+                          tree_.NodeCount(tree_.leaf_depth(), i)};
+  }
   UnlockAllStripes();
 
   std::vector<LeafValue> rebuilt(tree_.num_leaves());
@@ -515,27 +523,34 @@ absl::StatusOr<VerifyResult> Store::VerifyTree() {
   }
   KV_RETURN_IF_ERROR(leaves_it->status());
 
+  // The differences are merged into the stored and in-memory leaves; XOR
+  // and addition commute with writes made since the snapshot.
+  auto differs = [](const LeafValue& a, const LeafValue& b) {
+    return a.digest != b.digest || a.count != b.count;
+  };
   VerifyResult result;
   WriteBatch repair;
-  std::vector<LeafDelta> deltas;
+  std::vector<LeafDelta> memory_repairs;
   for (uint32_t i = 0; i < rebuilt.size(); ++i) {
     result.key_count += rebuilt[i].count;
     result.root ^= rebuilt[i].digest;
-    if (rebuilt[i].digest == stored[i].digest && rebuilt[i].count == stored[i].count) {
-      continue;
-    }
+    const bool stored_bad = differs(rebuilt[i], stored[i]);
+    const bool memory_bad = differs(rebuilt[i], memory[i]);
+    if (!stored_bad && !memory_bad) continue;
     ++result.mismatched_leaves;
-    LeafDelta d{i, rebuilt[i].digest ^ stored[i].digest,
-                rebuilt[i].count - stored[i].count};
-    repair.Merge(Column::kMerkle, EncodeLeafKey(i),
-                 EncodeLeafValue(LeafValue{d.digest, d.count}));
-    deltas.push_back(d);
+    if (stored_bad) {
+      repair.Merge(Column::kMerkle, EncodeLeafKey(i),
+                   EncodeLeafValue(LeafValue{rebuilt[i].digest ^ stored[i].digest,
+                                             rebuilt[i].count - stored[i].count}));
+    }
+    if (memory_bad) {
+      memory_repairs.push_back(LeafDelta{i, rebuilt[i].digest ^ memory[i].digest,
+                                         rebuilt[i].count - memory[i].count});
+    }
   }
   result.matched = result.mismatched_leaves == 0;
-  if (!repair.empty()) {
-    KV_RETURN_IF_ERROR(engine_->Write(repair));
-    for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
-  }
+  if (!repair.empty()) KV_RETURN_IF_ERROR(engine_->Write(repair));
+  for (const LeafDelta& d : memory_repairs) tree_.Apply(d.leaf, d.digest, d.count);
   return result;
 }
 

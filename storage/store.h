@@ -150,9 +150,10 @@ class Store {
   absl::StatusOr<RangeSummary> Summarize(uint32_t depth, uint64_t index);
 
   // Rebuilds the leaves from the data column (recomputing every digest) as of
-  // one consistent moment and compares them with the stored tree. A mismatch
-  // is repaired (the difference is merged into the stored leaves, which
-  // commutes with concurrent writes) and reported in the result.
+  // one consistent moment and compares them with the stored leaves and the
+  // in-memory tree. A mismatch in either is repaired (the difference is
+  // merged in, which commutes with concurrent writes) and reported in the
+  // result.
   absl::StatusOr<VerifyResult> VerifyTree();
 
  private:
@@ -192,6 +193,8 @@ class Store {
   // checked against the store and the group's earlier requests; a request
   // that fails gets its error and writes nothing. Sets every result.
   void CommitGroup(std::vector<WriteRequest>& group);
+  // Takes the stripes of every key in `group`, then CommitGroup.
+  void CommitLocked(std::vector<WriteRequest>& group);
   void CommitterLoop();
 
   // Constant after construction.

@@ -254,22 +254,23 @@ TYPED_TEST(StoreTest, HashRangesAndFinerLevels) {
   EXPECT_EQ(all, s->tree().Root());
 }
 
-TYPED_TEST(StoreTest, VerifyTreeFindsAndRepairsACorruptLeaf) {
+TYPED_TEST(StoreTest, VerifyTreeFindsAndRepairsACorruptInMemoryLeaf) {
   auto s = this->Open();
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2")}).ok());
   auto clean = *s->VerifyTree();
   EXPECT_TRUE(clean.matched);
   EXPECT_EQ(clean.key_count, 2);
   const Digest good_root = s->tree().Root();
-  // Apply a record with a bogus tree update through the public API is not
-  // possible; simulate bit rot by applying a leaf delta to the tree directly.
+  // A bug or bit flip in memory: the stored leaves are still right.
   const_cast<MerkleTree&>(s->tree()).Apply(7, Digest{1, 2}, 1);
   ASSERT_NE(s->tree().Root(), good_root);
-  // The in-memory tree is repaired only through the stored leaves; so the
-  // verification reports no mismatch of stored leaves here...
   auto v = *s->VerifyTree();
-  EXPECT_TRUE(v.matched);
+  EXPECT_FALSE(v.matched);
+  EXPECT_EQ(v.mismatched_leaves, 1);
   EXPECT_EQ(v.root, good_root);
+  EXPECT_EQ(s->tree().Root(), good_root);  // Repaired.
+  EXPECT_EQ(s->tree().KeyCount(), 2);
+  EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
 TEST(StoreRocksDbTest, RestartKeepsNodeIdTreeAndMonotonicVersions) {
