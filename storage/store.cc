@@ -231,8 +231,10 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
   WriteBatch batch;
   std::vector<LeafDelta> deltas;
   absl::flat_hash_map<std::string, Record> staged_records;  // Newest per key.
-  std::vector<size_t> staged;  // Requests in `batch`.
   absl::Status group_error;
+  // Requests refused for a precondition on a record staged by an earlier
+  // request of this group: the refusal stands only if the group is written.
+  std::vector<bool> refused_by_group(group.size(), false);
   for (size_t r = 0; r < group.size() && group_error.ok(); ++r) {
     WriteRequest& req = group[r];
     if (!req.result.ok()) continue;  // Refused by Prepare.
@@ -243,6 +245,7 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
       auto it = staged_records.find(m.key);
       if (it != staged_records.end()) {
         olds.emplace_back(it->second);
+        refused_by_group[r] = true;  // Meaningful only if the check fails.
       } else {
         auto old = GetLocked(m.key);
         if (!old.ok()) {
@@ -253,6 +256,7 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
       }
       s = CheckPrecondition(m, olds.back());
       if (!s.ok()) break;
+      refused_by_group[r] = false;
     }
     if (!s.ok()) {
       req.result = s;
@@ -277,12 +281,16 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
       staged_records[m.key] = std::move(rec);
     }
     req.result = std::move(versions);
-    staged.push_back(r);
   }
   if (group_error.ok() && !batch.empty()) group_error = engine_->Write(batch);
   if (!group_error.ok()) {
-    // Nothing of the batch was written.
-    for (size_t r : staged) group[r].result = group_error;
+    // Nothing of the batch was written: every request still OK (staged,
+    // failing, or not reached) gets the error, and so does one refused on a
+    // record of this group; one refused on the stored state (Prepare, a
+    // precondition) keeps its own error.
+    for (size_t r = 0; r < group.size(); ++r) {
+      if (group[r].result.ok() || refused_by_group[r]) group[r].result = group_error;
+    }
     return;
   }
   for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);

@@ -191,7 +191,11 @@ class Store {
   static absl::Status Prepare(WriteRequest& request);
   // Commits `group` in one engine batch: each request's preconditions are
   // checked against the store and the group's earlier requests; a request
-  // that fails gets its error and writes nothing. Sets every result.
+  // that fails gets its error and writes nothing. When the group itself
+  // fails (the clock's high-water mark or the batch cannot be written),
+  // nothing is written and every request gets that error, except one
+  // refused on the stored state alone, which keeps its own. Sets every
+  // result; no request is OK without its versions stored.
   void CommitGroup(std::vector<WriteRequest>& group);
   // Takes the stripes of every key in `group`, then CommitGroup.
   void CommitLocked(std::vector<WriteRequest>& group);

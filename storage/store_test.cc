@@ -7,7 +7,10 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "storage/engine_test_util.h"
+#include "storage/fault_engine.h"
 
 namespace kv::storage {
 namespace {
@@ -430,6 +433,86 @@ TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
   }
   EXPECT_EQ((*s->Get("k"))->value, "0");
   EXPECT_EQ(s->tree().KeyCount(), 1);
+}
+
+// A physical clock that moves `step_ms` forward on every reading, so that
+// with a 1 ms HLC window every timestamp needs a new high-water mark.
+class SteppingClock : public PhysicalClock {
+ public:
+  SteppingClock(int64_t start_ms, int64_t step_ms) : now_ms_(start_ms), step_ms_(step_ms) {}
+  int64_t NowMillis() override { return now_ms_.fetch_add(step_ms_); }
+
+ private:
+  std::atomic<int64_t> now_ms_;
+  const int64_t step_ms_;
+};
+
+TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
+  // The clock's high-water mark cannot be saved in the middle of a group:
+  // no request of the group may be acknowledged, since nothing is stored.
+  SteppingClock clock(1'700'000'000'000, 10);
+  auto engine = std::make_unique<FaultEngine>(std::make_unique<MemoryEngine>());
+  FaultEngine* faults = engine.get();
+  StoreOptions o;
+  o.leaf_depth = 4;
+  o.committer_thread = true;
+  o.clock = &clock;
+  o.hlc_window_ms = 1;
+  auto s = std::move(*Store::Open(std::move(engine), o));
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("taken", "0")}).ok());
+
+  // Hold the committer in a callback so the requests below queue up and are
+  // committed as one group.
+  absl::Notification in_callback, release;
+  s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    in_callback.Notify();
+    release.WaitForNotification();
+  });
+  in_callback.WaitForNotification();
+
+  // 0: refused on the stored state; 1: saves its mark; 2: refused on
+  // request 1's record, which is never stored; 3: its mark cannot be saved;
+  // 4: after the failure.
+  constexpr int kRequests = 5;
+  const std::vector<Mutation> requests = {
+      Mutation{"taken", false, "v", {Precondition::Kind::kAbsent, {}}},
+      Put("k1", "v"),
+      Mutation{"k1", false, "again", {Precondition::Kind::kAbsent, {}}},
+      Put("k3", "v"),
+      Put("k4", "v"),
+  };
+  std::vector<absl::StatusOr<std::vector<Version>>> results(kRequests);
+  absl::Mutex mu;
+  int done = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    s->WriteAsync({requests[i]}, [&, i](absl::StatusOr<std::vector<Version>> r) {
+      absl::MutexLock lock(&mu);
+      results[i] = std::move(r);
+      ++done;
+    });
+  }
+  faults->FailWrites(absl::UnavailableError("disk full"), /*after=*/1, Column::kMeta);
+  release.Notify();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(+[](int* d) { return *d == kRequests; }, &done));
+  }
+  EXPECT_EQ(faults->failed_writes(), 1);
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kFailedPrecondition);
+  for (int i = 1; i < kRequests; ++i) {
+    EXPECT_EQ(results[i].status().code(), absl::StatusCode::kUnavailable)
+        << "request " << i << ": "
+        << (results[i].ok() ? absl::StrCat("OK with ", results[i]->size(), " versions")
+                            : results[i].status().ToString());
+    EXPECT_FALSE(s->Get(requests[i].key)->has_value()) << i;
+  }
+  EXPECT_EQ(s->tree().KeyCount(), 2);  // "taken" and "first".
+
+  // Once the disk recovers, the same writes go through.
+  faults->Heal();
+  EXPECT_TRUE(s->Write(std::vector<Mutation>{requests[1], requests[3], requests[4]}).ok());
+  EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
 TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
