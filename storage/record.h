@@ -32,6 +32,9 @@ struct Digest {
   uint64_t lo = 0;
 
   friend bool operator==(const Digest&, const Digest&) = default;
+  // An arbitrary but fixed total order (hi, then lo): breaks ties between
+  // records with equal versions.
+  friend auto operator<=>(const Digest&, const Digest&) = default;
   Digest& operator^=(const Digest& o) {
     hi ^= o.hi;
     lo ^= o.lo;

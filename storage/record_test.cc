@@ -78,6 +78,15 @@ TEST(RecordTest, DigestCoversEveryField) {
   EXPECT_EQ(EntryDigest(base), d);
 }
 
+TEST(RecordTest, DigestCoversTheTombstoneFlagAlone) {
+  // Same key, version and value hash (a tombstone's value is empty): only the
+  // flag differs, and anti-entropy must still see two different entries.
+  const Record live{"k", Version{1, 2}, false, ""};
+  Record tombstone = live;
+  tombstone.tombstone = true;
+  EXPECT_NE(EntryDigest(live), EntryDigest(tombstone));
+}
+
 TEST(RecordTest, LeafMergeIsXorAndAdd) {
   LeafValue a{Digest{1, 2}, 3};
   LeafValue b{Digest{4, 8}, -1};

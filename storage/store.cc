@@ -435,9 +435,18 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
     } else {
       KV_ASSIGN_OR_RETURN(old, GetLocked(it.record->key));
     }
-    if (old.has_value() && old->version >= it.record->version) continue;
+    if (old.has_value() && old->version > it.record->version) continue;
     Record r = *it.record;
     if (r.tombstone) r.value.clear();
+    if (old.has_value() && old->version == r.version) {
+      // One version, two contents: the higher digest wins, on every replica
+      // and in any order of arrival, so the replicas converge.
+      const Digest stored = EntryDigest(*old);
+      const Digest incoming = EntryDigest(r);
+      if (incoming == stored) continue;
+      ++result.ties;
+      if (incoming < stored) continue;
+    }
     StageRecord(r, old, it.hash, &batch, &deltas);
     staged[r.key] = std::move(r);
   }

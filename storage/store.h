@@ -76,6 +76,9 @@ struct ApplyResult {
   int64_t applied = 0;         // Keys whose stored record was replaced.
   int64_t refused = 0;         // Records refused for their clock.
   absl::Status first_refusal;  // Why the first one was refused.
+  // Records with the stored version but other contents (a copied data
+  // directory, a forged record), whichever of the two was kept.
+  int64_t ties = 0;
 };
 
 struct RangeSummary {
@@ -120,17 +123,21 @@ class Store {
   void WriteAsync(std::vector<Mutation> mutations, WriteCallback done);
 
   // Stores `record` iff its version is above the stored one (last writer
-  // wins); returns whether it was stored. The clock observes the version
-  // either way. Applying the same records in any order, from any threads,
+  // wins), or equal to it with a higher EntryDigest (two records with one
+  // version and different contents: every replica keeps the same one);
+  // returns whether it was stored. The clock observes the version either
+  // way. Applying the same records in any order, from any threads,
   // gives the same final state. Errors: INVALID_ARGUMENT for an empty key or
   // a zero version; OUT_OF_RANGE when the version is further ahead of the
   // wall clock than max_clock_drift_ms (nothing stored, clock untouched);
   // engine errors.
   absl::StatusOr<bool> Apply(const Record& record);
 
-  // Applies `records` (from a peer) as Apply does each, in one engine batch.
-  // A record refused for its clock (OUT_OF_RANGE above) is skipped and
-  // counted; the others are applied. Errors: INVALID_ARGUMENT for an empty
+  // Applies `records` (from a peer) as Apply does each, in one engine batch,
+  // and observes the newest of their versions in the clock (persisting its
+  // high-water mark past it) before storing any. A record refused for its
+  // clock (OUT_OF_RANGE above) is skipped and counted; the others are
+  // applied. Equal versions with different contents are counted in `ties`. Errors: INVALID_ARGUMENT for an empty
   // key or a zero version (nothing applied); engine errors (nothing applied).
   absl::StatusOr<ApplyResult> ApplyBatch(std::span<const Record> records);
 
