@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "replication/session.h"
 #include "storage/memory_engine.h"
 #include "storage/status_macros.h"
 
@@ -98,39 +99,46 @@ struct Result {
   int64_t records = 0;  // Records streamed in both directions.
 };
 
-// Drives one exchange between a (initiator) and b to its end, checking that
-// every turn ends with exactly one end_of_turn message.
+// Queues what a driver writes, for the other side to read.
+class QueueStream final : public ExchangeStream {
+ public:
+  absl::Status Write(const ExchangeMessage& msg) override {
+    queue.push_back(msg);
+    return absl::OkStatus();
+  }
+  std::deque<ExchangeMessage> queue;
+};
+
+// Drives one exchange between a (initiator) and b to its end with the
+// production driver (replication/session.h), checking that every turn ends
+// with exactly one end_of_turn message.
 Result RunExchange(Node& a, Node& b, const ExchangeOptions& options,
                    uint64_t salt = 42) {
   Result res;
-  auto ia = Exchange::Initiator(a.store.get(), options, salt);
-  auto rb = Exchange::Responder(b.store.get(), options);
+  QueueStream to[2];  // to[s]: messages for side s to read.
+  auto ia = ExchangeDriver::Initiate(a.store.get(), options, salt, &to[1]);
+  auto rb = ExchangeDriver::Respond(b.store.get(), options, &to[0], nullptr);
   EXPECT_TRUE(ia.ok() && rb.ok());
   if (!ia.ok() || !rb.ok()) return res;
-  Exchange* side[2] = {ia->get(), rb->get()};
-  Node* node[2] = {&a, &b};
-  std::deque<ExchangeMessage> inbox[2];
-  auto drain = [&](int s) {
-    Ready ready = side[s]->TakeReady();
-    for (const Record& r : ready.records_to_apply) {
-      EXPECT_TRUE(node[s]->store->Apply(r).ok());
-    }
-    for (size_t i = 0; i < ready.messages.size(); ++i) {
-      // Only the last message of what one Step produced ends the turn.
-      EXPECT_EQ(ready.messages[i].end_of_turn(), i + 1 == ready.messages.size());
-      inbox[1 - s].push_back(std::move(ready.messages[i]));
+  ExchangeDriver* side[2] = {ia->get(), rb->get()};
+  // Only the last message of what one step wrote ends the turn.
+  auto check_turn = [&](const std::deque<ExchangeMessage>& q, size_t from) {
+    for (size_t i = from; i < q.size(); ++i) {
+      EXPECT_EQ(q[i].end_of_turn(), i + 1 == q.size());
     }
   };
-  drain(0);
+  EXPECT_TRUE(side[0]->Start().ok());
+  check_turn(to[1].queue, 0);
   for (int guard = 0; guard < 100000; ++guard) {
-    int s = !inbox[1].empty() ? 1 : !inbox[0].empty() ? 0 : -1;
+    int s = !to[1].queue.empty() ? 1 : !to[0].queue.empty() ? 0 : -1;
     if (s < 0) break;
-    ExchangeMessage m = std::move(inbox[s].front());
-    inbox[s].pop_front();
-    absl::Status st = side[s]->Step(m);
+    ExchangeMessage m = std::move(to[s].queue.front());
+    to[s].queue.pop_front();
+    const size_t before = to[1 - s].queue.size();
+    absl::Status st = side[s]->OnMessage(m);
     EXPECT_TRUE(st.ok()) << st;
     if (!st.ok()) return res;
-    drain(s);
+    check_turn(to[1 - s].queue, before);
   }
   EXPECT_TRUE(side[0]->done());
   EXPECT_TRUE(side[1]->done());
