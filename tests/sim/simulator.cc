@@ -13,8 +13,8 @@ namespace kv::sim {
 namespace {
 
 using peer::v1::ExchangeMessage;
-using replication::Exchange;
-using replication::Ready;
+using replication::ExchangeDriver;
+using replication::Sessions;
 
 constexpr int64_t kEpochMs = 1'700'000'000'000;  // Virtual time 0.
 
@@ -47,14 +47,37 @@ struct Simulation::Node {
   const int64_t skew_ms;
   uint64_t node_id = 0;
   std::unique_ptr<storage::Store> store;  // Null while crashed.
+  // The process's session table; lost in a crash.
+  std::unique_ptr<Sessions> sessions;
   bool up = true;
-  uint64_t outgoing = 0;  // Its exchange in flight (one at a time), or 0.
+};
+
+// The ExchangeStream of one side of a simulated stream.
+class Simulation::Writer final : public replication::ExchangeStream {
+ public:
+  Writer(Simulation* sim, uint64_t stream_id, int side)
+      : sim_(sim), stream_id_(stream_id), side_(side) {}
+  absl::Status Write(const ExchangeMessage& msg) override {
+    return sim_->Send(stream_id_, side_, msg);
+  }
+
+ private:
+  Simulation* const sim_;
+  const uint64_t stream_id_;
+  const int side_;
 };
 
 struct Simulation::Stream {
+  struct Side {
+    std::unique_ptr<Writer> writer;
+    std::unique_ptr<ExchangeDriver> driver;  // Null until it runs.
+    Sessions::Id session = 0;
+    bool ended = false;  // Done, failed, expired or crashed.
+    bool done = false;   // Finished cleanly.
+  };
   uint64_t id = 0;
   int node[2] = {0, 0};  // [0] initiator, [1] responder.
-  std::unique_ptr<Exchange> side[2];
+  Side side[2];
   bool broken = false;
   int64_t last_arrival[2] = {0, 0};  // Per receiving side: keeps order.
 };
@@ -63,7 +86,7 @@ std::string SimResult::Summary() const {
   return absl::StrCat(
       "exchanges ", exchanges_started, " started, ", exchanges_completed,
       " completed (", equal_root_exchanges, " at equal roots), ",
-      exchanges_timed_out, " timed out; ", messages_delivered,
+      exchanges_timed_out, " timed out, ", exchanges_refused, " refused; ", messages_delivered,
       " messages (", bytes_delivered, " bytes); ", records_applied,
       " records applied; ", writes_acked, " writes; ", crashes,
       " crashes; ", streams_broken, " streams broken; converged ",
@@ -76,6 +99,7 @@ SimOptions SimOptions::ForSeed(uint64_t seed) {
   SimOptions o;
   o.seed = seed;
   o.num_nodes = static_cast<int>(pick(3, 6));
+  o.max_incoming = static_cast<int>(pick(1, 4));
   o.leaf_depth = static_cast<uint32_t>(pick(0, 8));
   o.exchange.fanout_bits = static_cast<uint32_t>(pick(1, 8));
   o.exchange.finer_bits = static_cast<uint32_t>(pick(1, 4));
@@ -149,8 +173,20 @@ absl::Status Simulation::OpenStore(int n) {
   if (!store.ok()) return store.status();
   node.store = std::move(store).value();
   node.node_id = node.store->node_id();
+  replication::SessionOptions session_options;
+  session_options.max_incoming = options_.max_incoming;
+  session_options.deadline_ms = options_.exchange_deadline_ms;
+  session_options.idle_timeout_ms = options_.idle_timeout_ms;
+  node.sessions = std::make_unique<Sessions>(node.node_id, session_options);
+  std::vector<std::string> peers;
+  for (int i = 0; i < options_.num_nodes; ++i) {
+    if (i != n) peers.push_back(Address(i));
+  }
+  node.sessions->SetPeers(std::move(peers));
   return absl::OkStatus();
 }
+
+std::string Simulation::Address(int n) { return absl::StrCat("n", n); }
 
 bool Simulation::Connected(int a, int b) const {
   return nodes_[a]->up && nodes_[b]->up && group_[a] == group_[b];
@@ -162,35 +198,70 @@ void Simulation::Tick(int n) {
   At(now_ + iv / 2 + static_cast<int64_t>(Uniform(0, static_cast<uint64_t>(iv))),
      [this, n] { Tick(n); });
   Node& node = *nodes_[n];
-  if (!node.up || node.outgoing != 0) return;
-  int peer = static_cast<int>(Uniform(0, nodes_.size() - 2));
-  if (peer >= n) ++peer;
-  StartExchange(n, peer);
+  if (!node.up) return;
+  ExpireSessions(n);
+  std::optional<std::string> peer = node.sessions->PickPeer(rng_());
+  if (peer.has_value()) StartExchange(n, *peer);
 }
 
-void Simulation::StartExchange(int from, int to) {
+void Simulation::ExpireSessions(int n) {
+  // Sessions::Expired is in id order; streams are looked up by session.
+  std::vector<Sessions::Id> expired = nodes_[n]->sessions->Expired(now_);
+  if (expired.empty()) return;
+  std::vector<std::pair<uint64_t, int>> ends;
+  for (auto& [id, s] : streams_) {
+    for (int side = 0; side < 2; ++side) {
+      if (s->node[side] != n || s->side[side].ended) continue;
+      if (std::find(expired.begin(), expired.end(), s->side[side].session) !=
+          expired.end()) {
+        ends.emplace_back(id, side);
+      }
+    }
+  }
+  for (const auto& [id, side] : ends) {
+    Log(absl::StrCat("exchange ", id, " side ", side,
+                     ": idle timeout or deadline"));
+    if (side == 0) ++result_.exchanges_timed_out;
+    EndSide(id, side,
+            absl::DeadlineExceededError("idle timeout or deadline"));
+  }
+}
+
+void Simulation::StartExchange(int from, const std::string& to_address) {
+  const int to = std::stoi(to_address.substr(1));
   const uint64_t salt = rng_();
-  auto initiator = Exchange::Initiator(nodes_[from]->store.get(),
-                                       options_.exchange, salt);
-  if (!initiator.ok()) {
-    Fail(absl::StrCat("Initiator: ", initiator.status().ToString()));
+  Node& node = *nodes_[from];
+  absl::StatusOr<Sessions::Id> session =
+      node.sessions->BeginOutgoing(to_address, now_);
+  if (!session.ok()) {
+    Fail(absl::StrCat("BeginOutgoing after PickPeer: ", session.status().ToString()));
     return;
   }
   auto s = std::make_unique<Stream>();
   s->id = next_stream_++;
   s->node[0] = from;
   s->node[1] = to;
-  s->side[0] = std::move(initiator).value();
   const uint64_t id = s->id;
+  for (int side = 0; side < 2; ++side) {
+    s->side[side].writer = std::make_unique<Writer>(this, id, side);
+  }
+  s->side[0].session = *session;
+  auto driver = ExchangeDriver::Initiate(node.store.get(), options_.exchange,
+                                         salt, s->side[0].writer.get());
+  if (!driver.ok()) {
+    node.sessions->End(*session);
+    Fail(absl::StrCat("Initiate: ", driver.status().ToString()));
+    return;
+  }
+  s->side[0].driver = std::move(driver).value();
   streams_[id] = std::move(s);
-  nodes_[from]->outgoing = id;
   ++result_.exchanges_started;
   Trace(id);
   Log(absl::StrCat("exchange ", id, ": node ", from, " -> node ", to,
-                   " roots ", nodes_[from]->store->tree().Root().Hex().substr(0, 8),
+                   " roots ", node.store->tree().Root().Hex().substr(0, 8),
                    " / ", nodes_[to]->up ? nodes_[to]->store->tree().Root().Hex().substr(0, 8) : "down"));
-  At(now_ + options_.exchange_deadline_ms, [this, id] { Timeout(id); });
-  Send(id, 0, streams_[id]->side[0]->TakeReady());
+  absl::Status st = streams_[id]->side[0].driver->Start();
+  if (!st.ok()) EndSide(id, 0, st);
 }
 
 void Simulation::BreakStream(Stream& s, const char* why) {
@@ -200,64 +271,65 @@ void Simulation::BreakStream(Stream& s, const char* why) {
   Log(absl::StrCat("exchange ", s.id, ": stream broken (", why, ")"));
 }
 
-void Simulation::Send(uint64_t stream_id, int from_side, Ready ready) {
+absl::Status Simulation::Send(uint64_t stream_id, int from_side,
+                              const ExchangeMessage& m) {
   Stream& s = *streams_.at(stream_id);
-  Apply(s.node[from_side], ready.records_to_apply);
+  if (s.broken) return absl::UnavailableError("the stream is broken");
   const int to_side = 1 - from_side;
-  for (ExchangeMessage& m : ready.messages) {
-    if (s.broken) return;
-    if (!Connected(s.node[0], s.node[1])) {
-      BreakStream(s, "partitioned or down");
-      return;
-    }
-    if (Chance(loss_)) {
-      BreakStream(s, "message lost");
-      return;
-    }
-    const int64_t arrival = std::max(
-        now_ + static_cast<int64_t>(Uniform(options_.min_delay_ms,
-                                            options_.max_delay_ms)),
-        s.last_arrival[to_side]);
-    s.last_arrival[to_side] = arrival;
-    auto msg = std::make_shared<ExchangeMessage>(std::move(m));
-    At(arrival, [this, stream_id, to_side, msg] {
-      Deliver(stream_id, to_side, *msg);
-    });
+  // A message that cannot arrive breaks the stream; the sender learns it
+  // at its next write or by its idle timeout.
+  if (!Connected(s.node[0], s.node[1])) {
+    BreakStream(s, "partitioned or down");
+    return absl::OkStatus();
   }
-}
-
-void Simulation::Apply(int n, const std::vector<storage::Record>& records) {
-  storage::Store* store = nodes_[n]->store.get();
-  for (const storage::Record& r : records) {
-    absl::StatusOr<bool> stored = store->Apply(r);
-    if (!stored.ok()) {
-      Fail(absl::StrCat("node ", n, " Apply: ", stored.status().ToString()));
-      return;
-    }
-    result_.records_applied += *stored ? 1 : 0;
+  if (Chance(loss_)) {
+    BreakStream(s, "message lost");
+    return absl::OkStatus();
   }
+  const int64_t arrival = std::max(
+      now_ + static_cast<int64_t>(Uniform(options_.min_delay_ms,
+                                          options_.max_delay_ms)),
+      s.last_arrival[to_side]);
+  s.last_arrival[to_side] = arrival;
+  auto msg = std::make_shared<ExchangeMessage>(m);
+  At(arrival, [this, stream_id, to_side, msg] {
+    Deliver(stream_id, to_side, *msg);
+  });
+  return absl::OkStatus();
 }
 
 void Simulation::Deliver(uint64_t stream_id, int to_side,
                          const ExchangeMessage& msg) {
   auto it = streams_.find(stream_id);
-  if (it == streams_.end()) return;  // Timed out meanwhile.
+  if (it == streams_.end()) return;  // Both sides ended meanwhile.
   Stream& s = *it->second;
-  if (s.broken) return;
+  Stream::Side& side = s.side[to_side];
+  if (s.broken || side.ended) return;
   const int n = s.node[to_side];
-  if (!nodes_[n]->up) {
+  Node& node = *nodes_[n];
+  if (!node.up) {
     BreakStream(s, "receiver down");
     return;
   }
-  if (s.side[to_side] == nullptr) {
-    // The responder accepts the stream on its first message.
-    auto responder =
-        Exchange::Responder(nodes_[n]->store.get(), options_.exchange);
+  if (side.driver == nullptr) {
+    // The responder accepts the stream on its first message; it takes a
+    // serving slot only after a valid Hello (Sessions::Admit).
+    Sessions* sessions = node.sessions.get();
+    const Sessions::Id session = sessions->BeginIncoming(now_);
+    side.session = session;
+    auto responder = ExchangeDriver::Respond(
+        node.store.get(), options_.exchange, side.writer.get(),
+        [sessions, session](uint64_t peer) {
+          return sessions->Admit(session, peer);
+        });
     if (!responder.ok()) {
-      Fail(absl::StrCat("Responder: ", responder.status().ToString()));
+      Fail(absl::StrCat("Respond: ", responder.status().ToString()));
       return;
     }
-    s.side[to_side] = std::move(responder).value();
+    side.driver = std::move(responder).value();
+  } else if (to_side == 0 && !node.sessions->PeerId(Address(s.node[1]))) {
+    // kvd learns the responder's id from its first answer (gRPC metadata).
+    node.sessions->LearnPeerId(Address(s.node[1]), nodes_[s.node[1]]->node_id);
   }
   ++result_.messages_delivered;
   const std::string bytes = msg.SerializeAsString();
@@ -265,48 +337,95 @@ void Simulation::Deliver(uint64_t stream_id, int to_side,
   Trace(static_cast<uint64_t>(now_));
   Trace(stream_id * 2 + static_cast<uint64_t>(to_side));
   Trace(bytes);
-  absl::Status st = s.side[to_side]->Step(msg);
+  node.sessions->Touch(side.session, now_);
+  absl::Status st = side.driver->OnMessage(msg);
   if (!st.ok()) {
-    // No hostile peers here: any error is a bug in the exchange.
-    Fail(absl::StrCat("exchange ", stream_id, " side ", to_side,
-                      " Step: ", st.ToString()));
-    BreakStream(s, "protocol error");
+    // No hostile peers here: a refusal is expected, a broken stream too,
+    // anything else is a bug in the exchange or the driver.
+    if (st.code() != absl::StatusCode::kAborted &&
+        st.code() != absl::StatusCode::kUnavailable) {
+      Fail(absl::StrCat("exchange ", stream_id, " side ", to_side,
+                        " OnMessage: ", st.ToString()));
+    }
+    if (to_side == 1 && !side.driver->admitted()) ++result_.exchanges_refused;
+    EndSide(stream_id, to_side, st);
     return;
   }
-  Send(stream_id, to_side, s.side[to_side]->TakeReady());
-  MaybeFinish(stream_id);
+  if (side.driver->done()) EndSide(stream_id, to_side, absl::OkStatus());
 }
 
-void Simulation::MaybeFinish(uint64_t stream_id) {
-  auto it = streams_.find(stream_id);
-  Stream& s = *it->second;
-  if (s.broken || s.side[0] == nullptr || s.side[1] == nullptr) return;
-  if (!s.side[0]->done() || !s.side[1]->done()) return;
-  ++result_.exchanges_completed;
-  if (s.side[1]->stats().equal_roots) ++result_.equal_root_exchanges;
-  if (options_.verbose) {
-    auto describe = [](const replication::ExchangeStats& st) {
-      return absl::StrCat("{records ", st.records_sent, ", leaves ",
-                          st.differing_leaves, ", skipped ", st.skipped_leaves,
-                          ", fingerprints ", st.fingerprints_sent, ", wants ",
-                          st.wants_sent, ", turns ", st.turns_sent, "}");
-    };
-    Log(absl::StrCat("exchange ", stream_id, ": done, initiator ",
-                     describe(s.side[0]->stats()), " responder ",
-                     describe(s.side[1]->stats())));
-  }
-  if (nodes_[s.node[0]]->outgoing == stream_id) nodes_[s.node[0]]->outgoing = 0;
-  streams_.erase(it);
-}
-
-void Simulation::Timeout(uint64_t stream_id) {
+void Simulation::EndSide(uint64_t stream_id, int side_index,
+                         const absl::Status& status) {
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return;
-  ++result_.exchanges_timed_out;
-  Log(absl::StrCat("exchange ", stream_id, ": deadline exceeded"));
-  Node& initiator = *nodes_[it->second->node[0]];
-  if (initiator.outgoing == stream_id) initiator.outgoing = 0;
-  streams_.erase(it);
+  Stream& s = *it->second;
+  Stream::Side& side = s.side[side_index];
+  if (side.ended) return;
+  side.ended = true;
+  side.done = status.ok();
+  Node& node = *nodes_[s.node[side_index]];
+  if (node.sessions != nullptr && side.session != 0) {
+    node.sessions->End(side.session);
+  }
+  if (side.driver != nullptr) {
+    result_.records_applied += side.driver->records_applied();
+  }
+  Trace(stream_id * 4 + static_cast<uint64_t>(side_index) * 2 + side.done);
+  if (s.side[0].done && s.side[1].done) {
+    ++result_.exchanges_completed;
+    if (s.side[1].driver->stats().equal_roots) ++result_.equal_root_exchanges;
+    if (options_.verbose) {
+      auto describe = [](const replication::ExchangeStats& st) {
+        return absl::StrCat("{records ", st.records_sent, ", leaves ",
+                            st.differing_leaves, ", skipped ", st.skipped_leaves,
+                            ", fingerprints ", st.fingerprints_sent, ", wants ",
+                            st.wants_sent, ", turns ", st.turns_sent, "}");
+      };
+      Log(absl::StrCat("exchange ", stream_id, ": done, initiator ",
+                       describe(s.side[0].driver->stats()), " responder ",
+                       describe(s.side[1].driver->stats())));
+    }
+  }
+  if (!status.ok()) {
+    Log(absl::StrCat("exchange ", stream_id, " side ", side_index, ": ",
+                     status.ToString()));
+    // The peer hears of a closed stream one delay later, as of a gRPC
+    // status or a cancel; not across a partition or from a dead process.
+    if (!s.broken && Connected(s.node[0], s.node[1])) {
+      const int other = 1 - side_index;
+      const int64_t arrival = std::max(
+          now_ + static_cast<int64_t>(Uniform(options_.min_delay_ms,
+                                              options_.max_delay_ms)),
+          s.last_arrival[other]);
+      s.last_arrival[other] = arrival;
+      At(arrival, [this, stream_id, other, status] {
+        PeerClosed(stream_id, other, status);
+      });
+    }
+    s.broken = true;  // No message crosses a closed stream.
+  }
+  MaybeErase(stream_id);
+}
+
+void Simulation::PeerClosed(uint64_t stream_id, int side,
+                            const absl::Status& status) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end() || it->second->side[side].ended) return;
+  if (!nodes_[it->second->node[side]]->up) return;
+  EndSide(stream_id, side,
+          absl::Status(status.code(),
+                       absl::StrCat("the peer closed the stream: ",
+                                    status.message())));
+}
+
+void Simulation::MaybeErase(uint64_t stream_id) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return;
+  Stream& s = *it->second;
+  // A responder that never received a message never ran.
+  const bool responder_gone =
+      s.side[1].ended || (s.side[1].driver == nullptr && s.side[0].ended);
+  if (s.side[0].ended && responder_gone) streams_.erase(it);
 }
 
 void Simulation::Crash(int n) {
@@ -315,14 +434,24 @@ void Simulation::Crash(int n) {
   Log(absl::StrCat("node ", n, " crashes"));
   ++result_.crashes;
   node.up = false;
+  std::vector<std::pair<uint64_t, int>> ends;
   for (auto& [id, s] : streams_) {
     for (int side = 0; side < 2; ++side) {
       if (s->node[side] != n) continue;
       BreakStream(*s, "crash");
-      s->side[side].reset();  // In-flight state is lost with the process.
+      ends.emplace_back(id, side);
     }
   }
-  node.outgoing = 0;
+  // In-flight state is lost with the process: its sides end, unheard.
+  for (const auto& [id, side] : ends) {
+    EndSide(id, side, absl::UnavailableError("crashed"));
+  }
+  for (auto& [id, s] : streams_) {
+    for (int side = 0; side < 2; ++side) {
+      if (s->node[side] == n) s->side[side].driver.reset();
+    }
+  }
+  node.sessions.reset();
   node.store.reset();  // The engine (disk) survives.
 }
 

@@ -2,13 +2,19 @@
 //
 // One process, virtual time, everything drawn from one seed: N nodes, each a
 // storage::Store over a MemoryEngine (its "disk") with a ManualClock driven
-// by virtual time plus a per-node skew, run the real replication::Exchange.
-// Every interval (jittered) each node opens an exchange with a random peer.
+// by virtual time plus a per-node skew, run anti-entropy through the same
+// driver and session rules as kvd (replication/session.h: ExchangeDriver
+// over replication::Exchange, and one replication::Sessions per node).
+// Every interval (jittered) each node ends its expired exchanges (the
+// timer) and opens an exchange with a peer Sessions::PickPeer chooses.
 // Messages of one exchange travel in order, like one gRPC stream, with
 // random delays; a lost message, a partition or a crashed peer breaks the
-// stream, and both sides' exchanges then end at their deadline. A crash
-// drops the node's in-flight exchanges and its Store object; a restart
-// re-opens a Store on the same engine (tree and clock come back from it).
+// stream, and both sides' exchanges then end at their idle timeout or
+// deadline. A side that fails or refuses (a full node, a yield) closes the
+// stream, and the other side learns it one delay later, as from a gRPC
+// status. A crash drops the node's in-flight exchanges, its Sessions and its
+// Store object; a restart re-opens a Store on the same engine (tree and clock
+// come back from it).
 //
 // Run(): a fault phase (random puts and deletes on a small key space at live
 // nodes, loss, partitions, crashes), then healing (partitions healed,
@@ -33,6 +39,7 @@
 
 #include "proto/peer.pb.h"
 #include "replication/exchange.h"
+#include "replication/session.h"
 #include "storage/hlc.h"
 #include "storage/memory_engine.h"
 #include "storage/record.h"
@@ -49,6 +56,8 @@ struct SimOptions {
   // Virtual time, in milliseconds.
   int64_t exchange_interval_ms = 1000;  // Per node, jittered +-50%.
   int64_t exchange_deadline_ms = 5000;  // An exchange not done by then fails.
+  int64_t idle_timeout_ms = 2000;       // Or with no message for this long.
+  int max_incoming = 4;                 // Exchanges a node serves at once.
   int64_t min_delay_ms = 1;             // One-way message delay range.
   int64_t max_delay_ms = 40;
   int64_t max_clock_skew_ms = 3000;     // Per-node wall clock offset.
@@ -71,7 +80,7 @@ struct SimOptions {
   // Logs every event to stderr (for replaying a failing seed).
   bool verbose = false;
 
-  // Options drawn from `seed`: 3..6 nodes, leaf depth 0..8, small
+  // Options drawn from `seed`: 3..6 nodes, 1..4 incoming slots, leaf depth 0..8, small
   // fingerprint lists, fanouts, message limits and budgets, so that finer
   // levels, split turns and multi-exchange convergence are all exercised.
   static SimOptions ForSeed(uint64_t seed);
@@ -84,7 +93,8 @@ struct SimResult {
   int64_t converge_ms = -1;       // After healing.
   int64_t exchanges_started = 0;
   int64_t exchanges_completed = 0;
-  int64_t exchanges_timed_out = 0;
+  int64_t exchanges_timed_out = 0;  // Initiators ended by the timer.
+  int64_t exchanges_refused = 0;    // Responders that refused (full, yield).
   int64_t equal_root_exchanges = 0;
   int64_t messages_delivered = 0;
   int64_t bytes_delivered = 0;
@@ -108,6 +118,7 @@ class Simulation {
  private:
   struct Node;
   struct Stream;
+  class Writer;
   struct Event {
     int64_t time;
     uint64_t seq;
@@ -130,14 +141,22 @@ class Simulation {
 
   absl::Status OpenStore(int n);
   void Tick(int n);
-  void StartExchange(int from, int to);
-  void Send(uint64_t stream_id, int from_side, replication::Ready ready);
+  void StartExchange(int from, const std::string& to);
+  // The transport: one message written by `from_side`, to be delivered.
+  absl::Status Send(uint64_t stream_id, int from_side,
+                    const peer::v1::ExchangeMessage& msg);
   void Deliver(uint64_t stream_id, int to_side,
                const peer::v1::ExchangeMessage& msg);
-  void Apply(int n, const std::vector<storage::Record>& records);
-  void MaybeFinish(uint64_t stream_id);
+  // Ends one side: frees its session, counts it; a failed side closes the
+  // stream, and the other side hears of it one delay later.
+  void EndSide(uint64_t stream_id, int side, const absl::Status& status);
+  void PeerClosed(uint64_t stream_id, int side, const absl::Status& status);
   void BreakStream(Stream& s, const char* why);
-  void Timeout(uint64_t stream_id);
+  // The timer: ends node n's exchanges past their idle timeout or deadline.
+  void ExpireSessions(int n);
+  // Drops the stream once neither side runs.
+  void MaybeErase(uint64_t stream_id);
+  static std::string Address(int n);
   void Crash(int n);
   void Restart(int n);
   void Partition();
