@@ -485,6 +485,14 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
       KV_RETURN_IF_ERROR(SendRecord(kv.key()));
     } else if (!own.has_value() || own->version < theirs) {
       AddWant(kv.key());
+    } else {
+      // A tie: the peer's entry matched none of our fingerprints, so its
+      // contents differ from ours under the same version (a copied data
+      // directory, a forged record), or a fingerprint collision displaced
+      // it. Either way send ours and ask for theirs: Store::Apply keeps the
+      // higher digest on both sides, so they converge.
+      KV_RETURN_IF_ERROR(SendRecord(kv.key()));
+      AddWant(kv.key());
     }
   }
   for (size_t p = 0; p < keys.size(); ++p) {

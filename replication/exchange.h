@@ -21,7 +21,9 @@
 //   Fingerprints -> a Diff: our entries whose fingerprint is not in the list
 //     (as key + version) and the list positions that match none of ours.
 //   Diff -> the records we hold newer or the peer lacks, and `wants` for the
-//     keys the peer holds newer.
+//     keys the peer holds newer; for a key at the same version on both
+//     sides (its contents differ, or a collision hid it), both: Apply
+//     breaks the tie by digest, so the two sides converge.
 //   wants -> those records.
 // A turn "asks" when it carries digests, fingerprints, diffs or wants; a side
 // that sends a turn which asks nothing is done after sending it, a side that

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -238,6 +239,59 @@ TEST(ExchangeTest, OneKeyNewerOnEitherSide) {
     ASSERT_TRUE(got.ok() && got->has_value());
     EXPECT_EQ((*got)->value, "newer");
   }
+}
+
+TEST(ExchangeTest, EqualVersionsWithDifferentContentsConvergeInOneExchange) {
+  // One key, one version, different contents on each side (a copied data
+  // directory, a forged record), on either side of the comparison.
+  for (bool tombstone : {false, true}) {
+    SCOPED_TRACE(tombstone);
+    Node a(1, 8), b(2, 8);
+    Shared(a, b, 300);
+    const storage::Version v{storage::HlcFromMillis(1'700'000'000'000), 7};
+    ASSERT_TRUE(*a.store->Apply(Record{"twin", v, false, "a's"}));
+    ASSERT_TRUE(*b.store->Apply(Record{"twin", v, tombstone, tombstone ? "" : "b's"}));
+    ASSERT_NE(a.store->tree().Root(), b.store->tree().Root());
+    RunExchange(a, b, {});
+    ExpectConverged(a, b);
+    EXPECT_TRUE(RunExchange(a, b, {}).responder.equal_roots);
+  }
+}
+
+TEST(ExchangeTest, OneFingerprintMatchesOneEntryOnly) {
+  // Two keys whose fingerprints collide under the exchange's salt: the
+  // responder holds the first, the initiator both. The responder's one
+  // fingerprint must not hide the initiator's second key.
+  constexpr uint64_t kSalt = 42;
+  const storage::Version v{storage::HlcFromMillis(1'700'000'000'000), 7};
+  absl::flat_hash_map<uint32_t, Record> seen;
+  Record shared, hidden;
+  for (int i = 0;; ++i) {
+    ASSERT_LT(i, 1 << 20) << "no 24-bit collision found";
+    Record r{absl::StrCat("collide-", i), v, false, "v"};
+    const uint32_t fp = Fingerprint(storage::EntryDigest(r), kSalt);
+    auto [it, inserted] = seen.emplace(fp, r);
+    if (inserted) continue;
+    // The one the initiator meets first (hash order) is the shared one.
+    const bool first_is_lower =
+        storage::KeyHash(it->second.key) < storage::KeyHash(r.key);
+    shared = first_is_lower ? it->second : r;
+    hidden = first_is_lower ? r : it->second;
+    break;
+  }
+  ASSERT_EQ(Fingerprint(storage::EntryDigest(shared), kSalt),
+            Fingerprint(storage::EntryDigest(hidden), kSalt));
+  // Leaf depth 0: the responder answers Hello with the root's fingerprints.
+  Node a(1, 0), b(2, 0);
+  ASSERT_TRUE(*a.store->Apply(shared));
+  ASSERT_TRUE(*a.store->Apply(hidden));
+  ASSERT_TRUE(*b.store->Apply(shared));
+  Result r = RunExchange(a, b, {}, kSalt);
+  EXPECT_EQ(r.responder.fingerprints_sent, 1);
+  ExpectConverged(a, b);
+  auto got = b.store->Get(hidden.key);
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->has_value()) << "the colliding key was not sent";
 }
 
 TEST(ExchangeTest, DifferingKeysHalfOnEachSideStreamExactlyD) {
