@@ -190,11 +190,14 @@ absl::Status CheckPrecondition(const Mutation& m, const std::optional<Record>& o
       }
       break;
     case Precondition::Kind::kVersion:
-      if (!live || old->version != m.precondition.version) {
+      // A delete's version counts too (kv.proto: a client reads it from a
+      // not-found Get and writes against it).
+      if (!old.has_value() || old->version != m.precondition.version) {
         return absl::FailedPreconditionError(absl::StrCat(
             "key '", m.key, "' is at version ",
-            live ? old->version.ToString()
-                 : std::string(old.has_value() ? "(deleted)" : "(absent)"),
+            !old.has_value() ? std::string("(absent)")
+            : old->tombstone ? absl::StrCat(old->version.ToString(), " (deleted)")
+                             : old->version.ToString(),
             ", not the expected ", m.precondition.version.ToString()));
       }
       break;

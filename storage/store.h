@@ -52,6 +52,12 @@ struct StoreOptions {
   int64_t max_clock_drift_ms = 0;
 };
 
+// A condition a Mutation must meet, checked atomically with the write.
+//  kNone: always met.
+//  kVersion: the key's newest record, live or a delete (tombstone), has
+//    exactly `version`: a write against a deleted key names the version of
+//    the delete (what Get returns for it). A key never written fails.
+//  kAbsent: the key was never written or its newest record is a delete.
 struct Precondition {
   enum class Kind { kNone, kVersion, kAbsent };
   Kind kind = Kind::kNone;

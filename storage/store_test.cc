@@ -98,15 +98,42 @@ TYPED_TEST(StoreTest, PreconditionsAreCheckedAtomically) {
   ASSERT_TRUE(s->Write(std::vector<Mutation>{ok}).ok());
   EXPECT_EQ((*s->Get("a"))->value, "4");
 
-  // A deleted key counts as absent, and has no version to match.
+  // A deleted key counts as absent.
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"a", true, "", {}}}).ok());
-  Mutation by_version = Put("a", "5");
-  by_version.precondition = {Precondition::Kind::kVersion, (*s->Get("a"))->version};
-  EXPECT_EQ(s->Write(std::vector<Mutation>{by_version}).status().code(),
-            absl::StatusCode::kFailedPrecondition);
   absent.value = "6";
   ASSERT_TRUE(s->Write(std::vector<Mutation>{absent}).ok());
   EXPECT_EQ((*s->Get("a"))->value, "6");
+}
+
+TYPED_TEST(StoreTest, ExpectedVersionMatchesTheVersionOfADelete) {
+  // kv.proto: a not-found Get returns the delete's version "so a client can
+  // make a conditional write against it".
+  auto s = this->Open();
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1")}).ok());
+  auto deleted = s->Write(std::vector<Mutation>{Mutation{"a", true, "", {}}});
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  ASSERT_EQ((*s->Get("a"))->version, (*deleted)[0]);
+
+  Mutation stale = Put("a", "stale");
+  stale.precondition = {Precondition::Kind::kVersion, Version{1, 1}};
+  auto r = s->Write(std::vector<Mutation>{stale});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("(deleted)"));
+
+  Mutation by_version = Put("a", "5");
+  by_version.precondition = {Precondition::Kind::kVersion, (*deleted)[0]};
+  r = s->Write(std::vector<Mutation>{by_version});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*s->Get("a"))->value, "5");
+  // The version is used up: the same condition fails the second time.
+  EXPECT_EQ(s->Write(std::vector<Mutation>{by_version}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A key never written has no version to match.
+  Mutation never = Put("never", "x");
+  never.precondition = {Precondition::Kind::kVersion, (*deleted)[0]};
+  r = s->Write(std::vector<Mutation>{never});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(r.status().message(), HasSubstr("(absent)"));
 }
 
 TYPED_TEST(StoreTest, BadBatchesAreRefused) {
