@@ -52,11 +52,15 @@ class FaultEngine final : public Engine {
     absl::MutexLock lock(&mu_);
     return failed_writes_;
   }
-  // Called at the start of every NewIterator (tests use it to line up
-  // concurrent readers). Empty: none.
+  // Called at the start of every NewIterator / every Write that is not
+  // failed (tests use them to line up concurrent callers). Empty: none.
   void SetIteratorHook(std::function<void(Column)> hook) {
     absl::MutexLock lock(&mu_);
     iterator_hook_ = std::move(hook);
+  }
+  void SetWriteHook(std::function<void(const WriteBatch&)> hook) {
+    absl::MutexLock lock(&mu_);
+    write_hook_ = std::move(hook);
   }
 
   absl::StatusOr<std::optional<std::string>> Get(Column column,
@@ -65,6 +69,7 @@ class FaultEngine final : public Engine {
   }
 
   absl::Status Write(const WriteBatch& batch) override {
+    std::function<void(const WriteBatch&)> hook;
     {
       absl::MutexLock lock(&mu_);
       if (!fail_status_.ok() && Touches(batch)) {
@@ -75,7 +80,9 @@ class FaultEngine final : public Engine {
           return fail_status_;
         }
       }
+      hook = write_hook_;
     }
+    if (hook) hook(batch);
     return base_->Write(batch);
   }
 
@@ -106,6 +113,7 @@ class FaultEngine final : public Engine {
   std::optional<Column> only_column_ ABSL_GUARDED_BY(mu_);
   int64_t failed_writes_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(Column)> iterator_hook_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const WriteBatch&)> write_hook_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kv::storage

@@ -511,6 +511,7 @@ void Store::UnlockAllStripes() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 }
 
 absl::StatusOr<VerifyResult> Store::VerifyTree() {
+  absl::MutexLock verify_lock(&verify_mu_);
   // One consistent moment: no read-compare-write is between its read and its
   // write (nor its in-memory tree update) while both iterators are created
   // and the in-memory leaves are copied.

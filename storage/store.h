@@ -166,8 +166,10 @@ class Store {
   // one consistent moment and compares them with the stored leaves and the
   // in-memory tree. A mismatch in either is repaired (the difference is
   // merged in, which commutes with concurrent writes) and reported in the
-  // result.
-  absl::StatusOr<VerifyResult> VerifyTree();
+  // result. Verifications are serialized (two at once would each merge the
+  // same repair in, undoing each other's); foreground writes and applies
+  // proceed meanwhile, except while the snapshot is taken.
+  absl::StatusOr<VerifyResult> VerifyTree() ABSL_LOCKS_EXCLUDED(verify_mu_);
 
  private:
   static constexpr int kStripes = 1024;
@@ -224,6 +226,9 @@ class Store {
 
   MerkleTree tree_;  // Thread-safe itself.
   std::array<absl::Mutex, kStripes> stripes_;  // Guard read-compare-write.
+  // Held for a whole VerifyTree. Lock order: verify_mu_ before the stripes
+  // (which are taken in ascending order).
+  absl::Mutex verify_mu_;
 
   // The committer's queue.
   absl::Mutex queue_mu_;

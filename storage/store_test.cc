@@ -485,6 +485,49 @@ TEST(StoreMemoryTest, VerifyTreeRepairsStoredLeaves) {
   EXPECT_TRUE(s->VerifyTree()->matched);  // ...and on disk.
 }
 
+TEST(StoreMemoryTest, ConcurrentVerificationsRepairOnce) {
+  // Two verifications that both see a bad stored leaf must not both merge
+  // the repair in (the second would undo the first). The first repair write
+  // waits until a second verification has taken its snapshot, or 500 ms.
+  auto engine = std::make_unique<FaultEngine>(std::make_unique<MemoryEngine>());
+  FaultEngine* raw = engine.get();
+  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2")}).ok());
+  WriteBatch rot;
+  rot.Merge(Column::kMerkle, EncodeLeafKey(3), EncodeLeafValue({Digest{5, 5}, 1}));
+  ASSERT_TRUE(raw->Write(rot).ok());
+
+  absl::Mutex mu;
+  int snapshots = 0;
+  bool first_repair = true;
+  raw->SetIteratorHook([&](Column c) {
+    if (c != Column::kData) return;
+    absl::MutexLock lock(&mu);
+    ++snapshots;
+  });
+  raw->SetWriteHook([&](const WriteBatch&) {
+    absl::MutexLock lock(&mu);
+    if (!first_repair) return;
+    first_repair = false;
+    mu.AwaitWithTimeout(
+        absl::Condition(+[](int* n) { return *n >= 2; }, &snapshots),
+        absl::Milliseconds(500));
+  });
+  absl::StatusOr<VerifyResult> results[2];
+  std::thread t0([&] { results[0] = s->VerifyTree(); });
+  std::thread t1([&] { results[1] = s->VerifyTree(); });
+  t0.join();
+  t1.join();
+  raw->SetIteratorHook(nullptr);
+  raw->SetWriteHook(nullptr);
+  ASSERT_TRUE(results[0].ok() && results[1].ok());
+  // One found the bad leaf and repaired it; the other found it repaired.
+  EXPECT_EQ(results[0]->matched + results[1]->matched, 1);
+  auto after = s->VerifyTree();
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->matched) << after->mismatched_leaves << " leaves bad again";
+}
+
 }  // namespace
 }  // namespace kv::storage
 
