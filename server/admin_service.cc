@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "server/status_mapping.h"
 
 namespace kv::server {
@@ -64,6 +66,51 @@ grpc::ServerUnaryReactor* AdminService::VerifyTree(
   }
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+void ToProto(const replication::MemberView& view, kv::v1::Member* out) {
+  const peer::v1::MemberState& st = view.state;
+  out->set_node_id(st.node_id());
+  out->set_name(st.name());
+  out->set_client_address(st.client_address());
+  out->set_peer_address(st.peer_address());
+  out->set_generation(st.generation());
+  out->set_heartbeat(st.version());
+  out->set_status(replication::HealthName(view.health));
+  out->set_heartbeat_age_ms(view.is_self ? 0 : view.heartbeat_age_ms);
+  out->set_phi(view.is_self ? 0 : view.phi);
+  out->set_root_digest(RootHex(st.merkle_root()));
+  out->set_key_count(st.key_count());
+  out->set_clock_offset_ms(view.clock_offset_known ? view.clock_offset_ms : 0);
+  out->set_clock_offset_known(view.clock_offset_known);
+  out->set_clock_skewed(view.clock_skewed);
+  out->set_build_version(st.build_version());
+  out->set_is_self(view.is_self);
+}
+
+grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,
+                                                const kv::v1::MembersRequest*,
+                                                kv::v1::MembersResponse* resp) {
+  std::vector<replication::MemberView> members = gossip_->Members();
+  std::stable_sort(members.begin(), members.end(),
+                   [](const replication::MemberView& a, const replication::MemberView& b) {
+                     return a.state.name() < b.state.name();
+                   });
+  for (const replication::MemberView& m : members) ToProto(m, resp->add_members());
+  const replication::GossipStats stats = gossip_->stats();
+  resp->set_down_events(stats.down_events);
+  resp->set_clock_skew_events(stats.clock_skew_events);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminService::RemoveMember(
+    grpc::CallbackServerContext* ctx, const kv::v1::RemoveMemberRequest* req,
+    kv::v1::RemoveMemberResponse*) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(gossip_->Remove(req->node_id())));
   return reactor;
 }
 

@@ -1,6 +1,8 @@
-// kv.v1.Admin: node status, tree verification and anti-entropy control.
+// kv.v1.Admin: node status, tree verification, anti-entropy control and the
+// membership view.
 //
-// Thread safety: thread-safe (the Store and the counters it reads are).
+// Thread safety: thread-safe (the Store, the counters it reads and the
+// gossip service are).
 #ifndef KV_SERVER_ADMIN_SERVICE_H_
 #define KV_SERVER_ADMIN_SERVICE_H_
 
@@ -9,6 +11,7 @@
 
 #include "proto/kv.grpc.pb.h"
 #include "server/anti_entropy.h"
+#include "server/gossip_service.h"
 #include "storage/store.h"
 
 namespace kv::server {
@@ -23,11 +26,12 @@ class AdminService final : public kv::v1::Admin::CallbackService {
  public:
   // All pointers must outlive the service.
   AdminService(std::string node_name, storage::Store* store, VerifyCounters* verify,
-               AntiEntropy* anti_entropy)
+               AntiEntropy* anti_entropy, GossipService* gossip)
       : node_name_(std::move(node_name)),
         store_(store),
         verify_(verify),
-        anti_entropy_(anti_entropy) {}
+        anti_entropy_(anti_entropy),
+        gossip_(gossip) {}
 
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const kv::v1::StatsRequest* req,
@@ -38,13 +42,26 @@ class AdminService final : public kv::v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* VerifyTree(grpc::CallbackServerContext* ctx,
                                        const kv::v1::VerifyTreeRequest* req,
                                        kv::v1::VerifyTreeResponse* resp) override;
+  // Every member this node knows, ordered by name (then node id).
+  grpc::ServerUnaryReactor* Members(grpc::CallbackServerContext* ctx,
+                                    const kv::v1::MembersRequest* req,
+                                    kv::v1::MembersResponse* resp) override;
+  // Errors: NOT_FOUND, FAILED_PRECONDITION (alive, suspect or self), as
+  // Gossiper::Remove.
+  grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* ctx,
+                                         const kv::v1::RemoveMemberRequest* req,
+                                         kv::v1::RemoveMemberResponse* resp) override;
 
  private:
   const std::string node_name_;
   storage::Store* const store_;
   VerifyCounters* const verify_;
   AntiEntropy* const anti_entropy_;
+  GossipService* const gossip_;
 };
+
+// One member as kv.v1.Member (status is HealthName's word).
+void ToProto(const replication::MemberView& view, kv::v1::Member* out);
 
 // Runs Store::VerifyTree, counts it and logs a mismatch. Shared by the RPC
 // and the background loop.

@@ -2,6 +2,7 @@
 // of `name = value` lines, --config) become NodeOptions; everything else is
 // in Node.
 #include <signal.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
+#include "build_version.h"  // KV_BUILD_VERSION, generated.
 #include "server/node.h"
 
 int main(int argc, char** argv) {
@@ -48,10 +50,28 @@ int main(int argc, char** argv) {
   app.add_option("--clock-offset-ms", o.clock_offset_ms,
                  "Test only: shift this node's wall clock")
       ->capture_default_str();
-  std::string peers;
+  std::vector<std::string> seed_lists;
   int64_t ae_interval_ms = 1000, ae_deadline_s = 30;
   auto& ae = o.anti_entropy;
-  app.add_option("--peers", peers, "Comma-separated host:port of the other nodes");
+  app.add_option("--seeds,--peers", seed_lists,
+                 "Comma-separated host:port of nodes to join through (this node's own "
+                 "address may be among them); --peers is an alias")
+      ->delimiter(',');
+  app.add_option("--advertise", o.advertise,
+                 "host:port other nodes reach this one at (default: the bound --listen "
+                 "address; required when listening on 0.0.0.0)");
+  app.add_option("--gossip-interval-ms", o.gossip.interval_ms,
+                 "Milliseconds between gossip rounds (jittered +-10%)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{60000}));
+  app.add_option("--phi-suspect", o.gossip.phi_suspect,
+                 "Failure detector: phi at which a member is suspected")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 1000.0));
+  app.add_option("--phi-down", o.gossip.phi_down,
+                 "Failure detector: phi at which a member is marked down")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 1000.0));
   app.add_option("--ae-interval-ms", ae_interval_ms,
                  "Milliseconds between anti-entropy exchanges (jittered +-25%)")
       ->capture_default_str()
@@ -59,6 +79,11 @@ int main(int argc, char** argv) {
   app.add_option("--ae-deadline", ae_deadline_s, "Seconds one exchange may take")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
+  int64_t ae_idle_timeout_ms = absl::ToInt64Milliseconds(ae.idle_timeout);
+  app.add_option("--ae-idle-timeout-ms", ae_idle_timeout_ms,
+                 "Milliseconds without a message from the peer that end an exchange")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
   app.add_option("--ae-bandwidth", ae.bandwidth_bytes_per_s,
                  "Repair traffic cap in bytes/s (0: none)")
       ->capture_default_str();
@@ -84,20 +109,39 @@ int main(int argc, char** argv) {
   // Debian's abseil is built with mutex deadlock detection on, which costs a
   // graph update per lock; the striped locks are ordered by construction.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  for (absl::string_view p : absl::StrSplit(peers, ',', absl::SkipWhitespace())) {
-    ae.peers.emplace_back(absl::StripAsciiWhitespace(p));
+  if (o.gossip.phi_down < o.gossip.phi_suspect) {
+    std::fprintf(stderr, "--phi-down must be at least --phi-suspect\n");
+    return 3;
   }
+  for (const std::string& p : seed_lists) {
+    absl::string_view seed = absl::StripAsciiWhitespace(p);
+    if (!seed.empty()) o.seeds.emplace_back(seed);
+  }
+  o.build_version = KV_BUILD_VERSION;
   ae.interval = absl::Milliseconds(ae_interval_ms);
   ae.exchange_deadline = absl::Seconds(ae_deadline_s);
+  ae.idle_timeout = absl::Milliseconds(ae_idle_timeout_ms);
   spdlog::set_level(spdlog::level::from_str(log_level));
 
   // Block the stop signals before any thread starts (RocksDB and gRPC start
-  // threads) so that only sigwait below receives them.
+  // threads) so that only sigwait below receives them. SIGUSR1 is how a
+  // fatal gossip error (this node's id was refused) wakes it: kvd then exits
+  // with code 1.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  absl::Mutex fatal_mu;
+  absl::Status fatal;  // Guarded by fatal_mu.
+  o.on_fatal = [&fatal_mu, &fatal](const absl::Status& s) {
+    {
+      absl::MutexLock lock(&fatal_mu);
+      fatal = s;
+    }
+    kill(getpid(), SIGUSR1);
+  };
 
   auto node = kv::server::Node::Start(o);
   if (!node.ok()) {
@@ -110,7 +154,17 @@ int main(int argc, char** argv) {
     std::rename(tmp.c_str(), ready_file.c_str());
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (true) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGUSR1) break;
+    absl::MutexLock lock(&fatal_mu);
+    if (!fatal.ok()) break;
+  }
+  if (sig == SIGUSR1) {
+    std::fprintf(stderr, "kvd: stopping: %s\n", std::string(fatal.message()).c_str());
+    (*node)->Shutdown();
+    return 1;
+  }
   spdlog::info("kvd: received {}, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*node)->Shutdown();
   return 0;

@@ -5,10 +5,13 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "proto/health.pb.h"
 #include "server/admin_service.h"
+#include "server/gossip_service.h"
 #include "server/kv_service.h"
 #include "storage/rocksdb_engine.h"
 #include "storage/status_macros.h"
@@ -44,13 +47,24 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                       storage::Store::Open(std::move(engine), store_options));
 
   AntiEntropyOptions ae = o.anti_entropy;
+  if (ae.peers.empty()) ae.peers = o.seeds;  // Until gossip knows better.
   ae.exchange.max_key_bytes = o.limits.max_key_bytes;
   ae.exchange.max_value_bytes = o.limits.max_value_bytes;
   node->anti_entropy_ = std::make_unique<AntiEntropy>(node->store_.get(), ae);
   node->kv_service_ = std::make_unique<KvService>(node->store_.get(), o.limits);
   node->peer_service_ = std::make_unique<PeerService>(node->anti_entropy_.get());
+  GossipServiceOptions gossip;
+  gossip.gossip = o.gossip;
+  // 0 means "no limit" for the store; likewise for the flag on members.
+  gossip.gossip.max_clock_drift_ms =
+      o.max_clock_drift_ms > 0 ? o.max_clock_drift_ms : std::numeric_limits<int64_t>::max();
+  gossip.seeds = o.seeds;
+  node->gossip_service_ = std::make_unique<GossipService>(
+      std::move(gossip), node->store_.get(), node->anti_entropy_.get(),
+      node->physical_clock_.get(), o.on_fatal);
   node->admin_service_ = std::make_unique<AdminService>(
-      o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get());
+      o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get(),
+      node->gossip_service_.get());
 
   // Keep grpc.health.v1's descriptor linked in so reflection can serve it.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();
@@ -68,24 +82,50 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   builder.RegisterService(node->kv_service_.get());
   builder.RegisterService(node->admin_service_.get());
   builder.RegisterService(node->peer_service_.get());
+  builder.RegisterService(node->gossip_service_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
                                                " (address in use or invalid?)"));
   }
   node->address_ = o.listen.substr(0, o.listen.rfind(':') + 1) + std::to_string(port);
+  node->advertise_ = o.advertise.empty() ? node->address_ : o.advertise;
+  const std::string host = node->advertise_.substr(0, node->advertise_.rfind(':'));
+  if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+    spdlog::warn("gossip: peers are told to reach this node at {}, which they cannot; "
+                 "set --advertise host:port",
+                 node->advertise_);
+  }
+  node->gossip_service_->Start(replication::LocalNode{
+      .node_id = node->store_->node_id(),
+      .name = o.name,
+      .client_address = node->advertise_,
+      .peer_address = node->advertise_,
+      // The start epoch: a restart has a higher one (a real clock, not the
+      // test-only skewed one).
+      .generation = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())),
+      .build_version = o.build_version,
+  });
+  {
+    // A node may list itself among the seeds: anti-entropy skips it.
+    std::vector<std::string> peers;
+    for (const std::string& p : ae.peers) {
+      if (p != node->advertise_ && p != node->address_) peers.push_back(p);
+    }
+    node->anti_entropy_->SetPeers(std::move(peers));
+  }
   node->anti_entropy_->Start();
   if (o.verify_interval_s > 0) {
     node->verifier_ = std::thread([n = node.get()] { n->VerifyLoop(); });
   }
   spdlog::info(
       "kvd {} (node id {:016x}) listening on {}, data in {} (sync={}, keys={}, "
-      "root={}, peers={}, anti-entropy {})",
+      "root={}, seeds={}, anti-entropy {}, build {})",
       o.name, node->store_->node_id(), node->address_,
       std::filesystem::absolute(o.data_dir).lexically_normal().string(),
       o.sync ? "on" : "off", node->store_->tree().KeyCount(),
-      node->store_->tree().Root().Hex(), ae.peers.size(),
-      ae.start_paused ? "paused" : "running");
+      node->store_->tree().Root().Hex(), o.seeds.size(),
+      ae.start_paused ? "paused" : "running", o.build_version);
   return node;
 }
 
@@ -100,6 +140,8 @@ void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   stopping_.Notify();
+  // First, while the server still runs: tell the cluster this node leaves.
+  if (gossip_service_ != nullptr) gossip_service_->Shutdown();
   if (server_ != nullptr) {
     // Calls in flight get a second to finish; then they are cancelled.
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

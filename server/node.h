@@ -1,5 +1,5 @@
 // A kvd node: the Store, the gRPC server with its services, and the
-// background work (anti-entropy, tree verification). main() only parses
+// background work (gossip membership, anti-entropy, tree verification). main() only parses
 // flags into NodeOptions and calls Start/Shutdown.
 //
 // Thread safety: Start and Shutdown are called from one thread; the rest is
@@ -9,6 +9,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "replication/gossip.h"
 #include "server/anti_entropy.h"
 #include "server/limits.h"
 #include "storage/store.h"
@@ -23,6 +25,7 @@
 namespace kv::server {
 
 class AdminService;
+class GossipService;
 class KvService;
 class PeerService;
 
@@ -36,7 +39,19 @@ struct NodeOptions {
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).
   int64_t clock_offset_ms = 0;       // Test-only: skews this node's wall clock.
   int64_t max_clock_drift_ms = 3'600'000;  // See StoreOptions.
+  // Anti-entropy starts with anti_entropy.peers (the seeds) and follows the
+  // live members once gossip has seen one.
   AntiEntropyOptions anti_entropy;
+  // Gossip membership. `seeds` are peer addresses (our own is skipped);
+  // `advertise` is the address others reach this node at ("" = the bound
+  // listen address, which does not work for 0.0.0.0).
+  std::vector<std::string> seeds;
+  std::string advertise;
+  replication::GossipOptions gossip;  // max_clock_drift_ms is set from above.
+  std::string build_version = "dev";
+  // Called once, from a background thread, when this node must stop (its
+  // node id was refused by the cluster). Null: only logged.
+  std::function<void(const absl::Status&)> on_fatal;
 };
 
 class Node {
@@ -49,10 +64,13 @@ class Node {
 
   // The address actually bound (with the real port when 0 was asked).
   const std::string& address() const { return address_; }
+  // The address gossiped to peers.
+  const std::string& advertise_address() const { return advertise_; }
   storage::Store& store() { return *store_; }
 
-  // Stops accepting calls, lets calls in flight finish (up to a deadline),
-  // stops background work and closes the store. Idempotent.
+  // Announces to the cluster that this node leaves (gossip, ~300 ms), stops
+  // accepting calls, lets calls in flight finish (up to a deadline), stops
+  // background work and closes the store. Idempotent.
   void Shutdown();
 
  private:
@@ -61,11 +79,13 @@ class Node {
 
   const NodeOptions options_;
   std::string address_;
+  std::string advertise_;
   std::unique_ptr<storage::SystemClock> physical_clock_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<AntiEntropy> anti_entropy_;
   std::unique_ptr<KvService> kv_service_;
   std::unique_ptr<PeerService> peer_service_;
+  std::unique_ptr<GossipService> gossip_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Notification stopping_;
