@@ -274,4 +274,23 @@ absl::StatusOr<kv::v1::VerifyTreeResponse> Client::VerifyTree() {
   return resp;
 }
 
+absl::StatusOr<kv::v1::MembersResponse> Client::Members() {
+  kv::v1::MembersRequest req;
+  kv::v1::MembersResponse resp;
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx);
+  absl::Status s = FromGrpcStatus(admin_stub_->Members(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::Status Client::RemoveMember(uint64_t node_id) {
+  kv::v1::RemoveMemberRequest req;
+  req.set_node_id(node_id);
+  kv::v1::RemoveMemberResponse resp;
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx);
+  return FromGrpcStatus(admin_stub_->RemoveMember(&ctx, req, &resp));
+}
+
 }  // namespace kv::client

@@ -183,6 +183,11 @@ class Client {
   // Rebuilds the node's Merkle tree from its data and compares. INTERNAL when
   // the rebuild fails.
   absl::StatusOr<kv::v1::VerifyTreeResponse> VerifyTree();
+  // The node's view of the cluster membership (gossip).
+  absl::StatusOr<kv::v1::MembersResponse> Members();
+  // Forgets a member for good. NOT_FOUND for an unknown id;
+  // FAILED_PRECONDITION when it is alive or suspect, or is the node asked.
+  absl::Status RemoveMember(uint64_t node_id);
 
   // --- Raw access, for gRPC's callback API (e.g. the benchmark) -----------
   // Usage: PrepareContext(&ctx); kv_stub()->async()->Get(&ctx, &req, &resp,

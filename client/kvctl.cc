@@ -2,7 +2,8 @@
 //
 // Exit codes:
 //   0  success
-//   1  get: the key was not found (never written or deleted)
+//   1  get: the key was not found (never written or deleted); cluster
+//      status: the cluster has not converged
 //   2  the call failed (server or connection error; health not SERVING; a
 //      bench where every call failed): "kvctl: CODE: message" on stderr,
 //      CODE being the gRPC status code name (e.g. INVALID_ARGUMENT)
@@ -21,6 +22,11 @@
 //   ae       "anti-entropy running" or "anti-entropy paused".
 //   verify   whether the tree matched, the key count and root digest.
 //   bench    one summary line (progress goes to stderr on a terminal).
+//   members  a table of the members the node knows (see
+//            FormatMembersTable); `members remove` prints what it removed.
+//   cluster status  the live members' roots and key counts, then one line
+//            "converged: ..." or "not converged: ..." (which nodes differ,
+//            which are suspect or down); exit code 1 when not converged.
 // --output json: exactly one JSON object on one line. Keys and values are
 //   bytes: a field "value" comes with "value_encoding": "utf8" when the bytes
 //   are valid UTF-8 (the JSON string is the value), or "base64" (the JSON
@@ -37,6 +43,9 @@
 //             proto field names and all fields printed.
 //     ae      {"anti_entropy_running":true|false}
 //     bench   see FormatBenchJson in client/bench.h.
+//     members the MembersResponse in protobuf's JSON mapping.
+//     members remove  {"removed":"NODE ID HEX"}
+//     cluster status  see FormatClusterJson in client/kvctl_members.h.
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
@@ -54,6 +63,7 @@
 #include "absl/time/time.h"
 #include "client/bench.h"
 #include "client/client.h"
+#include "client/kvctl_members.h"
 #include "client/kvctl_util.h"
 
 namespace kv::client {
@@ -106,6 +116,7 @@ struct Flags {
   std::string prefix, start, end;
   uint32_t limit = 0;
   std::string ae_action;
+  std::string member;
   // Bench.
   std::string workload = "ping";
   double duration_s = 10;
@@ -332,6 +343,38 @@ int CmdVerify(Client& c, bool json) {
   return kExitOk;
 }
 
+int CmdMembers(Client& c, bool json) {
+  absl::StatusOr<kv::v1::MembersResponse> r = c.Members();
+  if (!r.ok()) return Fail(r.status());
+  Out(json ? absl::StrCat(ProtoJson(*r), "\n") : FormatMembersTable(*r));
+  return kExitOk;
+}
+
+int CmdMembersRemove(Client& c, const Flags& f, bool json) {
+  absl::StatusOr<kv::v1::MembersResponse> members = c.Members();
+  if (!members.ok()) return Fail(members.status());
+  absl::StatusOr<uint64_t> id = ResolveMember(f.member, *members);
+  if (!id.ok()) {
+    return id.status().code() == absl::StatusCode::kInvalidArgument
+               ? Usage(id.status().message())
+               : Fail(id.status());
+  }
+  absl::Status s = c.RemoveMember(*id);
+  if (!s.ok()) return Fail(s);
+  Out(json ? absl::StrCat("{\"removed\":\"", NodeIdHex(*id), "\"}\n")
+           : absl::StrCat("removed ", NodeIdHex(*id),
+                          " for good (it can never rejoin under this id)\n"));
+  return kExitOk;
+}
+
+int CmdClusterStatus(Client& c, bool json) {
+  absl::StatusOr<kv::v1::MembersResponse> r = c.Members();
+  if (!r.ok()) return Fail(r.status());
+  const ClusterVerdict verdict = JudgeCluster(*r);
+  Out(json ? FormatClusterJson(*r, verdict) : FormatClusterText(*r, verdict));
+  return verdict.converged ? kExitOk : kExitNotFound;
+}
+
 int CmdBench(const Flags& f, const ClientOptions& copt, bool json,
              bool seed_given) {
   absl::StatusOr<Workload> w = ParseWorkload(f.workload);
@@ -375,7 +418,8 @@ int Main(int argc, char** argv) {
   Flags f;
   CLI::App app{
       "kvctl: command-line client for kvd.\n"
-      "Exit codes: 0 ok, 1 key not found (get), 2 server or connection error "
+      "Exit codes: 0 ok, 1 key not found (get) or not converged (cluster "
+      "status), 2 server or connection error "
       "(\"kvctl: CODE: message\" on stderr), 3 usage error.\n"
       "Versions are written HLC:NODE. get prints the raw value (a newline is "
       "added only on a terminal). --output json prints one JSON object; "
@@ -437,6 +481,19 @@ int Main(int argc, char** argv) {
   CLI::App* verify = app.add_subcommand(
       "verify", "Rebuild the Merkle tree from the data and compare");
 
+  CLI::App* members = app.add_subcommand(
+      "members", "The members the node knows (gossip): status, phi, root, keys");
+  CLI::App* members_remove = members->add_subcommand(
+      "remove", "Forget a member that is down or left, for good");
+  members_remove->add_option("NODE", f.member, "Name, or node id (hex or decimal)")
+      ->required();
+  CLI::App* cluster = app.add_subcommand("cluster", "Cluster-wide views");
+  cluster->require_subcommand(1);
+  CLI::App* cluster_status = cluster->add_subcommand(
+      "status",
+      "Whether every live member holds the same data (as the node sees it); "
+      "exit 1 when not");
+
   CLI::App* bench = app.add_subcommand(
       "bench", "Closed-loop benchmark with N calls in flight");
   bench->add_option("--workload,-w", f.workload, "ping|get|put|mixed")
@@ -488,6 +545,9 @@ int Main(int argc, char** argv) {
   if (*stats) return CmdStats(c, json);
   if (*ae) return CmdAntiEntropy(c, f, json);
   if (*verify) return CmdVerify(c, json);
+  if (*members_remove) return CmdMembersRemove(c, f, json);
+  if (*members) return CmdMembers(c, json);
+  if (*cluster_status) return CmdClusterStatus(c, json);
   return Usage("no command");
 }
 
