@@ -250,7 +250,8 @@ TEST(ExchangeTest, EqualVersionsWithDifferentContentsConvergeInOneExchange) {
     Shared(a, b, 300);
     const storage::Version v{storage::HlcFromMillis(1'700'000'000'000), 7};
     ASSERT_TRUE(*a.store->Apply(Record{"twin", v, false, "a's"}));
-    ASSERT_TRUE(*b.store->Apply(Record{"twin", v, tombstone, tombstone ? "" : "b's"}));
+    ASSERT_TRUE(*b.store->Apply(
+        Record{"twin", v, tombstone, tombstone ? "" : "b's"}));
     ASSERT_NE(a.store->tree().Root(), b.store->tree().Root());
     RunExchange(a, b, {});
     ExpectConverged(a, b);

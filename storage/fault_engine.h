@@ -63,8 +63,8 @@ class FaultEngine final : public Engine {
     write_hook_ = std::move(hook);
   }
 
-  absl::StatusOr<std::optional<std::string>> Get(Column column,
-                                                 absl::string_view key) override {
+  absl::StatusOr<std::optional<std::string>> Get(
+      Column column, absl::string_view key) override {
     return base_->Get(column, key);
   }
 
@@ -97,7 +97,8 @@ class FaultEngine final : public Engine {
   }
 
  private:
-  bool Touches(const WriteBatch& batch) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  bool Touches(const WriteBatch& batch) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!only_column_.has_value()) return true;
     for (const WriteBatch::Op& op : batch.ops()) {
       if (op.column == *only_column_) return true;

@@ -195,9 +195,10 @@ absl::Status CheckPrecondition(const Mutation& m, const std::optional<Record>& o
       if (!old.has_value() || old->version != m.precondition.version) {
         return absl::FailedPreconditionError(absl::StrCat(
             "key '", m.key, "' is at version ",
-            !old.has_value() ? std::string("(absent)")
-            : old->tombstone ? absl::StrCat(old->version.ToString(), " (deleted)")
-                             : old->version.ToString(),
+            !old.has_value()
+                ? std::string("(absent)")
+                : absl::StrCat(old->version.ToString(),
+                               old->tombstone ? " (deleted)" : ""),
             ", not the expected ", m.precondition.version.ToString()));
       }
       break;
@@ -292,7 +293,9 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
     // record of this group; one refused on the stored state (Prepare, a
     // precondition) keeps its own error.
     for (size_t r = 0; r < group.size(); ++r) {
-      if (group[r].result.ok() || refused_by_group[r]) group[r].result = group_error;
+      if (group[r].result.ok() || refused_by_group[r]) {
+        group[r].result = group_error;
+      }
     }
     return;
   }

@@ -143,8 +143,9 @@ class Store {
   // and observes the newest of their versions in the clock (persisting its
   // high-water mark past it) before storing any. A record refused for its
   // clock (OUT_OF_RANGE above) is skipped and counted; the others are
-  // applied. Equal versions with different contents are counted in `ties`. Errors: INVALID_ARGUMENT for an empty
-  // key or a zero version (nothing applied); engine errors (nothing applied).
+  // applied. Equal versions with different contents are counted in `ties`.
+  // Errors: INVALID_ARGUMENT for an empty key or a zero version (nothing
+  // applied); engine errors (nothing applied).
   absl::StatusOr<ApplyResult> ApplyBatch(std::span<const Record> records);
 
   // Calls fn for each live (non-tombstone) record with start <= key < end in

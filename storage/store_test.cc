@@ -569,7 +569,8 @@ TEST(StoreCommitterTest, GroupsKeepOrderAndCheckPreconditionsWithinTheGroup) {
 // with a 1 ms HLC window every timestamp needs a new high-water mark.
 class SteppingClock : public PhysicalClock {
  public:
-  SteppingClock(int64_t start_ms, int64_t step_ms) : now_ms_(start_ms), step_ms_(step_ms) {}
+  SteppingClock(int64_t start_ms, int64_t step_ms)
+      : now_ms_(start_ms), step_ms_(step_ms) {}
   int64_t NowMillis() override { return now_ms_.fetch_add(step_ms_); }
 
  private:
@@ -622,7 +623,8 @@ TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
       ++done;
     });
   }
-  faults->FailWrites(absl::UnavailableError("disk full"), /*after=*/1, Column::kMeta);
+  faults->FailWrites(absl::UnavailableError("disk full"), /*after=*/1,
+                     Column::kMeta);
   release.Notify();
   {
     absl::MutexLock lock(&mu);
@@ -633,15 +635,18 @@ TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
   for (int i = 1; i < kRequests; ++i) {
     EXPECT_EQ(results[i].status().code(), absl::StatusCode::kUnavailable)
         << "request " << i << ": "
-        << (results[i].ok() ? absl::StrCat("OK with ", results[i]->size(), " versions")
-                            : results[i].status().ToString());
+        << (results[i].ok()
+                ? absl::StrCat("OK with ", results[i]->size(), " versions")
+                : results[i].status().ToString());
     EXPECT_FALSE(s->Get(requests[i].key)->has_value()) << i;
   }
   EXPECT_EQ(s->tree().KeyCount(), 2);  // "taken" and "first".
 
   // Once the disk recovers, the same writes go through.
   faults->Heal();
-  EXPECT_TRUE(s->Write(std::vector<Mutation>{requests[1], requests[3], requests[4]}).ok());
+  EXPECT_TRUE(s->Write(std::vector<Mutation>{requests[1], requests[3],
+                                             requests[4]})
+                  .ok());
   EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
