@@ -225,7 +225,35 @@ void Gossiper::SendSyn(const std::string& to, int64_t now_ms) {
   for (size_t i = 0; i < rest.size() && bytes < options_.max_message_bytes; ++i) {
     add(*rest[(start + i) % rest.size()]);
   }
+  AddDownHints(&syn);
   Send(to, std::move(syn));
+}
+
+void Gossiper::AddDownHints(GossipMessage* out) {
+  for (const auto& [id, m] : members_) {
+    if (out->down_size() >= options_.max_down_hints) break;
+    if (m.health != MemberHealth::kDown) continue;
+    GossipDigest* d = out->add_down();
+    d->set_node_id(id);
+    d->set_generation(m.state.generation());
+    d->set_version(m.state.version());
+  }
+}
+
+void Gossiper::ApplyDownHints(const GossipMessage& m) {
+  for (const GossipDigest& d : m.down()) {
+    auto it = members_.find(d.node_id());
+    if (it == members_.end()) continue;
+    Member& mem = it->second;
+    if (mem.health != MemberHealth::kAlive && mem.health != MemberHealth::kSuspect) continue;
+    // A newer heartbeat than the sender's verdict was based on refutes it.
+    if (Newer(mem.state.generation(), mem.state.version(), d.generation(), d.version())) {
+      continue;
+    }
+    mem.health = MemberHealth::kDown;
+    ++stats_.down_events;
+    Event(GossipEvent::Kind::kDown, mem, absl::StrCat("confirmed by ", m.from_address()));
+  }
 }
 
 void Gossiper::AddStates(
@@ -309,6 +337,7 @@ absl::Status Gossiper::Step(const GossipMessage& m, int64_t now_ms) {
     return absl::OkStatus();
   }
   NoteClock(m.from_node_id(), m.sent_unix_ms(), now_ms);
+  if (m.down_size() > options_.max_down_hints) return malformed("too many down hints");
   switch (m.kind()) {
     case GossipMessage::SYN:
       HandleSyn(m, now_ms);
@@ -320,6 +349,8 @@ absl::Status Gossiper::Step(const GossipMessage& m, int64_t now_ms) {
       for (const MemberState& s : m.states()) ApplyState(s, now_ms);
       break;
   }
+  // After the states: a heartbeat in this very message refutes a hint.
+  ApplyDownHints(m);
   return absl::OkStatus();
 }
 
@@ -370,6 +401,7 @@ void Gossiper::HandleSyn(const GossipMessage& m, int64_t now_ms) {
     }
   }
   AddStates(std::move(send), &ack);
+  AddDownHints(&ack);
   Send(m.from_address(), std::move(ack));
 }
 
@@ -573,6 +605,13 @@ bool Gossiper::IsLive(uint64_t node_id) const {
   auto it = members_.find(node_id);
   return it != members_.end() && (it->second.health == MemberHealth::kAlive ||
                                   it->second.health == MemberHealth::kSuspect);
+}
+
+std::optional<MemberHealth> Gossiper::HealthOf(uint64_t node_id) const {
+  if (node_id == self_.node_id) return MemberHealth::kAlive;
+  auto it = members_.find(node_id);
+  if (it == members_.end()) return std::nullopt;
+  return it->second.health;
 }
 
 GossipDriver::GossipDriver(Gossiper* core, GossipTransport* transport,

@@ -27,7 +27,10 @@
 // was frozen, starved of CPU), the gap is not counted against others (their
 // last-arrival times move forward by it) and the thresholds are multiplied by
 // (1 + local_health), which rises with every late tick and falls back with
-// on-time ones, so a slow node suspects its peers more slowly.
+// on-time ones, so a slow node suspects its peers more slowly. A verdict
+// spreads: SYN and ACK carry the sender's down members at the newest state
+// it holds of each; a receiver that holds nothing newer of one marks it down
+// too. A member wrongly marked down is alive again at its next heartbeat.
 //
 // Node id conflicts: a receiver that knows the sender's node id under
 // another peer address and another generation, alive, answers with
@@ -59,11 +62,15 @@ struct GossipOptions {
   // The driver ticks about this often; also the floor of the failure
   // detector's mean inter-arrival time.
   int64_t interval_ms = 200;
-  // Phi levels of suspicion and of conviction. With a 200 ms interval and
-  // heartbeats arriving about once an interval, down comes after
-  // ~8 / 0.434 * 0.2 s = 3.7 s of silence.
-  double phi_suspect = 5.0;
-  double phi_down = 8.0;
+  // Phi levels of suspicion and of conviction. Heartbeats arrive about once
+  // every 1.2 intervals (simulator), so with a 200 ms interval down comes
+  // after ~6 / 0.434 * 1.2 * 0.2 s = 3.3 s of silence. Cassandra's 8 (with a
+  // 1 s interval) would take ~18 s; the chance that a healthy member's
+  // heartbeat is late by 14 mean intervals is what 6 buys (e^-13.8 = 1e-6 in
+  // the exponential model; in practice only real stalls, which Lifeguard's
+  // local health covers on the slow side).
+  double phi_suspect = 4.0;
+  double phi_down = 6.0;
   // Weight of a new inter-arrival sample in the mean: 1/window.
   int window = 32;
   // A Tick later than this many intervals after the previous one counts as
@@ -77,6 +84,8 @@ struct GossipOptions {
   int64_t max_clock_drift_ms = 3'600'000;
   // Received messages with more digests or states than this are malformed.
   int64_t max_entries = 100000;
+  // Most down members listed in one message.
+  int max_down_hints = 64;
 };
 
 // The local node's identity, fixed for a run.
@@ -183,6 +192,11 @@ class Gossiper {
   // Whether this node considers `node_id` alive or suspect (false: unknown,
   // down, left, removed, self).
   bool IsLive(uint64_t node_id) const;
+  // This node's view of `node_id` without copying states: nullopt when
+  // unknown; kAlive for self.
+  std::optional<MemberHealth> HealthOf(uint64_t node_id) const;
+  // Number of members known, self included.
+  size_t size() const { return members_.size() + 1; }
 
   // Not OK once this node's id was refused; the node must stop.
   const absl::Status& fatal_error() const { return fatal_; }
@@ -217,6 +231,8 @@ class Gossiper {
                  peer::v1::GossipMessage* out) const;
   std::string ConflictWith(const peer::v1::GossipMessage& m) const;
   void NoteClock(uint64_t node_id, int64_t sent_ms, int64_t now_ms);
+  void AddDownHints(peer::v1::GossipMessage* out);
+  void ApplyDownHints(const peer::v1::GossipMessage& m);
   void Event(GossipEvent::Kind kind, const Member& m, std::string detail = "");
   void Send(std::string to, peer::v1::GossipMessage message);
   bool IsSeedAddress(const std::string& address) const;
