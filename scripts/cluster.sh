@@ -2,13 +2,14 @@
 # A local cluster of N kvd nodes on loopback, for trying things out.
 #
 #   scripts/cluster.sh up [N]       build kvd and kvctl, start nodes 1..N (default 3)
-#   scripts/cluster.sh status       kvctl members and kvctl cluster status (node 1)
-#   scripts/cluster.sh down         stop every node started here (SIGTERM)
+#   scripts/cluster.sh status [N]   kvctl members and kvctl cluster status (asks node 1)
+#   scripts/cluster.sh down [N]     stop every node started here (SIGTERM)
 #
 # Node K listens on 127.0.0.1:$((7070 + K)) (PORT_BASE=7070 by default), keeps
 # its data in ./data/nodeK, its log in ./data/nodeK.log and its pid in
 # ./data/nodeK.pid. Node 1 is the seed of all of them. Extra arguments after
-# N go to every kvd (e.g. `up 5 --gossip-interval-ms 100`).
+# N go to every kvd (e.g. `up 5 --gossip-interval-ms 100`). BUILD_DIR, PORT_BASE
+# and DATA_DIR (default ./data) override the defaults.
 # Then, for example:
 #   build/client/kvctl -e 127.0.0.1:7071 put hello world
 #   scripts/cluster.sh status
@@ -18,10 +19,10 @@ BUILD_DIR=${BUILD_DIR:-build}
 PORT_BASE=${PORT_BASE:-7070}
 KVD="$BUILD_DIR/server/kvd"
 KVCTL="$BUILD_DIR/client/kvctl"
-DATA=data
+DATA=${DATA_DIR:-data}
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 3
 }
 
