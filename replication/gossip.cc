@@ -5,6 +5,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -185,6 +186,7 @@ void Gossiper::Detect(int64_t now_ms) {
     }
     if (next == m.health) continue;
     m.health = next;
+    ++live_version_;
     if (next == MemberHealth::kDown) {
       ++stats_.down_events;
       Event(GossipEvent::Kind::kDown, m, absl::StrFormat("phi %.1f", phi));
@@ -251,6 +253,7 @@ void Gossiper::ApplyDownHints(const GossipMessage& m) {
       continue;
     }
     mem.health = MemberHealth::kDown;
+    ++live_version_;
     ++stats_.down_events;
     Event(GossipEvent::Kind::kDown, mem, absl::StrCat("confirmed by ", m.from_address()));
   }
@@ -365,7 +368,8 @@ void Gossiper::HandleSyn(const GossipMessage& m, int64_t now_ms) {
     Send(m.from_address(), std::move(ack));
     return;
   }
-  std::map<uint64_t, const GossipDigest*> theirs;
+  absl::flat_hash_map<uint64_t, const GossipDigest*> theirs;
+  theirs.reserve(static_cast<size_t>(m.digests_size()));
   for (const GossipDigest& d : m.digests()) theirs[d.node_id()] = &d;
   std::vector<std::pair<uint64_t, const MemberState*>> send;
   auto consider = [&](const MemberState& mine) {
@@ -454,8 +458,10 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
   }
   const bool restarted = !inserted && s.generation() != m.state.generation();
   const MemberHealth before = m.health;
+  if (inserted || m.state.peer_address() != s.peer_address()) ++live_version_;
   m.state = s;
   if (s.status() == peer::v1::MEMBER_REMOVED) {
+    ++live_version_;
     m.health = MemberHealth::kRemoved;
     m.state.set_generation(kRemovedMark);
     m.state.set_version(kRemovedMark);
@@ -463,6 +469,7 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
     return true;
   }
   if (s.status() == peer::v1::MEMBER_LEFT) {
+    ++live_version_;
     m.health = MemberHealth::kLeft;
     if (inserted || before != MemberHealth::kLeft) Event(GossipEvent::Kind::kLeft, m);
     return true;
@@ -477,6 +484,7 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
     m.mean_interval_ms += (sample - m.mean_interval_ms) / static_cast<double>(m.samples);
   }
   m.last_arrival_ms = now_ms;
+  if (before != MemberHealth::kAlive) ++live_version_;
   m.health = MemberHealth::kAlive;
   if (inserted) {
     Event(GossipEvent::Kind::kJoined, m);
@@ -543,6 +551,7 @@ absl::Status Gossiper::Remove(uint64_t node_id, int64_t now_ms) {
   m.state.set_generation(kRemovedMark);
   m.state.set_version(kRemovedMark);
   m.health = MemberHealth::kRemoved;
+  ++live_version_;
   Event(GossipEvent::Kind::kRemoved, m, "by this node");
   return absl::OkStatus();
 }
@@ -623,9 +632,8 @@ void GossipDriver::Flush() {
   for (const GossipEvent& e : core_->TakeEvents()) {
     if (on_event_) on_event_(e);
   }
-  std::vector<std::string> live = core_->LivePeers();
-  if (live != last_live_) {
-    last_live_ = std::move(live);
+  if (core_->live_version() != last_live_version_) {
+    last_live_version_ = core_->live_version();
     live_changed_ = true;
   }
 }

@@ -197,6 +197,8 @@ class Gossiper {
   std::optional<MemberHealth> HealthOf(uint64_t node_id) const;
   // Number of members known, self included.
   size_t size() const { return members_.size() + 1; }
+  // Changes whenever LivePeers() may have changed (cheap to poll).
+  uint64_t live_version() const { return live_version_; }
 
   // Not OK once this node's id was refused; the node must stop.
   const absl::Status& fatal_error() const { return fatal_; }
@@ -246,6 +248,7 @@ class Gossiper {
   std::map<uint64_t, Member> members_;  // Not self.
   int64_t last_tick_ms_ = -1;
   int local_health_ = 0;
+  uint64_t live_version_ = 0;
   bool active_ = true;
   absl::Status fatal_;
   std::vector<OutgoingGossip> outbox_;
@@ -287,7 +290,7 @@ class GossipDriver {
   Gossiper* const core_;
   GossipTransport* const transport_;
   EventListener on_event_;
-  std::vector<std::string> last_live_;
+  uint64_t last_live_version_ = 0;
   bool live_changed_ = true;
 };
 
