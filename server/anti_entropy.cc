@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/status_mapping.h"
@@ -13,61 +15,46 @@ namespace kv::server {
 namespace {
 
 using peer::v1::ExchangeMessage;
+using replication::ExchangeDriver;
+using replication::Sessions;
 
-// Feeds `stream`'s messages to `ex` until the exchange is done, applying the
-// records it returns and sending its messages through `limiter`. Works for
-// both sides: the client and server streams have the same Read/Write.
-// `first`, when not null, is a message already read from the stream.
+// The metadata key in which a responder tells its node id.
+constexpr char kNodeIdKey[] = "kv-node-id";
+
+// The driver's ExchangeStream over a gRPC stream (client or server side),
+// paced by the node-wide rate limiter.
 template <typename Stream>
-absl::Status DriveExchange(Stream* stream, replication::Exchange* ex,
-                           storage::Store* store, RateLimiter* limiter,
-                           std::atomic<int64_t>* refused,
-                           const ExchangeMessage* first = nullptr) {
-  auto flush = [&](bool send) -> absl::Status {
-    replication::Ready ready = ex->TakeReady();
-    if (!ready.records_to_apply.empty()) {
-      KV_ASSIGN_OR_RETURN(storage::ApplyResult applied,
-                          store->ApplyBatch(ready.records_to_apply));
-      if (applied.refused > 0) {
-        refused->fetch_add(applied.refused);
-        // Clocks far ahead: those records are refused, the rest repaired.
-        spdlog::warn("anti-entropy: refused {} records, first: {}", applied.refused,
-                     std::string(applied.first_refusal.message()));
-      }
-    }
-    if (!send) return absl::OkStatus();
-    for (const ExchangeMessage& m : ready.messages) {
-      limiter->Acquire(static_cast<int64_t>(m.ByteSizeLong()));
-      if (!stream->Write(m)) {
-        return absl::UnavailableError("the peer closed the exchange stream");
-      }
+class GrpcWriter final : public replication::ExchangeStream {
+ public:
+  GrpcWriter(Stream* stream, RateLimiter* limiter)
+      : stream_(stream), limiter_(limiter) {}
+  absl::Status Write(const ExchangeMessage& msg) override {
+    limiter_->Acquire(static_cast<int64_t>(msg.ByteSizeLong()));
+    if (!stream_->Write(msg)) {
+      return absl::UnavailableError("the peer closed the exchange stream");
     }
     return absl::OkStatus();
-  };
-  KV_RETURN_IF_ERROR(flush(true));
-  bool use_first = first != nullptr;
-  while (!ex->done()) {
-    ExchangeMessage read;
-    if (!use_first && !stream->Read(&read)) {
-      return absl::UnavailableError("the exchange stream ended before the exchange finished");
-    }
-    const ExchangeMessage& in = use_first ? *first : read;
-    use_first = false;
-    absl::Status s = ex->Step(in);
-    if (!s.ok()) {
-      (void)flush(false);  // Records already validated are still good.
-      return s;
-    }
-    KV_RETURN_IF_ERROR(flush(true));
   }
-  return absl::OkStatus();
-}
+
+ private:
+  Stream* const stream_;
+  RateLimiter* const limiter_;
+};
 
 absl::Status FromGrpc(const grpc::Status& s) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+
+replication::SessionOptions ToSessionOptions(const AntiEntropyOptions& o) {
+  replication::SessionOptions so;
+  so.max_incoming = o.max_incoming;
+  so.max_outgoing = 1;  // One initiating thread.
+  so.deadline_ms = absl::ToInt64Milliseconds(o.exchange_deadline);
+  so.idle_timeout_ms = absl::ToInt64Milliseconds(o.idle_timeout);
+  return so;
+}
 
 }  // namespace
 
@@ -76,45 +63,87 @@ AntiEntropy::AntiEntropy(storage::Store* store, AntiEntropyOptions options)
       options_(std::move(options)),
       running_(!options_.start_paused),
       limiter_(options_.bandwidth_bytes_per_s),
-      peers_(options_.peers),
-      rng_(std::random_device{}()) {}
+      sessions_(store->node_id(), ToSessionOptions(options_)),
+      rng_(std::random_device{}()) {
+  sessions_.SetPeers(options_.peers);
+}
 
 AntiEntropy::~AntiEntropy() { Stop(); }
 
-void AntiEntropy::Start() { thread_ = std::thread([this] { Loop(); }); }
+void AntiEntropy::Start() {
+  thread_ = std::thread([this] { Loop(); });
+  watchdog_ = std::thread([this] { Watchdog(); });
+}
 
 void AntiEntropy::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   {
     absl::MutexLock lock(&mu_);
-    for (grpc::ClientContext* ctx : outgoing_) ctx->TryCancel();
+    for (auto& [id, cancel] : cancel_) cancel();
   }
   if (thread_.joinable()) thread_.join();
+  if (watchdog_.joinable()) watchdog_.join();
 }
 
 void AntiEntropy::SetPeers(std::vector<std::string> peers) {
   absl::MutexLock lock(&mu_);
-  peers_ = std::move(peers);
+  sessions_.SetPeers(std::move(peers));
 }
 
 void AntiEntropy::Loop() {
   while (true) {
     absl::Duration wait;
-    std::string peer;
     {
       absl::MutexLock lock(&mu_);
       // Jitter of +-25% keeps nodes from exchanging in lockstep.
       const double jitter = 0.75 + 0.5 * std::uniform_real_distribution<>(0, 1)(rng_);
       wait = options_.interval * jitter;
-      if (!peers_.empty()) peer = peers_[rng_() % peers_.size()];
     }
     if (stop_.WaitForNotificationWithTimeout(wait)) return;
-    if (!running_.load() || peer.empty()) continue;
-    // While a peer repairs us, starting our own exchange would stream the
-    // same differences a second time (the peer may be the one we pick).
-    if (incoming_.load() > 0) continue;
-    (void)ExchangeWith(peer);
+    if (!running_.load()) continue;
+    std::optional<std::string> peer;
+    {
+      absl::MutexLock lock(&mu_);
+      // Among the peers the rules allow now (not one this node serves).
+      peer = sessions_.PickPeer(rng_());
+    }
+    if (peer.has_value()) (void)ExchangeWith(*peer);
   }
+}
+
+void AntiEntropy::Watchdog() {
+  // Checks often enough that an idle timeout is kept within a tenth of it.
+  const absl::Duration tick = std::clamp(
+      std::min(options_.idle_timeout, options_.exchange_deadline) / 10,
+      absl::Milliseconds(10), absl::Milliseconds(500));
+  while (!stop_.WaitForNotificationWithTimeout(tick)) {
+    absl::MutexLock lock(&mu_);
+    for (Sessions::Id id : sessions_.Expired(NowMs())) {
+      if (!expired_.insert(id).second) continue;
+      auto it = cancel_.find(id);
+      if (it != cancel_.end()) it->second();
+    }
+  }
+}
+
+void AntiEntropy::RegisterCancel(Sessions::Id id, std::function<void()> cancel) {
+  cancel_[id] = std::move(cancel);
+  if (stop_.HasBeenNotified()) cancel_[id]();  // Stop() has run its loop.
+}
+
+bool AntiEntropy::EndSession(Sessions::Id id) {
+  absl::MutexLock lock(&mu_);
+  sessions_.End(id);
+  cancel_.erase(id);
+  return expired_.erase(id) > 0;
+}
+
+template <typename Stream>
+bool AntiEntropy::ReadMessage(Stream* stream, Sessions::Id id, ExchangeMessage* msg) {
+  if (!stream->Read(msg)) return false;
+  absl::MutexLock lock(&mu_);
+  sessions_.Touch(id, NowMs());
+  return true;
 }
 
 peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
@@ -139,29 +168,49 @@ peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
 
 absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
   peer::v1::Peer::Stub* stub = StubFor(peer);
-  uint64_t salt;
-  {
-    absl::MutexLock lock(&mu_);
-    salt = rng_();
-  }
-  auto ex = replication::Exchange::Initiator(store_, options_.exchange, salt);
-  if (!ex.ok()) {  // Bad options: every exchange would fail the same way.
-    started_.fetch_add(1);
-    Record(peer, nullptr, ex.status());
-    return ex.status();
-  }
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.exchange_deadline));
+  uint64_t salt;
+  Sessions::Id id;
   {
     absl::MutexLock lock(&mu_);
     if (stop_.HasBeenNotified()) return absl::CancelledError("shutting down");
-    outgoing_.push_back(&ctx);
-    outgoing_count_.store(static_cast<int>(outgoing_.size()));
+    absl::StatusOr<Sessions::Id> begun = sessions_.BeginOutgoing(peer, NowMs());
+    if (!begun.ok()) return begun.status();
+    id = *begun;
+    salt = rng_();
+    RegisterCancel(id, [&ctx] { ctx.TryCancel(); });
   }
   started_.fetch_add(1);
   auto stream = stub->Exchange(&ctx);
-  absl::Status s =
-      DriveExchange(stream.get(), ex->get(), store_, &limiter_, &refused_clock_);
+  GrpcWriter<grpc::ClientReaderWriter<ExchangeMessage, ExchangeMessage>> writer(
+      stream.get(), &limiter_);
+  absl::StatusOr<std::unique_ptr<ExchangeDriver>> driver =
+      ExchangeDriver::Initiate(store_, options_.exchange, salt, &writer);
+  absl::Status s = driver.ok() ? (*driver)->Start() : driver.status();
+  bool learned = false;
+  while (s.ok() && !(*driver)->done()) {
+    ExchangeMessage in;
+    if (!ReadMessage(stream.get(), id, &in)) {
+      s = absl::UnavailableError("the exchange stream ended before the exchange finished");
+      break;
+    }
+    if (!learned) {
+      // The responder's id, so that the rules know which node this
+      // address is (no initiating to a peer this node serves; yields).
+      learned = true;
+      const auto& md = ctx.GetServerInitialMetadata();
+      auto it = md.find(kNodeIdKey);
+      uint64_t node_id = 0;
+      if (it != md.end() &&
+          absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()),
+                           &node_id)) {
+        absl::MutexLock lock(&mu_);
+        sessions_.LearnPeerId(peer, node_id);
+      }
+    }
+    s = (*driver)->OnMessage(in);
+  }
   if (s.ok()) {
     stream->WritesDone();
     s = FromGrpc(stream->Finish());
@@ -174,74 +223,97 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
     ctx.TryCancel();  // Our side failed (bad peer message, storage error).
     (void)stream->Finish();
   }
-  {
-    absl::MutexLock lock(&mu_);
-    outgoing_.erase(std::find(outgoing_.begin(), outgoing_.end(), &ctx));
-    outgoing_count_.store(static_cast<int>(outgoing_.size()));
+  if (EndSession(id)) {
+    s = absl::DeadlineExceededError(absl::StrCat(
+        "the exchange passed its deadline or got no message for ",
+        absl::FormatDuration(options_.idle_timeout)));
   }
-  Record(peer, ex->get(), s);
+  Record(peer, driver.ok() ? driver->get() : nullptr, s);
   return s;
 }
 
 absl::Status AntiEntropy::Serve(
-    const std::string& peer,
+    grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<ExchangeMessage, ExchangeMessage>* stream) {
   if (!running_.load()) {
     return absl::UnavailableError("anti-entropy is paused on this node");
   }
-  if (incoming_.fetch_add(1) >= options_.max_incoming) {
-    incoming_.fetch_sub(1);
-    return absl::UnavailableError(absl::StrCat(
-        "this node is already serving ", options_.max_incoming, " exchanges"));
+  ctx->AddInitialMetadata(kNodeIdKey, std::to_string(store_->node_id()));
+  Sessions::Id id;
+  {
+    // No serving slot yet: only a valid Hello takes one (Admit below).
+    absl::MutexLock lock(&mu_);
+    id = sessions_.BeginIncoming(NowMs());
+    RegisterCancel(id, [ctx] { ctx->TryCancel(); });
   }
-  ExchangeMessage hello;
-  if (!stream->Read(&hello)) {
-    incoming_.fetch_sub(1);
-    return absl::CancelledError("the peer closed the stream before its Hello");
+  GrpcWriter<grpc::ServerReaderWriter<ExchangeMessage, ExchangeMessage>> writer(
+      stream, &limiter_);
+  absl::StatusOr<std::unique_ptr<ExchangeDriver>> driver = ExchangeDriver::Respond(
+      store_, options_.exchange, &writer, [this, id](uint64_t peer_node_id) {
+        absl::MutexLock lock(&mu_);
+        return sessions_.Admit(id, peer_node_id);
+      });
+  absl::Status s = driver.status();
+  bool admitted = false;
+  while (s.ok() && !(*driver)->done()) {
+    ExchangeMessage in;
+    if (!ReadMessage(stream, id, &in)) {
+      s = admitted ? absl::UnavailableError(
+                         "the exchange stream ended before the exchange finished")
+                   : absl::CancelledError("the peer closed the stream before its Hello");
+      break;
+    }
+    s = (*driver)->OnMessage(in);
+    if (!admitted && (*driver)->admitted()) {
+      admitted = true;
+      started_.fetch_add(1);
+    }
   }
-  // Two nodes that start exchanges with each other at the same moment would
-  // stream every difference twice: the node with the lower id yields.
-  if (outgoing_count_.load() > 0 && hello.has_hello() &&
-      store_->node_id() < hello.hello().node_id()) {
-    incoming_.fetch_sub(1);
-    return absl::AbortedError(
-        "this node is running an exchange of its own and has the lower node id; "
-        "it yields (retry later)");
+  if (EndSession(id)) {
+    s = absl::DeadlineExceededError(absl::StrCat(
+        admitted ? "the exchange passed its deadline or got no message for "
+                 : "no Hello within ",
+        absl::FormatDuration(options_.idle_timeout)));
   }
-  started_.fetch_add(1);
-  auto ex = replication::Exchange::Responder(store_, options_.exchange);
-  absl::Status s =
-      ex.ok() ? DriveExchange(stream, ex->get(), store_, &limiter_, &refused_clock_, &hello)
-              : ex.status();
-  Record(peer, ex.ok() ? ex->get() : nullptr, s);
-  incoming_.fetch_sub(1);
+  // Refusals (paused, full, a yield) and streams without a valid Hello are
+  // not exchanges.
+  if (admitted) Record(ctx->peer(), driver->get(), s);
   return s;
 }
 
-void AntiEntropy::Record(const std::string& peer, const replication::Exchange* ex,
+void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
                          const absl::Status& status) {
-  if (ex != nullptr) {
-    const replication::ExchangeStats& st = ex->stats();
+  if (driver != nullptr) {
+    const replication::ExchangeStats& st = driver->stats();
     if (st.equal_roots) equal_roots_.fetch_add(1);
     differing_leaves_.fetch_add(st.differing_leaves);
     keys_sent_.fetch_add(st.records_sent);
     keys_received_.fetch_add(st.records_received);
     bytes_sent_.fetch_add(st.bytes_sent);
     bytes_received_.fetch_add(st.bytes_received);
+    if (driver->records_refused() > 0) {
+      refused_clock_.fetch_add(driver->records_refused());
+      // Clocks far ahead: those records are refused, the rest repaired.
+      spdlog::warn("anti-entropy with {}: refused {} records, first: {}", peer,
+                   driver->records_refused(),
+                   std::string(driver->first_refusal().message()));
+    }
   }
   (status.ok() ? completed_ : failed_).fetch_add(1);
   absl::MutexLock lock(&mu_);
   // Only configured peers are tracked: incoming exchanges come from
   // ephemeral ports.
-  auto it = std::find(peers_.begin(), peers_.end(), peer);
+  const std::vector<std::string>& peers = sessions_.peers();
+  auto it = std::find(peers.begin(), peers.end(), peer);
   PeerState unused;
-  PeerState& ps = it != peers_.end() ? peer_state_[peer] : unused;
+  PeerState& ps = it != peers.end() ? peer_state_[peer] : unused;
   if (status.ok()) {
     ps.last_ok_ms = NowMs();
-    if (ex != nullptr && ex->stats().records_sent + ex->stats().records_received > 0) {
+    if (driver != nullptr &&
+        driver->stats().records_sent + driver->stats().records_received > 0) {
       spdlog::info("anti-entropy with {}: {} records sent, {} received, {} differing leaves",
-                   peer, ex->stats().records_sent, ex->stats().records_received,
-                   ex->stats().differing_leaves);
+                   peer, driver->stats().records_sent, driver->stats().records_received,
+                   driver->stats().differing_leaves);
     }
   } else {
     ps.last_failure_ms = NowMs();
@@ -267,7 +339,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_bytes_received(bytes_received_.load());
   resp->set_records_refused_clock(refused_clock_.load());
   absl::MutexLock lock(&mu_);
-  for (const std::string& p : peers_) {
+  for (const std::string& p : sessions_.peers()) {
     kv::v1::PeerStats* ps = resp->add_peers();
     ps->set_address(p);
     auto it = peer_state_.find(p);
@@ -282,7 +354,7 @@ grpc::Status PeerService::Exchange(
     grpc::ServerContext* ctx,
     grpc::ServerReaderWriter<peer::v1::ExchangeMessage, peer::v1::ExchangeMessage>*
         stream) {
-  return ToGrpcStatus(anti_entropy_->Serve(ctx->peer(), stream));
+  return ToGrpcStatus(anti_entropy_->Serve(ctx, stream));
 }
 
 }  // namespace kv::server

@@ -1,30 +1,34 @@
-// Background anti-entropy: the gRPC driver of replication::Exchange.
+// Background anti-entropy: the gRPC transport of replication's exchange
+// driver (replication/session.h), which the simulator runs too.
 //
-// Every interval (jittered) the node picks a random peer and runs one
-// exchange as initiator over the Peer.Exchange stream; PeerService runs the
-// responder side of exchanges other nodes open. Both sides go through
-// DriveExchange, which feeds received messages to the pure core, applies the
-// records it returns and sends its messages through the node-wide rate
-// limiter. Peers come from a static list today (--peers); gossip membership
-// will supply the live set through SetPeers.
+// Every interval (jittered) the node asks its replication::Sessions for a
+// peer (PickPeer, with a random draw) and runs one exchange as initiator over
+// the Peer.Exchange stream; PeerService runs the responder side of exchanges
+// other nodes open. Both sides feed each message read from the stream to an
+// ExchangeDriver, which steps the core, applies records and writes through
+// the node-wide rate limiter. The session rules are Sessions': an incoming
+// exchange takes a serving slot only after a valid Hello (max_incoming), a
+// node does not initiate to a peer it serves but does to others, the lower
+// node id yields when two nodes start exchanges with each other at once, and
+// every exchange ends at its deadline or after idle_timeout without a
+// message (a watchdog thread cancels it). The responder tells its node id in
+// the "kv-node-id" initial metadata, so the initiator learns which node an
+// address is. Peers come from --peers or gossip (SetPeers).
 //
-// Pairs of nodes do not exchange in both directions at once (that would
-// stream each difference twice): a node does not start an exchange while it
-// serves one, and when two nodes start exchanges with each other at the same
-// moment, the one with the lower node id refuses the other's (ABORTED)
-// and only its own runs.
-//
-// Thread safety: thread-safe. One background thread initiates exchanges;
-// incoming exchanges run on gRPC's threads (at most max_incoming at once).
+// Thread safety: thread-safe. One background thread initiates exchanges, one
+// watchdog thread ends expired ones; incoming exchanges run on gRPC's
+// threads.
 #ifndef KV_SERVER_ANTI_ENTROPY_H_
 #define KV_SERVER_ANTI_ENTROPY_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +41,7 @@
 #include "proto/kv.pb.h"
 #include "proto/peer.grpc.pb.h"
 #include "replication/exchange.h"
+#include "replication/session.h"
 #include "server/rate_limiter.h"
 #include "storage/store.h"
 
@@ -45,9 +50,12 @@ namespace kv::server {
 struct AntiEntropyOptions {
   std::vector<std::string> peers;           // host:port of the other nodes.
   absl::Duration interval = absl::Seconds(1);
-  absl::Duration exchange_deadline = absl::Seconds(30);
+  absl::Duration exchange_deadline = absl::Seconds(30);  // Either side.
+  // An exchange (either side, a responder also before its Hello) that gets
+  // no message for this long ends.
+  absl::Duration idle_timeout = absl::Seconds(10);
   int64_t bandwidth_bytes_per_s = 64 << 20;  // Repair traffic cap; 0 = none.
-  int max_incoming = 4;                      // Concurrent responder exchanges.
+  int max_incoming = 4;  // Exchanges served at once (after their Hello).
   bool start_paused = false;
   replication::ExchangeOptions exchange;
 };
@@ -67,20 +75,23 @@ class AntiEntropy {
   void SetRunning(bool running) { running_.store(running); }
   bool running() const { return running_.load(); }
 
-  // Replaces the peer list (the seam for gossip membership).
+  // Replaces the peer list (host:port; gossip feeds it the live members).
   void SetPeers(std::vector<std::string> peers);
 
   // Runs one exchange with `peer` as initiator, now, on the calling thread.
   // Errors: UNAVAILABLE when the peer cannot be reached, refuses (paused,
-  // busy) or the stream breaks; DEADLINE_EXCEEDED; INVALID_ARGUMENT when the
-  // peer sent a malformed message; storage errors.
+  // busy) or the stream breaks, or when this node already runs an exchange
+  // with it (or its max_outgoing); DEADLINE_EXCEEDED (deadline or idle
+  // timeout); ABORTED when the peer yields; INVALID_ARGUMENT when the peer
+  // sent a malformed message; CANCELLED after Stop; storage errors.
   absl::Status ExchangeWith(const std::string& peer);
 
   // Runs the responder side of an exchange on `stream` (PeerService).
   // Errors: as ExchangeWith; UNAVAILABLE when paused or at max_incoming;
-  // ABORTED when this node yields to a simultaneous exchange of its own.
+  // ABORTED when this node yields to a simultaneous exchange of its own;
+  // INVALID_ARGUMENT when the first message is not a valid Hello.
   absl::Status Serve(
-      const std::string& peer,
+      grpc::ServerContext* ctx,
       grpc::ServerReaderWriter<peer::v1::ExchangeMessage, peer::v1::ExchangeMessage>*
           stream);
 
@@ -94,8 +105,19 @@ class AntiEntropy {
     std::string last_error;
   };
   void Loop();
+  // Cancels the exchanges past their deadline or idle timeout.
+  void Watchdog();
+  // Registers how to end session `id` early; Unregister forgets it and says
+  // whether the watchdog ended it.
+  void RegisterCancel(replication::Sessions::Id id, std::function<void()> cancel)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool EndSession(replication::Sessions::Id id);
+  // Reads the next message; marks activity. False when the stream ended.
+  template <typename Stream>
+  bool ReadMessage(Stream* stream, replication::Sessions::Id id,
+                   peer::v1::ExchangeMessage* msg);
   // Adds one finished exchange to the counters.
-  void Record(const std::string& peer, const replication::Exchange* ex,
+  void Record(const std::string& peer, const replication::ExchangeDriver* driver,
               const absl::Status& status);
   peer::v1::Peer::Stub* StubFor(const std::string& peer);
 
@@ -104,25 +126,30 @@ class AntiEntropy {
   const AntiEntropyOptions options_;
 
   std::atomic<bool> running_;
-  std::atomic<int> incoming_{0};        // Exchanges being served.
-  std::atomic<int> outgoing_count_{0};  // Exchanges we initiated, running.
   RateLimiter limiter_;
   absl::Notification stop_;
   std::thread thread_;
+  std::thread watchdog_;
 
   // Counters (this node as either side).
   std::atomic<int64_t> started_{0}, completed_{0}, failed_{0}, equal_roots_{0},
       differing_leaves_{0}, keys_sent_{0}, keys_received_{0}, bytes_sent_{0},
       bytes_received_{0}, refused_clock_{0};
 
+  // Never held while a driver runs (it blocks on storage and the limiter).
   mutable absl::Mutex mu_;
-  std::vector<std::string> peers_ ABSL_GUARDED_BY(mu_);
+  // The session rules and table, and the peer list.
+  replication::Sessions sessions_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, PeerState> peer_state_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<peer::v1::Peer::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
-  // Outgoing exchanges in progress, cancelled by Stop().
-  std::vector<grpc::ClientContext*> outgoing_ ABSL_GUARDED_BY(mu_);
+  // How to end each running exchange (its gRPC context's TryCancel): used
+  // by the watchdog and by Stop().
+  std::map<replication::Sessions::Id, std::function<void()>> cancel_
+      ABSL_GUARDED_BY(mu_);
+  // Sessions the watchdog ended (their status is DEADLINE_EXCEEDED).
+  std::set<replication::Sessions::Id> expired_ ABSL_GUARDED_BY(mu_);
 };
 
 // The responder side as a gRPC service. Uses the synchronous API on
