@@ -147,7 +147,10 @@ std::string MergeLeafValues(absl::string_view existing,
   LeafValue a = DecodeLeafValue(existing).value_or(LeafValue{});
   LeafValue b = DecodeLeafValue(operand).value_or(LeafValue{});
   a.digest ^= b.digest;
-  a.count += b.count;
+  // Two's-complement wrap-around, not signed overflow: a corrupt leaf's count
+  // can be anything (found by record_fuzz), and VerifyTree repairs it.
+  a.count = static_cast<int64_t>(static_cast<uint64_t>(a.count) +
+                                 static_cast<uint64_t>(b.count));
   return EncodeLeafValue(a);
 }
 

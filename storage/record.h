@@ -97,6 +97,7 @@ std::string EncodeLeafValue(const LeafValue& leaf);
 absl::StatusOr<LeafValue> DecodeLeafValue(absl::string_view encoded);
 // existing ^ operand (both encoded leaf values; an empty `existing` is zero).
 // Malformed input is treated as zero and reported by DecodeLeafValue later.
+// Counts add modulo 2^64 (a corrupt count never overflows).
 std::string MergeLeafValues(absl::string_view existing, absl::string_view operand);
 // Key of leaf `index` in the Merkle column: u32 BE.
 std::string EncodeLeafKey(uint32_t index);
