@@ -5,25 +5,38 @@
 #include "absl/time/clock.h"
 
 namespace kv::server {
+namespace {
+
+absl::Status Cancelled() {
+  return absl::CancelledError("the repair bandwidth limiter was cancelled (shutting down)");
+}
+
+}  // namespace
 
 RateLimiter::RateLimiter(int64_t bytes_per_second)
     : rate_(bytes_per_second), tokens_(static_cast<double>(bytes_per_second)),
       last_(absl::Now()) {}
 
-void RateLimiter::Acquire(int64_t bytes) {
-  if (rate_ <= 0) return;
-  absl::Duration wait;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = absl::Now();
-    tokens_ = std::min<double>(static_cast<double>(rate_),
-                               tokens_ + absl::ToDoubleSeconds(now - last_) * rate_);
-    last_ = now;
-    tokens_ -= static_cast<double>(bytes);
-    if (tokens_ >= 0) return;
-    wait = absl::Seconds(-tokens_ / static_cast<double>(rate_));
-  }
-  absl::SleepFor(wait);
+absl::Status RateLimiter::Acquire(int64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return Cancelled();
+  if (rate_ <= 0) return absl::OkStatus();
+  const absl::Time now = absl::Now();
+  tokens_ = std::min<double>(static_cast<double>(rate_),
+                             tokens_ + absl::ToDoubleSeconds(now - last_) * rate_);
+  last_ = now;
+  tokens_ -= static_cast<double>(bytes);
+  if (tokens_ >= 0) return absl::OkStatus();
+  // Wait until the debt is paid, releasing the lock meanwhile (later callers
+  // add their own debt and wait longer); Cancel ends the wait.
+  const absl::Time until = now + absl::Seconds(-tokens_ / static_cast<double>(rate_));
+  if (mu_.AwaitWithDeadline(absl::Condition(&cancelled_), until)) return Cancelled();
+  return absl::OkStatus();
+}
+
+void RateLimiter::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
 }
 
 }  // namespace kv::server
