@@ -1,5 +1,9 @@
 #include "server/kv_service.h"
 
+#include <algorithm>
+#include <optional>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "replication/wire.h"
 #include "server/status_mapping.h"
@@ -38,13 +42,28 @@ Precondition PreconditionFromProto(const kv::v1::Precondition& p) {
 constexpr int kScanChunkEntries = 256;
 constexpr size_t kScanChunkBytes = 1 << 20;
 
+// What an entry (Entry in a ScanResponse, GetResponse in a BatchGetResponse)
+// adds to its message beyond its key and value: field tags, length prefixes
+// and the version's two varints. An upper bound, so that a reply sized with
+// it is never over the limit.
+constexpr size_t kEntryOverheadBytes = 48;
+
+size_t EntryWireBytes(const storage::Record& r) {
+  return r.key.size() + r.value.size() + kEntryOverheadBytes;
+}
+
 // Streams a scan in chunks; each chunk resumes after the last key sent, so a
-// long scan holds no snapshot and sees writes made while it runs.
+// long scan holds no snapshot and sees writes made while it runs. A chunk
+// holds at most `chunk_bytes` (counted by EntryWireBytes, checked before an
+// entry is added), except that an entry larger than that on its own is sent
+// alone: it is within the message limit, which leaves 64 KiB above the
+// largest key and value.
 class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> {
  public:
-  ScanReactor(storage::Store* store, std::string start, std::string end,
-              std::string prefix, uint64_t limit)
+  ScanReactor(storage::Store* store, size_t chunk_bytes, std::string start,
+              std::string end, std::string prefix, uint64_t limit)
       : store_(store),
+        chunk_bytes_(chunk_bytes),
         next_(std::move(start)),
         end_(std::move(end)),
         prefix_(std::move(prefix)),
@@ -75,15 +94,17 @@ class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> 
         finished_ = true;
         return false;
       }
-      if (chunk_.entries_size() >= kScanChunkEntries || bytes >= kScanChunkBytes) {
-        more = true;
+      const size_t entry_bytes = EntryWireBytes(r);
+      if (chunk_.entries_size() >= kScanChunkEntries ||
+          (chunk_.entries_size() > 0 && bytes + entry_bytes > chunk_bytes_)) {
+        more = true;  // This entry starts the next chunk.
         return false;
       }
       kv::v1::Entry* e = chunk_.add_entries();
       e->set_key(r.key);
       e->set_value(r.value);
       replication::VersionToProto(r.version, e->mutable_version());
-      bytes += r.key.size() + r.value.size();
+      bytes += entry_bytes;
       next_ = r.key;
       next_.push_back('\0');  // The smallest key after r.key.
       return --remaining_ > 0;
@@ -101,6 +122,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> 
   }
 
   storage::Store* const store_;
+  const size_t chunk_bytes_;
   std::string next_;
   const std::string end_;
   const std::string prefix_;
@@ -189,8 +211,10 @@ grpc::ServerWriteReactor<kv::v1::ScanResponse>* KvService::Scan(
     return new Refuse(bad);
   }
   if (!req->prefix().empty()) start = req->prefix();
-  return new ScanReactor(store_, std::move(start), std::move(end), req->prefix(),
-                         req->limit());
+  const size_t chunk_bytes =
+      std::min(kScanChunkBytes, limits_.EffectiveMaxMessageBytes());
+  return new ScanReactor(store_, chunk_bytes, std::move(start), std::move(end),
+                         req->prefix(), req->limit());
 }
 
 grpc::ServerUnaryReactor* KvService::BatchWrite(
@@ -227,16 +251,47 @@ grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,
                            absl::StrCat("batch has ", n, " keys, over the limit of ",
                                         limits_.max_batch, " (--max-batch)")));
   }
+  // Each key once: a repeated key would cost its value again in the reply
+  // (a request of a few KB could ask for a gigabyte).
+  absl::flat_hash_map<absl::string_view, int> first_index;
+  first_index.reserve(n);
   for (int i = 0; i < n; ++i) {
-    absl::Status s = CheckKey(limits_, req->keys(i), absl::StrCat("key ", i, ": "));
+    const std::string& key = req->keys(i);
+    absl::Status s = CheckKey(limits_, key, absl::StrCat("key ", i, ": "));
     if (!s.ok()) return Finish(ctx, s);
-  }
-  for (int i = 0; i < n; ++i) {
-    absl::Status s = DoGet(req->keys(i), resp->add_results());
-    if (!s.ok()) {
-      resp->Clear();
-      return Finish(ctx, s);
+    auto [it, inserted] = first_index.emplace(key, i);
+    if (!inserted) {
+      return Finish(ctx, absl::InvalidArgumentError(absl::StrCat(
+                             "key ", i, ": repeats key ", it->second, " (\"",
+                             replication::KeyForMessage(key),
+                             "\"); give each key once")));
     }
+  }
+  // The reply is one message: each record's size is added before it goes in,
+  // so the reply never grows past the node's message limit.
+  const size_t budget = limits_.EffectiveMaxMessageBytes();
+  size_t bytes = 0;
+  for (int i = 0; i < n; ++i) {
+    absl::StatusOr<std::optional<storage::Record>> rec = store_->Get(req->keys(i));
+    if (!rec.ok()) {
+      resp->Clear();
+      return Finish(ctx, rec.status());
+    }
+    kv::v1::GetResponse* result = resp->add_results();
+    if (!rec->has_value()) continue;
+    const storage::Record& r = **rec;
+    bytes += (r.tombstone ? 0 : r.value.size()) + kEntryOverheadBytes;
+    if (bytes > budget) {
+      resp->Clear();
+      return Finish(ctx, absl::ResourceExhaustedError(absl::StrCat(
+                             "the reply would be over ", budget,
+                             " bytes, the node's message limit (--max-message-bytes), "
+                             "at key ", i, " of ", n, "; ask for fewer keys at a time")));
+    }
+    replication::VersionToProto(r.version, result->mutable_version());
+    if (r.tombstone) continue;
+    result->set_found(true);
+    result->set_value(std::move((*rec)->value));
   }
   return Finish(ctx, absl::OkStatus());
 }
