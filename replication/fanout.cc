@@ -1,0 +1,292 @@
+#include "replication/fanout.h"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+namespace kv::replication {
+namespace {
+
+// What a record adds to a Push message beyond its key and value (tags,
+// lengths, the version); an upper bound.
+constexpr size_t kRecordOverheadBytes = 40;
+
+size_t RecordBytes(const storage::Record& r) {
+  return r.key.size() + r.value.size() + kRecordOverheadBytes;
+}
+
+}  // namespace
+
+int RequiredReplicas(ConsistencyLevel level, int members) {
+  members = std::max(members, 1);
+  switch (level) {
+    case ConsistencyLevel::kOne:
+      return 1;
+    case ConsistencyLevel::kQuorum:
+      return members / 2 + 1;
+    case ConsistencyLevel::kAll:
+      return members;
+  }
+  return 1;
+}
+
+Fanout::Fanout(FanoutOptions options) : options_(options) {}
+
+void Fanout::SetPeers(std::vector<std::string> peers) {
+  std::sort(peers.begin(), peers.end());
+  peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+  peers_ = std::move(peers);
+  for (auto it = queues_.begin(); it != queues_.end();) {
+    if (std::binary_search(peers_.begin(), peers_.end(), it->first)) {
+      ++it;
+      continue;
+    }
+    const std::string peer = it->first;
+    PeerQueue q = std::move(it->second);
+    it = queues_.erase(it);
+    DropQueue(peer, q);
+  }
+}
+
+void Fanout::DropQueue(const std::string& peer, PeerQueue& q) {
+  for (auto& [key, item] : q.items) {
+    ++stats_.records_dropped;
+    Resolve(peer, item.write_ids, false);
+  }
+  for (auto& [id, items] : q.in_flight) {
+    for (Item& item : items) {
+      ++stats_.records_dropped;
+      Resolve(peer, item.write_ids, false);
+    }
+  }
+}
+
+uint64_t Fanout::Write(std::span<const storage::Record> records, int needed,
+                       int64_t now_ms, int64_t deadline_ms,
+                       const std::optional<std::vector<std::string>>& targets) {
+  (void)now_ms;
+  const std::vector<std::string>& to = targets.has_value() ? *targets : peers_;
+  uint64_t id = 0;
+  if (needed > 1) {
+    id = next_write_id_++;
+    Pending& p = writes_[id];
+    p.needed_peers = needed - 1;
+    p.targets = static_cast<int>(to.size());
+    p.deadline_ms = deadline_ms;
+    for (const std::string& peer : to) {
+      if (!records.empty()) p.outstanding[peer] = static_cast<int>(records.size());
+    }
+    if (records.empty()) p.acked = p.targets;  // Nothing to wait for.
+  }
+  for (const std::string& peer : to) {
+    PeerQueue& q = queues_[peer];
+    for (const storage::Record& r : records) Enqueue(q, peer, r, id);
+  }
+  if (id != 0) MaybeComplete(id);
+  return id;
+}
+
+void Fanout::Repair(const std::string& peer, const storage::Record& record) {
+  Enqueue(queues_[peer], peer, record, 0);
+}
+
+void Fanout::Enqueue(PeerQueue& q, const std::string& peer,
+                     const storage::Record& r, uint64_t write_id) {
+  auto it = q.items.find(r.key);
+  if (it != q.items.end()) {
+    Item& item = it->second;
+    ++stats_.records_coalesced;
+    if (r.version > item.record.version) {
+      const size_t bytes = RecordBytes(r);
+      q.bytes = q.bytes - item.bytes + bytes;
+      item.record = r;
+      item.bytes = bytes;
+    }
+    // Either way the queued record is the newer: it supersedes this write.
+    if (write_id != 0) item.write_ids.push_back(write_id);
+    return;
+  }
+  const size_t bytes = RecordBytes(r);
+  if (q.items.size() >= options_.max_queue_records ||
+      q.bytes + bytes > options_.max_queue_bytes) {
+    ++stats_.records_dropped;
+    if (write_id != 0) Resolve(peer, {write_id}, false);
+    return;
+  }
+  ++stats_.records_queued;
+  Item item{r, bytes, {}};
+  if (write_id != 0) item.write_ids.push_back(write_id);
+  q.items.emplace(r.key, std::move(item));
+  q.order.push_back(r.key);
+  q.bytes += bytes;
+}
+
+std::vector<FanoutBatch> Fanout::TakeBatches() {
+  std::vector<FanoutBatch> out;
+  for (auto& [peer, q] : queues_) {
+    while (static_cast<int>(q.in_flight.size()) < options_.max_in_flight_per_peer &&
+           !q.order.empty()) {
+      FanoutBatch batch;
+      batch.peer = peer;
+      batch.batch_id = q.next_batch_id++;
+      std::vector<Item> items;
+      while (!q.order.empty() && batch.records.size() < options_.max_batch_records) {
+        auto it = q.items.find(q.order.front());
+        const size_t bytes = it->second.bytes;
+        if (!batch.records.empty() && batch.bytes + bytes > options_.max_batch_bytes) {
+          break;
+        }
+        q.order.pop_front();
+        q.bytes -= bytes;
+        batch.bytes += bytes;
+        Item item = std::move(it->second);
+        q.items.erase(it);
+        batch.records.push_back(std::move(item.record));
+        item.record = storage::Record{};  // The batch holds the copy.
+        items.push_back(std::move(item));
+      }
+      q.in_flight.emplace(batch.batch_id, std::move(items));
+      ++stats_.batches_sent;
+      out.push_back(std::move(batch));
+    }
+  }
+  return out;
+}
+
+void Fanout::OnBatchDone(const std::string& peer, uint64_t batch_id, bool ok) {
+  auto qit = queues_.find(peer);
+  if (qit == queues_.end()) return;
+  auto bit = qit->second.in_flight.find(batch_id);
+  if (bit == qit->second.in_flight.end()) return;
+  std::vector<Item> items = std::move(bit->second);
+  qit->second.in_flight.erase(bit);
+  if (!ok) ++stats_.batches_failed;
+  for (const Item& item : items) {
+    if (ok) {
+      ++stats_.records_acked;
+    } else {
+      ++stats_.records_dropped;
+    }
+    Resolve(peer, item.write_ids, ok);
+  }
+}
+
+void Fanout::Resolve(const std::string& peer, const std::vector<uint64_t>& write_ids,
+                     bool ok) {
+  for (uint64_t id : write_ids) {
+    auto wit = writes_.find(id);
+    if (wit == writes_.end()) continue;
+    Pending& p = wit->second;
+    auto oit = p.outstanding.find(peer);
+    if (oit == p.outstanding.end()) continue;
+    if (ok) {
+      if (--oit->second > 0) continue;
+      p.outstanding.erase(oit);
+      ++p.acked;
+    } else {
+      p.outstanding.erase(oit);
+      ++p.failed;
+    }
+    MaybeComplete(id);
+  }
+}
+
+void Fanout::MaybeComplete(uint64_t write_id) {
+  auto it = writes_.find(write_id);
+  if (it == writes_.end()) return;
+  const Pending& p = it->second;
+  if (p.acked >= p.needed_peers || p.targets - p.failed < p.needed_peers) {
+    Complete(write_id, false);
+  }
+}
+
+void Fanout::Complete(uint64_t write_id, bool timed_out) {
+  auto it = writes_.find(write_id);
+  const Pending& p = it->second;
+  WriteOutcome o;
+  o.write_id = write_id;
+  o.ok = p.acked >= p.needed_peers;
+  o.acks = p.acked + 1;
+  o.needed = p.needed_peers + 1;
+  o.timed_out = timed_out && !o.ok;
+  (o.ok ? stats_.writes_ok : stats_.writes_failed)++;
+  outcomes_.push_back(o);
+  writes_.erase(it);
+}
+
+void Fanout::Tick(int64_t now_ms) {
+  std::vector<uint64_t> expired;
+  for (const auto& [id, p] : writes_) {
+    if (p.deadline_ms <= now_ms) expired.push_back(id);
+  }
+  for (uint64_t id : expired) Complete(id, true);
+}
+
+std::vector<WriteOutcome> Fanout::TakeOutcomes() {
+  std::vector<WriteOutcome> out;
+  out.swap(outcomes_);
+  return out;
+}
+
+size_t Fanout::QueuedRecords(const std::string& peer) const {
+  auto it = queues_.find(peer);
+  return it == queues_.end() ? 0 : it->second.items.size();
+}
+
+size_t Fanout::QueuedBytes(const std::string& peer) const {
+  auto it = queues_.find(peer);
+  return it == queues_.end() ? 0 : it->second.bytes;
+}
+
+size_t Fanout::InFlight(const std::string& peer) const {
+  auto it = queues_.find(peer);
+  return it == queues_.end() ? 0 : it->second.in_flight.size();
+}
+
+// ---------------------------------------------------------------------------
+// ReadCollector
+
+ReadCollector::ReadCollector(int needed, std::vector<std::string> asked,
+                             std::optional<storage::Record> local)
+    : needed_(needed), local_(std::move(local)), newest_(local_) {
+  for (std::string& peer : asked) {
+    if (asked_.emplace(std::move(peer), true).second) ++pending_;
+  }
+}
+
+void ReadCollector::OnReply(const std::string& peer,
+                            std::optional<storage::Record> record) {
+  auto it = asked_.find(peer);
+  if (it == asked_.end() || !it->second) return;
+  it->second = false;
+  --pending_;
+  ++answered_;
+  replies_[peer] = record.has_value() ? std::optional(record->version) : std::nullopt;
+  if (record.has_value() &&
+      (!newest_.has_value() || record->version > newest_->version)) {
+    newest_ = std::move(record);
+  }
+}
+
+void ReadCollector::OnFailure(const std::string& peer) {
+  auto it = asked_.find(peer);
+  if (it == asked_.end() || !it->second) return;
+  it->second = false;
+  --pending_;
+}
+
+std::vector<std::string> ReadCollector::StalePeers() const {
+  std::vector<std::string> out;
+  if (!newest_.has_value()) return out;
+  for (const auto& [peer, version] : replies_) {
+    if (!version.has_value() || *version < newest_->version) out.push_back(peer);
+  }
+  return out;
+}
+
+bool ReadCollector::LocalStale() const {
+  if (!newest_.has_value()) return false;
+  return !local_.has_value() || local_->version < newest_->version;
+}
+
+}  // namespace kv::replication

@@ -1,0 +1,218 @@
+// Write fan-out as a pure state machine: per-peer bounded coalescing queues,
+// batching, and the acknowledgement bookkeeping of consistency levels; plus
+// the collection of replica answers for a QUORUM/ALL read.
+//
+// A node applies a write locally, then hands its records to Write(): each
+// record is queued for every target peer. A queue holds at most one record
+// per key: a newer version replaces the one queued (the older write then
+// rides on the newer record: a replica holding the newer version has
+// superseded it), an older one is discarded. A queue is bounded in records
+// and bytes; a record that does not fit is dropped and counted (anti-entropy
+// repairs it). TakeBatches() cuts each peer's queue into batches (bounded in
+// records and bytes) while the peer has fewer than max_in_flight_per_peer
+// batches in flight; the driver sends each batch and reports OnBatchDone.
+//
+// A write that needs K acknowledgements (ConsistencyLevel; the local durable
+// apply counts as one) is tracked by id: a target peer acknowledges it when
+// every record of the write it was sent was acknowledged in a successful
+// batch; it fails for that peer when one of them is dropped, lost in a failed
+// batch, or the peer is removed. The write completes (TakeOutcomes) OK as
+// soon as K - 1 peers acknowledged, not OK as soon as that became impossible,
+// or at its deadline (Tick) with the count reached so far.
+//
+// No I/O, threads or clock: time is passed to Write and Tick, so the same
+// inputs give the same outputs.
+//
+// Thread safety: not thread-safe; the driver serializes calls.
+#ifndef KV_REPLICATION_FANOUT_H_
+#define KV_REPLICATION_FANOUT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "storage/record.h"
+
+namespace kv::replication {
+
+enum class ConsistencyLevel { kOne, kQuorum, kAll };
+
+// Replicas (the coordinator included) that must acknowledge a request at
+// `level` in a cluster of `members` members (self included; >= 1):
+// 1, members / 2 + 1, members.
+int RequiredReplicas(ConsistencyLevel level, int members);
+
+struct FanoutOptions {
+  // Per-peer queue bounds. A frozen peer costs at most this much memory,
+  // plus max_in_flight_per_peer batches.
+  size_t max_queue_records = 10000;
+  size_t max_queue_bytes = 16 << 20;
+  // Per batch (one Push call). A record larger than max_batch_bytes goes
+  // alone.
+  size_t max_batch_records = 512;
+  size_t max_batch_bytes = 1 << 20;
+  // Batches a peer may have in flight: two keeps a peer busy while one
+  // answer travels.
+  int max_in_flight_per_peer = 2;
+};
+
+struct FanoutStats {
+  int64_t records_queued = 0;     // Record copies queued (one per peer).
+  int64_t records_coalesced = 0;  // Replaced or discarded by another version.
+  int64_t records_dropped = 0;    // Queue full, peer removed, batch failed.
+  int64_t records_acked = 0;
+  int64_t batches_sent = 0;
+  int64_t batches_failed = 0;
+  int64_t writes_ok = 0;      // Tracked writes that reached their count.
+  int64_t writes_failed = 0;  // Tracked writes that did not.
+};
+
+// One Push call to make.
+struct FanoutBatch {
+  std::string peer;
+  uint64_t batch_id = 0;
+  std::vector<storage::Record> records;
+  size_t bytes = 0;
+};
+
+// The result of a tracked write.
+struct WriteOutcome {
+  uint64_t write_id = 0;
+  bool ok = false;
+  int acks = 0;    // Replicas that acknowledged, the local apply included.
+  int needed = 0;  // Replicas the level asked for.
+  bool timed_out = false;  // Not OK because the deadline passed.
+};
+
+class Fanout {
+ public:
+  explicit Fanout(FanoutOptions options = {});
+
+  // The peers that Write targets when it is given none. A peer dropped from
+  // the set loses its queue (counted as dropped) and its tracked writes fail
+  // for it; answers of its batches in flight are then ignored.
+  void SetPeers(std::vector<std::string> peers);
+  const std::vector<std::string>& peers() const { return peers_; }
+
+  // Queues copies of `records` (already durable locally; distinct keys) for
+  // each of `targets` (the peer set when nullopt). When `needed` > 1, tracks
+  // the write: it needs needed - 1 of the targets to acknowledge by
+  // `deadline_ms`. Returns the write id (0 when untracked). When the targets
+  // cannot give needed - 1 acknowledgements, the outcome is ready at once.
+  uint64_t Write(std::span<const storage::Record> records, int needed,
+                 int64_t now_ms, int64_t deadline_ms,
+                 const std::optional<std::vector<std::string>>& targets =
+                     std::nullopt);
+
+  // Queues `record` for `peer` alone, untracked (read repair). A peer not in
+  // the set gets a queue until the next SetPeers.
+  void Repair(const std::string& peer, const storage::Record& record);
+
+  // Batches ready to send, at most max_in_flight_per_peer per peer in flight.
+  std::vector<FanoutBatch> TakeBatches();
+
+  // The answer to a batch: `ok` means the peer applied every record durably.
+  // Unknown (peer, batch_id) pairs are ignored.
+  void OnBatchDone(const std::string& peer, uint64_t batch_id, bool ok);
+
+  // Fails the tracked writes whose deadline is at or before `now_ms`.
+  void Tick(int64_t now_ms);
+
+  std::vector<WriteOutcome> TakeOutcomes();
+
+  const FanoutStats& stats() const { return stats_; }
+  // Records and bytes queued for `peer` (not counting batches in flight).
+  size_t QueuedRecords(const std::string& peer) const;
+  size_t QueuedBytes(const std::string& peer) const;
+  size_t InFlight(const std::string& peer) const;
+  size_t TrackedWrites() const { return writes_.size(); }
+
+ private:
+  struct Item {
+    storage::Record record;
+    size_t bytes = 0;
+    std::vector<uint64_t> write_ids;  // Tracked writes riding on it.
+  };
+  struct PeerQueue {
+    std::deque<std::string> order;  // Keys, oldest first.
+    absl::flat_hash_map<std::string, Item> items;
+    size_t bytes = 0;
+    uint64_t next_batch_id = 1;
+    std::map<uint64_t, std::vector<Item>> in_flight;
+  };
+  struct Pending {
+    int needed_peers = 0;  // Peer acknowledgements needed.
+    int targets = 0;
+    int acked = 0;
+    int failed = 0;
+    int64_t deadline_ms = 0;
+    // Records of the write not yet acknowledged, per target peer.
+    absl::flat_hash_map<std::string, int> outstanding;
+  };
+
+  void Enqueue(PeerQueue& q, const std::string& peer, const storage::Record& r,
+               uint64_t write_id);
+  // The item carried `write_ids` to `peer`; ok or lost.
+  void Resolve(const std::string& peer, const std::vector<uint64_t>& write_ids,
+               bool ok);
+  void DropQueue(const std::string& peer, PeerQueue& q);
+  void MaybeComplete(uint64_t write_id);
+  void Complete(uint64_t write_id, bool timed_out);
+
+  const FanoutOptions options_;
+  std::vector<std::string> peers_;
+  std::map<std::string, PeerQueue> queues_;
+  uint64_t next_write_id_ = 1;
+  std::map<uint64_t, Pending> writes_;
+  std::vector<WriteOutcome> outcomes_;
+  FanoutStats stats_;
+};
+
+// Collects the answers of a QUORUM/ALL read: the coordinator's own record
+// and one answer (or failure) per asked peer. Ready once `needed` replicas
+// answered (the coordinator included) or no longer can.
+class ReadCollector {
+ public:
+  // `local` is the coordinator's record (nullopt: never written).
+  ReadCollector(int needed, std::vector<std::string> asked,
+                std::optional<storage::Record> local);
+
+  void OnReply(const std::string& peer, std::optional<storage::Record> record);
+  void OnFailure(const std::string& peer);
+
+  // needed replicas answered (newest() is the result), or impossible.
+  bool Ready() const { return answered_ >= needed_ || Impossible(); }
+  bool Succeeded() const { return answered_ >= needed_; }
+  bool Impossible() const {
+    return answered_ + pending_ < needed_;
+  }
+  // Every asked peer answered or failed.
+  bool AllDone() const { return pending_ == 0; }
+  int answered() const { return answered_; }
+  int needed() const { return needed_; }
+  // The newest record among the answers (nullopt when none holds the key).
+  const std::optional<storage::Record>& newest() const { return newest_; }
+  // Peers that answered with an older record than newest() or none.
+  std::vector<std::string> StalePeers() const;
+  // Whether the coordinator's own record is older than newest().
+  bool LocalStale() const;
+
+ private:
+  const int needed_;
+  int answered_ = 1;  // The coordinator.
+  int pending_ = 0;
+  std::optional<storage::Record> local_;
+  std::optional<storage::Record> newest_;
+  std::map<std::string, std::optional<storage::Version>> replies_;
+  std::map<std::string, bool> asked_;  // Peer -> still pending.
+};
+
+}  // namespace kv::replication
+
+#endif  // KV_REPLICATION_FANOUT_H_

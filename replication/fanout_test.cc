@@ -1,0 +1,310 @@
+#include "replication/fanout.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kv::replication {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+storage::Record Rec(const std::string& key, uint64_t hlc, std::string value = "v") {
+  storage::Record r;
+  r.key = key;
+  r.version = storage::Version{hlc, 7};
+  r.value = std::move(value);
+  return r;
+}
+
+TEST(RequiredReplicasTest, Levels) {
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kOne, 5), 1);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kQuorum, 5), 3);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kQuorum, 4), 3);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kQuorum, 3), 2);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kQuorum, 1), 1);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kAll, 3), 3);
+  EXPECT_EQ(RequiredReplicas(ConsistencyLevel::kAll, 0), 1);
+}
+
+TEST(FanoutTest, PushesEveryWriteToEveryPeerInOneBatch) {
+  Fanout f;
+  f.SetPeers({"b", "a"});
+  std::vector<storage::Record> recs{Rec("k1", 10), Rec("k2", 11)};
+  EXPECT_EQ(f.Write(recs, 1, 0, 100), 0u);  // ONE: untracked.
+  std::vector<FanoutBatch> batches = f.TakeBatches();
+  ASSERT_THAT(batches, SizeIs(2));
+  EXPECT_EQ(batches[0].peer, "a");
+  EXPECT_EQ(batches[1].peer, "b");
+  EXPECT_THAT(batches[0].records, ElementsAre(recs[0], recs[1]));
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  f.OnBatchDone("a", batches[0].batch_id, true);
+  f.OnBatchDone("b", batches[1].batch_id, true);
+  EXPECT_EQ(f.stats().records_acked, 4);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+}
+
+TEST(FanoutTest, NewerVersionReplacesQueuedOneOlderIsDiscarded) {
+  Fanout f;
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k", 10, "old")}, 1, 0, 100);
+  f.Write(std::vector{Rec("k", 12, "new")}, 1, 0, 100);
+  f.Write(std::vector{Rec("k", 11, "mid")}, 1, 0, 100);
+  EXPECT_EQ(f.QueuedRecords("a"), 1u);
+  EXPECT_EQ(f.stats().records_coalesced, 2);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  ASSERT_THAT(b[0].records, SizeIs(1));
+  EXPECT_EQ(b[0].records[0].value, "new");
+}
+
+TEST(FanoutTest, QueueIsBoundedAndDropsAreCounted) {
+  FanoutOptions o;
+  o.max_queue_records = 3;
+  o.max_in_flight_per_peer = 1;
+  Fanout f(o);
+  f.SetPeers({"frozen"});
+  for (int i = 0; i < 10; ++i) {
+    f.Write(std::vector{Rec("k" + std::to_string(i), 10 + i)}, 1, 0, 100);
+  }
+  EXPECT_EQ(f.QueuedRecords("frozen"), 3u);
+  EXPECT_EQ(f.stats().records_dropped, 7);
+  // One batch goes out; while it is in flight nothing more is sent, and new
+  // writes queue up to the bound again.
+  ASSERT_THAT(f.TakeBatches(), SizeIs(1));
+  for (int i = 10; i < 20; ++i) {
+    f.Write(std::vector{Rec("k" + std::to_string(i), 10 + i)}, 1, 0, 100);
+  }
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  EXPECT_EQ(f.QueuedRecords("frozen"), 3u);
+  EXPECT_EQ(f.InFlight("frozen"), 1u);
+  EXPECT_EQ(f.stats().records_dropped, 14);
+}
+
+TEST(FanoutTest, QueueIsBoundedInBytes) {
+  FanoutOptions o;
+  o.max_queue_bytes = 1000;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  for (int i = 0; i < 10; ++i) {
+    f.Write(std::vector{Rec("k" + std::to_string(i), 10 + i, std::string(300, 'x'))},
+            1, 0, 100);
+  }
+  EXPECT_LE(f.QueuedBytes("a"), 1000u);
+  EXPECT_EQ(f.QueuedRecords("a"), 2u);
+  EXPECT_EQ(f.stats().records_dropped, 8);
+}
+
+TEST(FanoutTest, BatchesAreBoundedInRecordsAndBytes) {
+  FanoutOptions o;
+  o.max_batch_records = 4;
+  o.max_batch_bytes = 1 << 20;
+  o.max_in_flight_per_peer = 10;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  for (int i = 0; i < 10; ++i) {
+    f.Write(std::vector{Rec("k" + std::to_string(i), 10 + i)}, 1, 0, 100);
+  }
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(3));
+  EXPECT_THAT(b[0].records, SizeIs(4));
+  EXPECT_THAT(b[2].records, SizeIs(2));
+
+  FanoutOptions ob;
+  ob.max_batch_bytes = 500;
+  ob.max_in_flight_per_peer = 10;
+  Fanout g(ob);
+  g.SetPeers({"a"});
+  g.Write(std::vector{Rec("big", 1, std::string(2000, 'x'))}, 1, 0, 100);
+  g.Write(std::vector{Rec("s1", 2, std::string(200, 'x'))}, 1, 0, 100);
+  g.Write(std::vector{Rec("s2", 3, std::string(200, 'x'))}, 1, 0, 100);
+  g.Write(std::vector{Rec("s3", 4, std::string(200, 'x'))}, 1, 0, 100);
+  b = g.TakeBatches();
+  ASSERT_THAT(b, SizeIs(3));
+  EXPECT_THAT(b[0].records, SizeIs(1));  // Over the limit alone.
+  EXPECT_THAT(b[1].records, SizeIs(2));
+  EXPECT_THAT(b[2].records, SizeIs(1));
+}
+
+TEST(FanoutTest, QuorumWriteCompletesAtEnoughAcks) {
+  Fanout f;
+  f.SetPeers({"a", "b", "c", "d"});
+  // QUORUM of 5: the local apply and two peers.
+  const uint64_t id = f.Write(std::vector{Rec("k", 10)}, 3, 0, 1000);
+  ASSERT_NE(id, 0u);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(4));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+  f.OnBatchDone("b", b[1].batch_id, false);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+  f.OnBatchDone("c", b[2].batch_id, true);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_EQ(out[0].write_id, id);
+  EXPECT_TRUE(out[0].ok);
+  EXPECT_EQ(out[0].acks, 3);
+  EXPECT_EQ(out[0].needed, 3);
+  // A late answer changes nothing.
+  f.OnBatchDone("d", b[3].batch_id, true);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+  EXPECT_EQ(f.TrackedWrites(), 0u);
+}
+
+TEST(FanoutTest, AllFailsAsSoonAsAPeerFails) {
+  Fanout f;
+  f.SetPeers({"a", "b"});
+  const uint64_t id = f.Write(std::vector{Rec("k", 10)}, 3, 0, 1000);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  f.OnBatchDone("a", b[0].batch_id, true);
+  f.OnBatchDone("b", b[1].batch_id, false);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_EQ(out[0].write_id, id);
+  EXPECT_FALSE(out[0].ok);
+  EXPECT_FALSE(out[0].timed_out);
+  EXPECT_EQ(out[0].acks, 2);
+  EXPECT_EQ(out[0].needed, 3);
+}
+
+TEST(FanoutTest, TooFewTargetsFailsAtOnce) {
+  Fanout f;
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k", 10)}, 3, 0, 1000);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_FALSE(out[0].ok);
+  EXPECT_EQ(out[0].acks, 1);
+  EXPECT_EQ(out[0].needed, 3);
+  // The record still goes to the one peer (it will spread anyway).
+  EXPECT_THAT(f.TakeBatches(), SizeIs(1));
+}
+
+TEST(FanoutTest, DeadlineFailsWithTheCountSoFar) {
+  Fanout f;
+  f.SetPeers({"a", "b"});
+  f.Write(std::vector{Rec("k", 10)}, 3, 0, 500);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  f.OnBatchDone("a", b[0].batch_id, true);
+  f.Tick(499);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+  f.Tick(500);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_FALSE(out[0].ok);
+  EXPECT_TRUE(out[0].timed_out);
+  EXPECT_EQ(out[0].acks, 2);
+}
+
+TEST(FanoutTest, MultiRecordWriteNeedsEveryRecordAcked) {
+  FanoutOptions o;
+  o.max_batch_records = 1;
+  o.max_in_flight_per_peer = 1;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k1", 10), Rec("k2", 10)}, 2, 0, 1000);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  EXPECT_THAT(f.TakeOutcomes(), IsEmpty());
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_TRUE(out[0].ok);
+}
+
+TEST(FanoutTest, CoalescedWriteIsAckedByTheNewerRecord) {
+  Fanout f;
+  f.SetPeers({"a"});
+  const uint64_t w1 = f.Write(std::vector{Rec("k", 10)}, 2, 0, 1000);
+  const uint64_t w2 = f.Write(std::vector{Rec("k", 12)}, 2, 0, 1000);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  ASSERT_THAT(b[0].records, SizeIs(1));
+  EXPECT_EQ(b[0].records[0].version.hlc, 12u);
+  f.OnBatchDone("a", b[0].batch_id, true);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(2));
+  EXPECT_EQ(out[0].write_id, w1);
+  EXPECT_EQ(out[1].write_id, w2);
+  EXPECT_TRUE(out[0].ok);
+  EXPECT_TRUE(out[1].ok);
+}
+
+TEST(FanoutTest, DroppedRecordFailsItsWriteForThatPeer) {
+  FanoutOptions o;
+  o.max_queue_records = 1;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("x", 10)}, 1, 0, 1000);
+  f.Write(std::vector{Rec("k", 11)}, 2, 0, 1000);
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_FALSE(out[0].ok);
+}
+
+TEST(FanoutTest, RemovedPeerLosesItsQueueAndFailsItsWrites) {
+  Fanout f;
+  f.SetPeers({"a", "b"});
+  f.Write(std::vector{Rec("k", 10)}, 3, 0, 1000);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  f.Write(std::vector{Rec("k2", 11)}, 1, 0, 1000);
+  f.SetPeers({"a"});
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_FALSE(out[0].ok);
+  EXPECT_EQ(f.stats().records_dropped, 2);  // One in flight, one queued.
+  EXPECT_EQ(f.QueuedRecords("b"), 0u);
+  f.OnBatchDone("b", b[1].batch_id, true);  // Ignored.
+  EXPECT_EQ(f.stats().records_acked, 0);
+}
+
+TEST(FanoutTest, ExplicitTargetsAndRepair) {
+  Fanout f;
+  f.SetPeers({"a", "b", "c"});
+  f.Write(std::vector{Rec("k", 10)}, 2, 0, 1000, std::vector<std::string>{"c"});
+  f.Repair("b", Rec("r", 5));
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(2));
+  EXPECT_EQ(b[0].peer, "b");
+  EXPECT_EQ(b[0].records[0].key, "r");
+  EXPECT_EQ(b[1].peer, "c");
+}
+
+TEST(ReadCollectorTest, NewestWinsAndStaleReplicasAreNamed) {
+  ReadCollector c(3, {"a", "b", "c"}, Rec("k", 10, "local"));
+  EXPECT_FALSE(c.Ready());
+  c.OnReply("a", Rec("k", 12, "newer"));
+  EXPECT_FALSE(c.Ready());
+  c.OnFailure("b");
+  EXPECT_FALSE(c.Ready());
+  c.OnReply("c", std::nullopt);
+  EXPECT_TRUE(c.Ready());
+  EXPECT_TRUE(c.Succeeded());
+  EXPECT_TRUE(c.AllDone());
+  ASSERT_TRUE(c.newest().has_value());
+  EXPECT_EQ(c.newest()->value, "newer");
+  EXPECT_THAT(c.StalePeers(), ElementsAre("c"));
+  EXPECT_TRUE(c.LocalStale());
+}
+
+TEST(ReadCollectorTest, ImpossibleWhenTooManyFail) {
+  ReadCollector c(3, {"a", "b"}, std::nullopt);
+  c.OnFailure("a");
+  EXPECT_TRUE(c.Ready());
+  EXPECT_FALSE(c.Succeeded());
+  EXPECT_EQ(c.answered(), 1);
+  EXPECT_FALSE(c.newest().has_value());
+  EXPECT_FALSE(c.LocalStale());
+  c.OnReply("a", Rec("k", 1));  // Already failed: ignored.
+  EXPECT_EQ(c.answered(), 1);
+}
+
+}  // namespace
+}  // namespace kv::replication
