@@ -9,6 +9,7 @@ PACKAGES=(
   librocksdb-dev libabsl-dev libgtest-dev libgmock-dev
   libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev
   clang-14 python3
+  python3-grpcio python3-protobuf  # examples/python and its test
 )
 
 missing=()
