@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The 3-node docker-compose cluster (docker-compose.yml), for trying things out.
 #
-#   scripts/docker-cluster.sh up       build kvd, kvctl and the image
-#                                      (scripts/docker-build.sh), start node1..3,
-#                                      wait until all three are healthy
+#   scripts/docker-cluster.sh up [--no-build]
+#                                      build kvd, kvctl and the image
+#                                      (scripts/docker-build.sh; --no-build: use
+#                                      the binaries already in BUILD_DIR), start
+#                                      node1..3, wait until all three are healthy
 #   scripts/docker-cluster.sh status   docker-compose ps, then kvctl members and
 #                                      kvctl cluster status (run inside node1)
 #   scripts/docker-cluster.sh down     stop and remove the containers and the
@@ -19,14 +21,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 3
 }
 
 compose() { docker-compose -f docker-compose.yml "$@"; }
 
 up() {
-  scripts/docker-build.sh
+  case "${1:-}" in --no-build | "") ;; *) usage ;; esac
+  scripts/docker-build.sh "$@"
   compose up -d --no-build
   local deadline=$((SECONDS + 60)) unhealthy
   while :; do
@@ -57,7 +60,7 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up) shift; up "$@" ;;
   status) status ;;
   down)
     case "${2:-}" in
