@@ -8,7 +8,7 @@ PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   librocksdb-dev libabsl-dev libgtest-dev libgmock-dev
   libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev
-  clang-14 python3
+  clang-14 libclang-rt-14-dev python3
   python3-grpcio python3-protobuf  # examples/python and its test
 )
 
