@@ -21,7 +21,7 @@ export FUZZ_BUILD_DIR
 if [ "${KV_FUZZ:-1}" != 0 ] || [ "${KV_SANITIZE:-0}" = 1 ]; then
   if [ "${KV_SANITIZE:-0}" = 1 ]; then
     scripts/build_sanitized.sh  # Unit tests, simulators and fuzz targets.
-    select=(-LE integration -E '_NOT_BUILT$')
+    select=(-LE 'integration|e2e' -E '_NOT_BUILT$')
   else
     scripts/build_sanitized.sh exchange_fuzz gossip_fuzz record_fuzz
     select=(-L fuzz)
