@@ -51,9 +51,16 @@ cp docker/Dockerfile "$stage/"
 
 rev=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || rev="$rev-dirty"
-echo "docker-build: $(echo "$libs" | wc -l) libraries; building $IMAGE:$rev"
+echo "docker-build: $(echo "$libs" | wc -l) shared objects (libraries and loader); building $IMAGE:$rev"
+old=$(docker image inspect -f '{{.Id}}' "$IMAGE:latest" 2>/dev/null || true)
 # No buildx here: the legacy builder (its deprecation notice is expected).
 DOCKER_BUILDKIT=0 docker build -q --label "org.opencontainers.image.revision=$rev" \
   -t "$IMAGE:$rev" -t "$IMAGE:latest" "$stage" >/dev/null
+# The image that was IMAGE:latest before, when no tag is left on it (a rebuild
+# at the same revision): remove it, unless a container still uses it.
+if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$IMAGE:latest")" ] &&
+  [ "$(docker image inspect -f '{{len .RepoTags}}' "$old" 2>/dev/null)" = 0 ]; then
+  docker rmi "$old" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE:latest")
 echo "docker-build: $IMAGE:$rev and $IMAGE:latest, $((size / 1000000)) MB"
