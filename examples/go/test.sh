@@ -3,8 +3,8 @@
 #   examples/go/test.sh [KVD]   (default build/server/kvd)
 # Exits 77 (ctest: skipped) and says so when there is no Go toolchain.
 set -euo pipefail
+kvd=$(realpath "${1:-$(dirname "$0")/../../build/server/kvd}")
 cd "$(dirname "$0")"
-kvd=$(realpath "${1:-../../build/server/kvd}")
 export PATH="$PATH:/usr/local/go/bin"
 if ! command -v go >/dev/null; then
   echo "SKIPPED: no Go toolchain (go not on PATH nor in /usr/local/go/bin)"
