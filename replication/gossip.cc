@@ -19,6 +19,8 @@ using peer::v1::MemberStatus;
 
 constexpr uint64_t kRemovedMark = std::numeric_limits<uint64_t>::max();
 constexpr double kLog10E = 0.4342944819032518;
+// Wall clocks beyond this (the year 37 000) are nonsense, not skew.
+constexpr int64_t kMaxWallMs = int64_t{1} << 50;
 
 // (generation, version) order of states.
 bool Newer(uint64_t gen_a, uint64_t ver_a, uint64_t gen_b, uint64_t ver_b) {
@@ -122,9 +124,14 @@ void Gossiper::Tick(int64_t now_ms, const AppState& app) {
   last_tick_ms_ = now_ms;
 
   self_state_.set_version(self_state_.version() + 1);
-  self_state_.set_merkle_root(app.merkle_root);
-  self_state_.set_key_count(app.key_count);
-  self_state_.set_wall_clock_ms(app.wall_clock_ms);
+  last_wall_ms_ = app.wall_clock_ms;
+  if (self_state_.app_version() == 0 || self_state_.merkle_root() != app.merkle_root ||
+      self_state_.key_count() != app.key_count) {
+    self_state_.set_merkle_root(app.merkle_root);
+    self_state_.set_key_count(app.key_count);
+    self_state_.set_wall_clock_ms(app.wall_clock_ms);
+    self_state_.set_app_version(self_state_.version());
+  }
 
   Detect(now_ms);
 
@@ -202,9 +209,7 @@ GossipMessage Gossiper::NewMessage(GossipMessage::Kind kind, int64_t now_ms) con
   msg.set_from_node_id(self_.node_id);
   msg.set_from_generation(self_.generation);
   msg.set_from_address(self_.peer_address);
-  msg.set_sent_unix_ms(self_state_.wall_clock_ms() != 0
-                           ? self_state_.wall_clock_ms() + (now_ms - last_tick_ms_)
-                           : now_ms);
+  msg.set_sent_unix_ms(WallNow(now_ms));
   return msg;
 }
 
@@ -259,16 +264,32 @@ void Gossiper::ApplyDownHints(const GossipMessage& m) {
   }
 }
 
-void Gossiper::AddStates(
-    std::vector<std::pair<uint64_t, const MemberState*>> by_lag,
-    GossipMessage* out) const {
+void Gossiper::Consider(const MemberState& mine, uint64_t gen, uint64_t ver,
+                        std::vector<ToSend>* out) {
+  if (!Newer(mine.generation(), mine.version(), gen, ver)) return;
+  const bool hb_only = gen == mine.generation() && ver >= mine.app_version() &&
+                       mine.status() == peer::v1::MEMBER_ALIVE;
+  out->push_back(ToSend{Lag(mine.generation(), mine.version(), gen, ver), &mine, hb_only});
+}
+
+void Gossiper::AddStates(std::vector<ToSend> by_lag, GossipMessage* out) const {
   std::stable_sort(by_lag.begin(), by_lag.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
+                   [](const ToSend& a, const ToSend& b) { return a.lag > b.lag; });
   int64_t bytes = static_cast<int64_t>(out->ByteSizeLong());
-  for (const auto& [lag, state] : by_lag) {
-    const int64_t size = static_cast<int64_t>(state->ByteSizeLong()) + 3;
+  for (const ToSend& t : by_lag) {
+    MemberState hb;
+    if (t.heartbeat_only) {
+      hb.set_node_id(t.state->node_id());
+      hb.set_generation(t.state->generation());
+      hb.set_version(t.state->version());
+      hb.set_app_version(t.state->app_version());
+      hb.set_status(t.state->status());
+      hb.set_heartbeat_only(true);
+    }
+    const MemberState& state = t.heartbeat_only ? hb : *t.state;
+    const int64_t size = static_cast<int64_t>(state.ByteSizeLong()) + 3;
     if (out->states_size() > 0 && bytes + size > options_.max_message_bytes) break;
-    *out->add_states() = *state;
+    *out->add_states() = state;
     bytes += size;
   }
 }
@@ -324,7 +345,8 @@ absl::Status Gossiper::Step(const GossipMessage& m, int64_t now_ms) {
     if (s.status() == peer::v1::MEMBER_STATUS_UNSPECIFIED) {
       return malformed(absl::StrCat("state of ", IdHex(s.node_id()), " has no status"));
     }
-    if (s.status() != peer::v1::MEMBER_REMOVED && s.peer_address().empty()) {
+    if (s.status() != peer::v1::MEMBER_REMOVED && !s.heartbeat_only() &&
+        s.peer_address().empty()) {
       return malformed(absl::StrCat("state of ", IdHex(s.node_id()), " has no peer_address"));
     }
   }
@@ -363,7 +385,8 @@ void Gossiper::HandleSyn(const GossipMessage& m, int64_t now_ms) {
   if (!conflict.empty()) {
     // Refuse only the newer claimant; we may know the older one as alive.
     ack.set_conflict(conflict);
-    events_.push_back(GossipEvent{GossipEvent::Kind::kConflict, m.from_node_id(), "",
+    events_.push_back(GossipEvent{GossipEvent::Kind::kConflict, m.from_node_id(),
+                                  m.from_address(),
                                   absl::StrCat("refused ", m.from_address(), ": ", conflict)});
     Send(m.from_address(), std::move(ack));
     return;
@@ -371,19 +394,15 @@ void Gossiper::HandleSyn(const GossipMessage& m, int64_t now_ms) {
   absl::flat_hash_map<uint64_t, const GossipDigest*> theirs;
   theirs.reserve(static_cast<size_t>(m.digests_size()));
   for (const GossipDigest& d : m.digests()) theirs[d.node_id()] = &d;
-  std::vector<std::pair<uint64_t, const MemberState*>> send;
+  std::vector<ToSend> send;
   auto consider = [&](const MemberState& mine) {
+    // Absent from the digest: the sender lacks it (or its SYN was full,
+    // which costs one state more).
     auto it = theirs.find(mine.node_id());
     if (it == theirs.end()) {
-      // Left out of a SYN that was full means nothing; a complete SYN (the
-      // common case) lacks it: send. Cost: one small state.
-      send.emplace_back(Lag(mine.generation(), mine.version(), 0, 0), &mine);
-      return;
-    }
-    const GossipDigest& d = *it->second;
-    if (Newer(mine.generation(), mine.version(), d.generation(), d.version())) {
-      send.emplace_back(Lag(mine.generation(), mine.version(), d.generation(), d.version()),
-                        &mine);
+      Consider(mine, 0, 0, &send);
+    } else {
+      Consider(mine, it->second->generation(), it->second->version(), &send);
     }
   };
   consider(self_state_);
@@ -413,7 +432,7 @@ void Gossiper::HandleAck(const GossipMessage& m, int64_t now_ms) {
   for (const MemberState& s : m.states()) ApplyState(s, now_ms);
   if (m.digests_size() == 0) return;
   GossipMessage ack2 = NewMessage(GossipMessage::ACK2, now_ms);
-  std::vector<std::pair<uint64_t, const MemberState*>> send;
+  std::vector<ToSend> send;
   for (const GossipDigest& want : m.digests()) {
     const MemberState* mine = nullptr;
     if (want.node_id() == self_.node_id) {
@@ -421,12 +440,7 @@ void Gossiper::HandleAck(const GossipMessage& m, int64_t now_ms) {
     } else if (auto it = members_.find(want.node_id()); it != members_.end()) {
       mine = &it->second.state;
     }
-    if (mine == nullptr ||
-        !Newer(mine->generation(), mine->version(), want.generation(), want.version())) {
-      continue;
-    }
-    send.emplace_back(
-        Lag(mine->generation(), mine->version(), want.generation(), want.version()), mine);
+    if (mine != nullptr) Consider(*mine, want.generation(), want.version(), &send);
   }
   if (send.empty()) return;
   AddStates(std::move(send), &ack2);
@@ -448,6 +462,23 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
     // newer claimant of our id is refused in ConflictWith.
     return false;
   }
+  if (s.heartbeat_only()) {
+    // Applies only on top of the app state it was sent against.
+    auto it = members_.find(s.node_id());
+    if (it == members_.end() || it->second.state.generation() != s.generation() ||
+        it->second.state.version() < s.app_version() ||
+        it->second.state.status() != peer::v1::MEMBER_ALIVE ||
+        s.status() != peer::v1::MEMBER_ALIVE) {
+      return false;
+    }
+    MemberState full = it->second.state;
+    full.set_version(s.version());
+    return ApplyFullState(full, now_ms);
+  }
+  return ApplyFullState(s, now_ms);
+}
+
+bool Gossiper::ApplyFullState(const MemberState& s, int64_t now_ms) {
   auto [it, inserted] = members_.try_emplace(s.node_id());
   Member& m = it->second;
   if (!inserted) {
@@ -465,6 +496,7 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
     m.health = MemberHealth::kRemoved;
     m.state.set_generation(kRemovedMark);
     m.state.set_version(kRemovedMark);
+    m.state.set_app_version(kRemovedMark);
     if (inserted || before != MemberHealth::kRemoved) Event(GossipEvent::Kind::kRemoved, m);
     return true;
   }
@@ -497,15 +529,21 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
   return true;
 }
 
+int64_t Gossiper::WallNow(int64_t now_ms) const {
+  // `now_ms` may be a monotonic clock: the wall clock is known only from a
+  // Tick's AppState.
+  if (last_wall_ms_ <= 0 || last_wall_ms_ > kMaxWallMs) return 0;
+  return last_wall_ms_ + std::clamp<int64_t>(now_ms - last_tick_ms_, 0, kMaxWallMs);
+}
+
 void Gossiper::NoteClock(uint64_t node_id, int64_t sent_ms, int64_t now_ms) {
   auto it = members_.find(node_id);
-  if (it == members_.end() || sent_ms == 0) return;
+  const int64_t ours = WallNow(now_ms);
+  // 0 (or nonsense): the sender did not know its wall clock yet.
+  if (it == members_.end() || sent_ms <= 0 || sent_ms > kMaxWallMs || ours == 0) return;
   Member& m = it->second;
   // The one-way delay counts as skew; on a LAN it is far below any drift
   // worth reporting.
-  const int64_t ours = self_state_.wall_clock_ms() != 0
-                           ? self_state_.wall_clock_ms() + (now_ms - last_tick_ms_)
-                           : now_ms;
   m.clock_offset_known = true;
   m.clock_offset_ms = sent_ms - ours;
   const bool skewed = std::llabs(m.clock_offset_ms) > options_.max_clock_drift_ms;
@@ -524,6 +562,7 @@ void Gossiper::Leave(int64_t now_ms) {
   if (!active_) return;
   self_state_.set_status(peer::v1::MEMBER_LEFT);
   self_state_.set_version(self_state_.version() + 1);
+  self_state_.set_app_version(self_state_.version());
   for (const std::string& to : LivePeers()) {
     GossipMessage msg = NewMessage(GossipMessage::ACK2, now_ms);
     *msg.add_states() = self_state_;
@@ -550,6 +589,7 @@ absl::Status Gossiper::Remove(uint64_t node_id, int64_t now_ms) {
   m.state.set_status(peer::v1::MEMBER_REMOVED);
   m.state.set_generation(kRemovedMark);
   m.state.set_version(kRemovedMark);
+  m.state.set_app_version(kRemovedMark);
   m.health = MemberHealth::kRemoved;
   ++live_version_;
   Event(GossipEvent::Kind::kRemoved, m, "by this node");

@@ -223,16 +223,26 @@ class Gossiper {
   void SendSyn(const std::string& to, int64_t now_ms);
   peer::v1::GossipMessage NewMessage(peer::v1::GossipMessage::Kind kind,
                                      int64_t now_ms) const;
-  // Applies a received state; returns true when it replaced ours.
+  // Applies a received state (full or heartbeat-only); returns true when it
+  // replaced ours.
   bool ApplyState(const peer::v1::MemberState& state, int64_t now_ms);
+  bool ApplyFullState(const peer::v1::MemberState& state, int64_t now_ms);
   void HandleSyn(const peer::v1::GossipMessage& m, int64_t now_ms);
   void HandleAck(const peer::v1::GossipMessage& m, int64_t now_ms);
   // Adds states to `out` most out of date first, within the byte budget.
-  void AddStates(std::vector<std::pair<uint64_t, const peer::v1::MemberState*>>
-                     by_lag,
-                 peer::v1::GossipMessage* out) const;
+  struct ToSend {
+    uint64_t lag;  // How far behind the receiver is: most behind go first.
+    const peer::v1::MemberState* state;
+    bool heartbeat_only;  // The receiver holds its app_version.
+  };
+  // Queues `mine` for a receiver holding (gen, ver) of it (0, 0: nothing).
+  static void Consider(const peer::v1::MemberState& mine, uint64_t gen, uint64_t ver,
+                       std::vector<ToSend>* out);
+  void AddStates(std::vector<ToSend> by_lag, peer::v1::GossipMessage* out) const;
   std::string ConflictWith(const peer::v1::GossipMessage& m) const;
   void NoteClock(uint64_t node_id, int64_t sent_ms, int64_t now_ms);
+  // Our wall clock at `now_ms`, 0 before the first Tick.
+  int64_t WallNow(int64_t now_ms) const;
   void AddDownHints(peer::v1::GossipMessage* out);
   void ApplyDownHints(const peer::v1::GossipMessage& m);
   void Event(GossipEvent::Kind kind, const Member& m, std::string detail = "");
@@ -247,6 +257,7 @@ class Gossiper {
   peer::v1::MemberState self_state_;
   std::map<uint64_t, Member> members_;  // Not self.
   int64_t last_tick_ms_ = -1;
+  int64_t last_wall_ms_ = 0;  // The wall clock passed to the last Tick.
   int local_health_ = 0;
   uint64_t live_version_ = 0;
   bool active_ = true;

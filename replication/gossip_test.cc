@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -240,6 +242,41 @@ TEST(GossipTest, ClockSkewIsFlaggedOnce) {
   EXPECT_EQ(net.At(1)->stats().clock_skew_events, 1);
 }
 
+TEST(GossipTest, UnknownOrAbsurdSenderClocksAreNotSkew) {
+  Net net;
+  for (int i = 1; i <= 2; ++i) net.Add(i, {"n1"});
+  net.Rounds(5);
+  // A node that restarted and has not ticked yet sends no wall clock; a
+  // forged one sends one near 2^63. Neither is a clock offset.
+  for (int64_t sent : {int64_t{0}, int64_t{-5}, std::numeric_limits<int64_t>::max(),
+                       std::numeric_limits<int64_t>::min()}) {
+    GossipMessage m;
+    m.set_kind(GossipMessage::ACK2);
+    m.set_from_address("n2");
+    m.set_from_node_id(1002);
+    m.set_from_generation(1);
+    m.set_sent_unix_ms(sent);
+    ASSERT_TRUE(net.At(1)->Step(m, net.now()).ok());
+  }
+  for (const MemberView& v : net.At(1)->Members(net.now())) {
+    EXPECT_FALSE(v.clock_skewed) << v.state.name();
+    EXPECT_LT(std::llabs(v.clock_offset_ms), 1000) << v.state.name();
+  }
+  EXPECT_EQ(net.At(1)->stats().clock_skew_events, 0);
+  // Before its first Tick a node does not claim a wall clock.
+  Gossiper fresh(LocalNode{.node_id = 9, .name = "f", .peer_address = "f", .generation = 1},
+                 {"n1"}, GossipOptions{}, 1);
+  ASSERT_TRUE(fresh.Remove(1, 0).code() == absl::StatusCode::kNotFound);
+  GossipMessage syn;
+  syn.set_kind(GossipMessage::SYN);
+  syn.set_from_address("n1");
+  syn.set_from_node_id(1001);
+  ASSERT_TRUE(fresh.Step(syn, 123).ok());
+  auto out = fresh.TakeMessages();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].message.sent_unix_ms(), 0);
+}
+
 TEST(GossipTest, MalformedMessagesAreRejectedAndCounted) {
   Net net;
   Gossiper* g = net.Add(1, {});
@@ -272,6 +309,7 @@ TEST(GossipTest, AckIsBoundedAndSendsMostOutOfDateFirst) {
     s->set_peer_address(absl::StrCat("m", i));
     s->set_generation(1);
     s->set_version(50 + i);
+    s->set_app_version(50 + i);  // Changed at this version: sent in full.
     s->set_status(peer::v1::MEMBER_ALIVE);
   }
   ASSERT_TRUE(g.Step(learn, 1).ok());
@@ -300,6 +338,63 @@ TEST(GossipTest, AckIsBoundedAndSendsMostOutOfDateFirst) {
   // Most out of date first: member 119 (lag 19), then 118, ...
   EXPECT_EQ(ack.states(0).node_id(), 119u);
   EXPECT_EQ(ack.states(1).node_id(), 118u);
+}
+
+TEST(GossipTest, SteadyStateSendsHeartbeatsOnlyAndKeepsTheAppState) {
+  Net net;
+  for (int i = 1; i <= 3; ++i) net.Add(i, {"n1"});
+  net.Rounds(10);
+  // Node 1 now holds node 2's app state; the next states about node 2 that
+  // node 1 receives are heartbeats only.
+  Gossiper* a = net.At(1);
+  GossipMessage syn;
+  syn.set_kind(GossipMessage::SYN);
+  syn.set_from_address("n1");
+  syn.set_from_node_id(1001);
+  syn.set_from_generation(1);
+  uint64_t known = 0;
+  for (const MemberView& v : a->Members(net.now())) {
+    if (v.state.node_id() == 1002) known = v.state.version();
+  }
+  ASSERT_GT(known, 0u);
+  auto* d = syn.add_digests();
+  d->set_node_id(1002);
+  d->set_generation(1);
+  d->set_version(known - 1);
+  ASSERT_TRUE(net.At(2)->Step(syn, net.now()).ok());
+  auto out = net.At(2)->TakeMessages();
+  ASSERT_EQ(out.size(), 1u);
+  const GossipMessage& ack = out[0].message;
+  const peer::v1::MemberState* hb = nullptr;
+  for (const auto& st : ack.states()) {
+    if (st.node_id() == 1002) hb = &st;
+  }
+  ASSERT_NE(hb, nullptr);
+  EXPECT_TRUE(hb->heartbeat_only());
+  EXPECT_TRUE(hb->name().empty());
+  ASSERT_TRUE(a->Step(ack, net.now()).ok());
+  for (const MemberView& v : a->Members(net.now())) {
+    if (v.state.node_id() != 1002) continue;
+    EXPECT_EQ(v.state.version(), hb->version());
+    EXPECT_EQ(v.state.name(), "node2");
+    EXPECT_EQ(v.state.peer_address(), "n2");
+    EXPECT_EQ(v.state.merkle_root(), std::string(16, 'r'));
+  }
+  // A heartbeat-only state for an app state the receiver lacks is ignored.
+  GossipMessage stale;
+  stale.set_kind(GossipMessage::ACK2);
+  stale.set_from_address("n2");
+  peer::v1::MemberState* s = stale.add_states();
+  s->set_node_id(1002);
+  s->set_generation(1);
+  s->set_version(hb->version() + 100);
+  s->set_app_version(hb->version() + 50);
+  s->set_status(peer::v1::MEMBER_ALIVE);
+  s->set_heartbeat_only(true);
+  ASSERT_TRUE(a->Step(stale, net.now()).ok());
+  for (const MemberView& v : a->Members(net.now())) {
+    if (v.state.node_id() == 1002) EXPECT_EQ(v.state.version(), hb->version());
+  }
 }
 
 }  // namespace
