@@ -29,7 +29,9 @@ class GrpcWriter final : public replication::ExchangeStream {
   GrpcWriter(Stream* stream, RateLimiter* limiter)
       : stream_(stream), limiter_(limiter) {}
   absl::Status Write(const ExchangeMessage& msg) override {
-    limiter_->Acquire(static_cast<int64_t>(msg.ByteSizeLong()));
+    // CANCELLED at shutdown: a low --ae-bandwidth does not hold it.
+    absl::Status s = limiter_->Acquire(static_cast<int64_t>(msg.ByteSizeLong()));
+    if (!s.ok()) return s;
     if (!stream_->Write(msg)) {
       return absl::UnavailableError("the peer closed the exchange stream");
     }
@@ -77,6 +79,7 @@ void AntiEntropy::Start() {
 
 void AntiEntropy::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  limiter_.Cancel();
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, cancel] : cancel_) cancel();
