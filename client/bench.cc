@@ -78,6 +78,8 @@ class Runner {
       std::seed_seq seq{options.seed, static_cast<uint64_t>(i)};
       slot->rng.seed(seq);
       slot->put_req.set_value(value_);
+      slot->put_req.set_consistency(ToProto(options.consistency));
+      slot->get_req.set_consistency(ToProto(options.consistency));
       slots_.push_back(std::move(slot));
     }
     const uint64_t per_key = options.value_size + 32;

@@ -45,6 +45,8 @@ struct BenchOptions {
   bool preload = false;    // Used by get and mixed only.
   uint64_t seed = 1;
   bool progress = false;  // Write a live "\r" progress line to stderr.
+  // Of the get and put calls (not of the preload).
+  Consistency consistency = Consistency::kOne;
 };
 
 struct BenchResult {

@@ -34,6 +34,26 @@ void ToProto(const Precondition& p, kv::v1::Precondition* out) {
   }
 }
 
+kv::v1::Consistency ToProto(Consistency c) {
+  switch (c) {
+    case Consistency::kQuorum:
+      return kv::v1::QUORUM;
+    case Consistency::kAll:
+      return kv::v1::ALL;
+    case Consistency::kOne:
+      break;
+  }
+  return kv::v1::ONE;
+}
+
+absl::StatusOr<Consistency> ParseConsistency(absl::string_view name) {
+  if (name == "one") return Consistency::kOne;
+  if (name == "quorum") return Consistency::kQuorum;
+  if (name == "all") return Consistency::kAll;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown consistency \"", name, "\" (one, quorum, all)"));
+}
+
 GetResult FromProto(const kv::v1::GetResponse& r) {
   return {r.found(), r.value(), FromProto(r.version())};
 }
@@ -98,6 +118,7 @@ void Client::PrepareContext(grpc::ClientContext* context) const {
 absl::StatusOr<GetResult> Client::Get(absl::string_view key) {
   kv::v1::GetRequest req;
   req.set_key(std::string(key));
+  req.set_consistency(ToProto(options_.consistency));
   kv::v1::GetResponse resp;
   grpc::ClientContext ctx;
   PrepareContext(&ctx);
@@ -111,6 +132,7 @@ absl::StatusOr<Version> Client::Put(absl::string_view key,
                                     Precondition precondition) {
   kv::v1::PutRequest req;
   req.set_key(std::string(key));
+  req.set_consistency(ToProto(options_.consistency));
   req.set_value(std::string(value));
   if (precondition.kind != Precondition::Kind::kNone) {
     ToProto(precondition, req.mutable_precondition());
@@ -127,6 +149,7 @@ absl::StatusOr<Version> Client::Delete(absl::string_view key,
                                        Precondition precondition) {
   kv::v1::DeleteRequest req;
   req.set_key(std::string(key));
+  req.set_consistency(ToProto(options_.consistency));
   if (precondition.kind != Precondition::Kind::kNone) {
     ToProto(precondition, req.mutable_precondition());
   }
@@ -182,6 +205,7 @@ absl::Status Client::Scan(const ScanOptions& options,
 absl::StatusOr<std::vector<Version>> Client::BatchWrite(
     const std::vector<Mutation>& mutations) {
   kv::v1::BatchWriteRequest req;
+  req.set_consistency(ToProto(options_.consistency));
   req.mutable_mutations()->Reserve(static_cast<int>(mutations.size()));
   for (const Mutation& m : mutations) {
     kv::v1::Mutation* pm = req.add_mutations();

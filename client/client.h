@@ -105,7 +105,18 @@ struct Mutation {
   Precondition precondition;
 };
 
+// How many replicas a call involves (kv.proto's Consistency): kOne is the
+// node called; kQuorum and kAll wait for (writes) or ask (reads) that many
+// replicas of the cluster, and fail with UNAVAILABLE or DEADLINE_EXCEEDED
+// naming the counts when they cannot.
+enum class Consistency { kOne, kQuorum, kAll };
+
+// "one", "quorum", "all". INVALID_ARGUMENT otherwise.
+absl::StatusOr<Consistency> ParseConsistency(absl::string_view name);
+
 struct ClientOptions {
+  // Of Get, Put, Delete and BatchWrite (and kvctl bench's calls).
+  Consistency consistency = Consistency::kOne;
   // Deadline of each call, measured from its start. For Scan it covers the
   // whole stream. absl::InfiniteDuration() = no deadline.
   absl::Duration timeout = absl::Seconds(10);
@@ -220,6 +231,7 @@ void ToProto(const Version& v, kv::v1::Version* out);
 // Leaves `out` untouched (unset) for Kind::kNone.
 void ToProto(const Precondition& p, kv::v1::Precondition* out);
 GetResult FromProto(const kv::v1::GetResponse& r);
+kv::v1::Consistency ToProto(Consistency c);
 
 }  // namespace kv::client
 

@@ -107,6 +107,7 @@ struct Flags {
   std::string endpoint = "127.0.0.1:7070";
   std::string output = "text";
   std::string timeout = "10";
+  std::string consistency = "one";
   // Commands.
   std::string key;
   std::string value;
@@ -389,6 +390,7 @@ int CmdBench(const Flags& f, const ClientOptions& copt, bool json,
   opts.preload = f.preload;
   opts.seed = seed_given ? f.seed : std::random_device{}();
   opts.progress = isatty(STDERR_FILENO);
+  opts.consistency = copt.consistency;
   absl::StatusOr<BenchResult> r = RunBench(f.endpoint, copt, opts);
   if (!r.ok()) {
     return r.status().code() == absl::StatusCode::kInvalidArgument
@@ -432,6 +434,11 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--output,-o", f.output, "Output format")
       ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--consistency", f.consistency,
+                 "Replicas a get/put/delete/bench call involves: one (the node "
+                 "called), quorum (a majority of the cluster) or all")
+      ->check(CLI::IsMember({"one", "quorum", "all"}))
       ->capture_default_str();
   app.add_option("--timeout", f.timeout,
                  "Per-call deadline: seconds (2.5) or a duration (500ms, inf)")
@@ -529,6 +536,7 @@ int Main(int argc, char** argv) {
   if (!timeout.ok()) return Usage(timeout.status().message());
   ClientOptions copt;
   copt.timeout = *timeout;
+  copt.consistency = *ParseConsistency(f.consistency);  // Checked by CLI11.
   const bool json = f.output == "json";
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);

@@ -22,6 +22,17 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+replication::ConsistencyLevel LevelFromProto(kv::v1::Consistency c) {
+  switch (c) {
+    case kv::v1::QUORUM:
+      return replication::ConsistencyLevel::kQuorum;
+    case kv::v1::ALL:
+      return replication::ConsistencyLevel::kAll;
+    default:
+      return replication::ConsistencyLevel::kOne;
+  }
+}
+
 Precondition PreconditionFromProto(const kv::v1::Precondition& p) {
   Precondition out;
   switch (p.condition_case()) {
@@ -147,18 +158,54 @@ absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp)
 grpc::ServerUnaryReactor* KvService::Commit(
     grpc::CallbackServerContext* ctx, std::vector<Mutation> muts,
     google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
-    kv::v1::Version* version) {
+    kv::v1::Version* version, kv::v1::Consistency consistency) {
   auto* reactor = ctx->DefaultReactor();
-  // Finished on the store's committer thread once the group is durable.
+  if (replicator_ == nullptr) {
+    // Finished on the store's committer thread once the group is durable.
+    store_->WriteAsync(
+        std::move(muts),
+        [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
+          if (r.ok()) {
+            for (const auto& v : *r) {
+              replication::VersionToProto(v, versions != nullptr ? versions->Add() : version);
+            }
+          }
+          reactor->Finish(ToGrpcStatus(r.status()));
+        });
+    return reactor;
+  }
+  // Enough live members for the level? Checked before anything is written.
+  absl::StatusOr<Replicator::Plan> plan = replicator_->PlanFor(LevelFromProto(consistency));
+  if (!plan.ok()) {
+    reactor->Finish(ToGrpcStatus(plan.status()));
+    return reactor;
+  }
+  // The records to push; their versions are known once written.
+  std::vector<storage::Record> records;
+  records.reserve(muts.size());
+  for (const Mutation& m : muts) {
+    records.push_back(storage::Record{m.key, {}, m.tombstone, m.tombstone ? "" : m.value});
+  }
+  const absl::Time deadline = absl::FromChrono(ctx->deadline());
+  // Finished once the group is durable here and the level is met.
   store_->WriteAsync(
       std::move(muts),
-      [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
-        if (r.ok()) {
-          for (const auto& v : *r) {
-            replication::VersionToProto(v, versions != nullptr ? versions->Add() : version);
-          }
+      [this, reactor, versions, version, records = std::move(records),
+       plan = *std::move(plan),
+       deadline](absl::StatusOr<std::vector<storage::Version>> r) mutable {
+        if (!r.ok()) {
+          reactor->Finish(ToGrpcStatus(r.status()));
+          return;
         }
-        reactor->Finish(ToGrpcStatus(r.status()));
+        for (size_t i = 0; i < r->size(); ++i) {
+          replication::VersionToProto((*r)[i],
+                                      versions != nullptr ? versions->Add() : version);
+          records[i].version = (*r)[i];
+        }
+        replicator_->Replicate(std::move(records), plan, deadline,
+                               [reactor](absl::Status s) {
+                                 reactor->Finish(ToGrpcStatus(s));
+                               });
       });
   return reactor;
 }
@@ -166,7 +213,26 @@ grpc::ServerUnaryReactor* KvService::Commit(
 grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
                                          const kv::v1::GetRequest* req,
                                          kv::v1::GetResponse* resp) {
-  return Finish(ctx, DoGet(req->key(), resp));
+  if (replicator_ == nullptr || req->consistency() == kv::v1::ONE) {
+    return Finish(ctx, DoGet(req->key(), resp));
+  }
+  absl::Status s = CheckKey(limits_, req->key());
+  if (!s.ok()) return Finish(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  replicator_->Read(
+      req->key(), LevelFromProto(req->consistency()), absl::FromChrono(ctx->deadline()),
+      [reactor, resp](absl::StatusOr<std::optional<storage::Record>> rec) {
+        if (rec.ok() && rec->has_value()) {
+          storage::Record& r = **rec;
+          replication::VersionToProto(r.version, resp->mutable_version());
+          if (!r.tombstone) {
+            resp->set_found(true);
+            resp->set_value(std::move(r.value));
+          }
+        }
+        reactor->Finish(ToGrpcStatus(rec.status()));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
@@ -177,7 +243,8 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
   if (!s.ok()) return Finish(ctx, s);
   std::vector<Mutation> muts{Mutation{req->key(), false, req->value(),
                                       PreconditionFromProto(req->precondition())}};
-  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version());
+  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version(),
+                req->consistency());
 }
 
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
@@ -187,7 +254,8 @@ grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
   if (!s.ok()) return Finish(ctx, s);
   std::vector<Mutation> muts{
       Mutation{req->key(), true, "", PreconditionFromProto(req->precondition())}};
-  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version());
+  return Commit(ctx, std::move(muts), nullptr, resp->mutable_version(),
+                req->consistency());
 }
 
 grpc::ServerWriteReactor<kv::v1::ScanResponse>* KvService::Scan(
@@ -238,7 +306,8 @@ grpc::ServerUnaryReactor* KvService::BatchWrite(
     muts.push_back(Mutation{m.key(), m.delete_(), m.delete_() ? "" : m.value(),
                             PreconditionFromProto(m.precondition())});
   }
-  return Commit(ctx, std::move(muts), resp->mutable_versions(), nullptr);
+  return Commit(ctx, std::move(muts), resp->mutable_versions(), nullptr,
+                req->consistency());
 }
 
 grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,

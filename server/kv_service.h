@@ -6,6 +6,8 @@
 #define KV_SERVER_KV_SERVICE_H_
 
 #include "proto/kv.grpc.pb.h"
+#include "replication/fanout.h"
+#include "server/fanout_service.h"
 #include "server/limits.h"
 #include "storage/store.h"
 
@@ -13,8 +15,10 @@ namespace kv::server {
 
 class KvService final : public kv::v1::KV::CallbackService {
  public:
-  // `store` must outlive the service.
-  KvService(storage::Store* store, Limits limits) : store_(store), limits_(limits) {}
+  // `store` and `replicator` (null: single node, every level is local)
+  // must outlive the service.
+  KvService(storage::Store* store, Limits limits, Replicator* replicator = nullptr)
+      : store_(store), limits_(limits), replicator_(replicator) {}
 
   grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx,
                                 const kv::v1::GetRequest* req,
@@ -39,15 +43,18 @@ class KvService final : public kv::v1::KV::CallbackService {
 
  private:
   absl::Status DoGet(const std::string& key, kv::v1::GetResponse* resp);
-  // Hands `muts` to the store's committer and finishes the call when the
-  // write is durable, filling `versions` (batch) or `version` (single).
+  // Hands `muts` to the store's committer and, once the write is durable,
+  // to the replicator; finishes the call when `consistency` is met, filling
+  // `versions` (batch) or `version` (single). At QUORUM/ALL with too few
+  // live members, fails with UNAVAILABLE before writing.
   grpc::ServerUnaryReactor* Commit(
       grpc::CallbackServerContext* ctx, std::vector<storage::Mutation> muts,
       google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
-      kv::v1::Version* version);
+      kv::v1::Version* version, kv::v1::Consistency consistency);
 
   storage::Store* const store_;
   const Limits limits_;
+  Replicator* const replicator_;
 };
 
 }  // namespace kv::server

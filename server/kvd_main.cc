@@ -101,6 +101,25 @@ int main(int argc, char** argv) {
                  "Refuse replicated records versioned further ahead of this node's "
                  "clock (0: no limit)")
       ->capture_default_str();
+  bool fanout_enabled = true;
+  int64_t fanout_ack_timeout_ms = 2000;
+  app.add_option("--fanout-enabled", fanout_enabled,
+                 "Push every write to the live members at once (false: ONE writes "
+                 "spread by anti-entropy alone; QUORUM/ALL still push)")
+      ->capture_default_str();
+  app.add_option("--fanout-queue-records", o.fanout.fanout.max_queue_records,
+                 "Most records queued for one peer (more are dropped and left to "
+                 "anti-entropy)")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{10'000'000}));
+  app.add_option("--fanout-queue-bytes", o.fanout.fanout.max_queue_bytes,
+                 "Most bytes queued for one peer")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 34));
+  app.add_option("--fanout-ack-timeout-ms", fanout_ack_timeout_ms,
+                 "Longest a QUORUM/ALL request waits for replicas")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{600000}));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->capture_default_str();
   app.add_option("--ready-file", ready_file,
@@ -118,6 +137,8 @@ int main(int argc, char** argv) {
     if (!seed.empty()) o.seeds.emplace_back(seed);
   }
   o.build_version = KV_BUILD_VERSION;
+  o.fanout.enabled = fanout_enabled;
+  o.fanout.ack_timeout = absl::Milliseconds(fanout_ack_timeout_ms);
   ae.interval = absl::Milliseconds(ae_interval_ms);
   ae.exchange_deadline = absl::Seconds(ae_deadline_s);
   ae.idle_timeout = absl::Milliseconds(ae_idle_timeout_ms);

@@ -47,11 +47,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                       storage::Store::Open(std::move(engine), store_options));
 
   AntiEntropyOptions ae = o.anti_entropy;
-  if (ae.peers.empty()) ae.peers = o.seeds;  // Until gossip knows better.
   ae.exchange.max_key_bytes = o.limits.max_key_bytes;
   ae.exchange.max_value_bytes = o.limits.max_value_bytes;
+  const int max_message_bytes = static_cast<int>(
+      std::max<uint64_t>(o.limits.EffectiveMaxMessageBytes(),
+                         replication::MaxReceivedMessageBytes(ae.exchange)));
+  if (ae.peers.empty()) ae.peers = o.seeds;  // Until gossip knows better.
   node->anti_entropy_ = std::make_unique<AntiEntropy>(node->store_.get(), ae);
-  node->kv_service_ = std::make_unique<KvService>(node->store_.get(), o.limits);
   node->peer_service_ = std::make_unique<PeerService>(node->anti_entropy_.get());
   GossipServiceOptions gossip;
   gossip.gossip = o.gossip;
@@ -62,6 +64,35 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->gossip_service_ = std::make_unique<GossipService>(
       std::move(gossip), node->store_.get(), node->anti_entropy_.get(),
       node->physical_clock_.get(), o.on_fatal);
+  // Fan-out targets and the cluster size N come from gossip: N counts
+  // members alive, suspect or down (not left or removed), self included.
+  ReplicatorOptions fanout = o.fanout;
+  fanout.max_message_bytes = max_message_bytes;
+  node->replicator_ = std::make_unique<Replicator>(
+      node->store_.get(), fanout, [gossip = node->gossip_service_.get()] {
+        ClusterView view;
+        const std::vector<replication::MemberView> members = gossip->Members();
+        if (members.empty()) return view;
+        view.members = 0;
+        for (const replication::MemberView& m : members) {
+          if (m.health == replication::MemberHealth::kLeft ||
+              m.health == replication::MemberHealth::kRemoved) {
+            continue;
+          }
+          ++view.members;
+          if (!m.is_self && (m.health == replication::MemberHealth::kAlive ||
+                             m.health == replication::MemberHealth::kSuspect)) {
+            view.live_peers.push_back(m.state.peer_address());
+          }
+        }
+        view.members = std::max(view.members, 1);
+        return view;
+      });
+  node->replica_service_ = std::make_unique<ReplicaService>(
+      node->store_.get(), replication::RecordLimits{.max_key_bytes = o.limits.max_key_bytes,
+                                                    .max_value_bytes = o.limits.max_value_bytes});
+  node->kv_service_ = std::make_unique<KvService>(node->store_.get(), o.limits,
+                                                  node->replicator_.get());
   node->admin_service_ = std::make_unique<AdminService>(
       o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get(),
       node->gossip_service_.get());
@@ -74,15 +105,13 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
-  const int max_message = static_cast<int>(
-      std::max<uint64_t>(o.limits.EffectiveMaxMessageBytes(),
-                         replication::MaxReceivedMessageBytes(ae.exchange)));
-  builder.SetMaxReceiveMessageSize(max_message);
-  builder.SetMaxSendMessageSize(max_message);
+  builder.SetMaxReceiveMessageSize(max_message_bytes);
+  builder.SetMaxSendMessageSize(max_message_bytes);
   builder.RegisterService(node->kv_service_.get());
   builder.RegisterService(node->admin_service_.get());
   builder.RegisterService(node->peer_service_.get());
   builder.RegisterService(node->gossip_service_.get());
+  builder.RegisterService(node->replica_service_.get());
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
@@ -115,6 +144,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     node->anti_entropy_->SetPeers(std::move(peers));
   }
   node->anti_entropy_->Start();
+  node->replicator_->Start();
   if (o.verify_interval_s > 0) {
     node->verifier_ = std::thread([n = node.get()] { n->VerifyLoop(); });
   }
@@ -147,6 +177,8 @@ void Node::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_->Wait();
   }
+  // After the server: writes in flight at QUORUM/ALL got their answers.
+  if (replicator_ != nullptr) replicator_->Stop();
   if (anti_entropy_ != nullptr) anti_entropy_->Stop();
   if (verifier_.joinable()) verifier_.join();
   store_.reset();  // Closes RocksDB (flushes nothing more: the WAL has it all).

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "replication/gossip.h"
 #include "server/anti_entropy.h"
+#include "server/fanout_service.h"
 #include "server/limits.h"
 #include "storage/store.h"
 
@@ -48,6 +49,9 @@ struct NodeOptions {
   std::vector<std::string> seeds;
   std::string advertise;
   replication::GossipOptions gossip;  // max_clock_drift_ms is set from above.
+  // Write fan-out and consistency levels (members and live peers come from
+  // gossip).
+  ReplicatorOptions fanout;
   std::string build_version = "dev";
   // Called once, from a background thread, when this node must stop (its
   // node id was refused by the cluster). Null: only logged.
@@ -86,6 +90,8 @@ class Node {
   std::unique_ptr<KvService> kv_service_;
   std::unique_ptr<PeerService> peer_service_;
   std::unique_ptr<GossipService> gossip_service_;
+  std::unique_ptr<Replicator> replicator_;
+  std::unique_ptr<ReplicaService> replica_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
   absl::Notification stopping_;

@@ -1,0 +1,463 @@
+#include "server/fanout_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/status_mapping.h"
+
+namespace kv::server {
+namespace {
+
+int64_t MonotonicMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* LevelName(replication::ConsistencyLevel level) {
+  switch (level) {
+    case replication::ConsistencyLevel::kOne:
+      return "ONE";
+    case replication::ConsistencyLevel::kQuorum:
+      return "QUORUM";
+    case replication::ConsistencyLevel::kAll:
+      return "ALL";
+  }
+  return "?";
+}
+
+}  // namespace
+
+struct Replicator::PushCall {
+  grpc::ClientContext context;
+  peer::v1::PushRequest request;
+  peer::v1::PushReply reply;
+  std::string peer;
+  uint64_t batch_id = 0;
+  peer::v1::Replica::Stub* stub = nullptr;
+};
+
+struct Replicator::ReadState {
+  ReadState(int needed, std::vector<std::string> asked,
+            std::optional<storage::Record> local, ReadDone done_in,
+            replication::ConsistencyLevel level_in, int members_in)
+      : collector(needed, std::move(asked), std::move(local)),
+        done(std::move(done_in)),
+        level(level_in),
+        members(members_in) {}
+  absl::Mutex mu;
+  replication::ReadCollector collector ABSL_GUARDED_BY(mu);
+  ReadDone done ABSL_GUARDED_BY(mu);  // Null once called.
+  bool deadline_hit ABSL_GUARDED_BY(mu) = false;
+  const replication::ConsistencyLevel level;
+  const int members;
+};
+
+struct Replicator::ReadCall {
+  grpc::ClientContext context;
+  peer::v1::ReadRequest request;
+  peer::v1::ReadReply reply;
+  std::string peer;
+};
+
+Replicator::Replicator(storage::Store* store, ReplicatorOptions options,
+                       MembershipFn membership)
+    : store_(store),
+      options_(std::move(options)),
+      membership_(std::move(membership)),
+      core_(options_.fanout) {}
+
+Replicator::~Replicator() { Stop(); }
+
+void Replicator::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Replicator::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (thread_.joinable()) thread_.join();
+  std::vector<WriteDone> failed;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    for (PushCall* c : pushes_) c->context.TryCancel();
+    for (ReadCall* c : reads_) c->context.TryCancel();
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return pushes_.empty() && reads_.empty();
+    };
+    mu_.Await(absl::Condition(&idle));
+    for (auto& [id, done] : waiting_) failed.push_back(std::move(done));
+    waiting_.clear();
+  }
+  for (WriteDone& done : failed) {
+    std::move(done)(absl::UnavailableError("the node is shutting down"));
+  }
+}
+
+int64_t Replicator::DeadlineMs(absl::Time deadline) const {
+  const absl::Time now = absl::Now();
+  const absl::Time until = std::min(deadline, now + options_.ack_timeout);
+  return MonotonicMs() + std::max<int64_t>(0, absl::ToInt64Milliseconds(until - now));
+}
+
+absl::StatusOr<Replicator::Plan> Replicator::PlanFor(replication::ConsistencyLevel level) {
+  Plan plan;
+  plan.level = level;
+  if (level == replication::ConsistencyLevel::kOne) return plan;
+  ClusterView view = membership_();
+  plan.members = std::max(view.members, 1);
+  plan.needed = replication::RequiredReplicas(level, plan.members);
+  const int live = static_cast<int>(view.live_peers.size()) + 1;
+  if (live < plan.needed) {
+    return absl::UnavailableError(absl::StrCat(
+        LevelName(level), " needs ", plan.needed, " replicas of ", plan.members,
+        " members, but only ", live, " are live (this node included); nothing was "
+        "done"));
+  }
+  plan.targets = std::move(view.live_peers);
+  return plan;
+}
+
+std::vector<std::pair<Replicator::WriteDone, absl::Status>>
+Replicator::TakeDoneLocked() {
+  std::vector<std::pair<WriteDone, absl::Status>> out;
+  for (const replication::WriteOutcome& o : core_.TakeOutcomes()) {
+    auto it = waiting_.find(o.write_id);
+    if (it == waiting_.end()) continue;
+    absl::Status s;
+    if (!o.ok) {
+      const std::string msg = absl::StrCat(
+          "acknowledged by ", o.acks, " of ", o.needed, " replicas needed",
+          o.timed_out ? " before the deadline" : " (the others failed or are unreachable)",
+          "; the write was applied on the replicas that acknowledged it and will spread");
+      s = o.timed_out ? absl::DeadlineExceededError(msg) : absl::UnavailableError(msg);
+    }
+    out.emplace_back(std::move(it->second), std::move(s));
+    waiting_.erase(it);
+  }
+  return out;
+}
+
+void Replicator::Replicate(std::vector<storage::Record> records, const Plan& plan,
+                           absl::Time deadline, WriteDone done) {
+  if (plan.needed <= 1) {
+    if (options_.enabled) {
+      absl::MutexLock lock(&mu_);
+      if (!stopped_) core_.Write(records, 1, MonotonicMs(), 0);
+    }
+    Pump();
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  std::vector<std::pair<WriteDone, absl::Status>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) {
+      ready.emplace_back(std::move(done),
+                         absl::UnavailableError("the node is shutting down"));
+    } else {
+      const uint64_t id = core_.Write(records, plan.needed, MonotonicMs(),
+                                      DeadlineMs(deadline), plan.targets);
+      waiting_.emplace(id, std::move(done));
+      ready = TakeDoneLocked();
+    }
+  }
+  for (auto& [cb, status] : ready) std::move(cb)(status);
+  Pump();
+}
+
+peer::v1::Replica::Stub* Replicator::StubForLocked(const std::string& peer) {
+  auto& stub = stubs_[peer];
+  if (stub == nullptr) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(options_.max_message_bytes);
+    args.SetMaxSendMessageSize(options_.max_message_bytes);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options_.max_reconnect_backoff_ms);
+    stub = peer::v1::Replica::NewStub(
+        grpc::CreateCustomChannel(peer, grpc::InsecureChannelCredentials(), args));
+  }
+  return stub.get();
+}
+
+void Replicator::Pump() {
+  std::vector<PushCall*> calls;
+  std::vector<std::pair<WriteDone, absl::Status>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    const absl::Time deadline = absl::Now() + options_.push_deadline;
+    for (replication::FanoutBatch& b : core_.TakeBatches()) {
+      auto* call = new PushCall;
+      call->peer = std::move(b.peer);
+      call->batch_id = b.batch_id;
+      call->stub = StubForLocked(call->peer);
+      call->context.set_deadline(absl::ToChronoTime(deadline));
+      call->request.mutable_records()->Reserve(static_cast<int>(b.records.size()));
+      for (const storage::Record& r : b.records) {
+        *call->request.add_records() = replication::RecordToProto(r);
+      }
+      pushes_.insert(call);
+      calls.push_back(call);
+    }
+    ready = TakeDoneLocked();
+  }
+  // Started outside mu_: a callback may run inline.
+  for (PushCall* call : calls) {
+    call->stub->async()->Push(&call->context, &call->request, &call->reply,
+                              [this, call](grpc::Status s) { PushDone(call, s); });
+  }
+  for (auto& [cb, status] : ready) std::move(cb)(status);
+}
+
+void Replicator::PushDone(PushCall* call, const grpc::Status& status) {
+  const bool ok = status.ok() && call->reply.refused_clock() == 0;
+  if (!status.ok()) {
+    spdlog::debug("fanout: push of {} records to {} failed: {} {}",
+                  call->request.records_size(), call->peer,
+                  static_cast<int>(status.error_code()), status.error_message());
+  }
+  std::vector<std::pair<WriteDone, absl::Status>> ready;
+  {
+    absl::MutexLock lock(&mu_);
+    pushes_.erase(call);
+    if (!ok) ++push_calls_failed_;
+    core_.OnBatchDone(call->peer, call->batch_id, ok);
+    ready = TakeDoneLocked();
+  }
+  delete call;
+  for (auto& [cb, s] : ready) std::move(cb)(s);
+  Pump();
+}
+
+void Replicator::Loop() {
+  int64_t next_refresh = 0;
+  while (true) {
+    const int64_t now = MonotonicMs();
+    std::optional<ClusterView> view;
+    if (now >= next_refresh) {
+      view = membership_();
+      next_refresh = now + absl::ToInt64Milliseconds(options_.peer_refresh);
+    }
+    std::vector<std::pair<WriteDone, absl::Status>> ready;
+    {
+      absl::MutexLock lock(&mu_);
+      if (view.has_value()) {
+        std::sort(view->live_peers.begin(), view->live_peers.end());
+        if (view->live_peers != core_.peers()) {
+          spdlog::info("fanout: pushing to [{}]", absl::StrJoin(view->live_peers, ","));
+          core_.SetPeers(std::move(view->live_peers));
+        }
+      }
+      core_.Tick(now);
+      ready = TakeDoneLocked();
+    }
+    for (auto& [cb, s] : ready) std::move(cb)(s);
+    Pump();
+    if (stop_.WaitForNotificationWithTimeout(options_.tick)) return;
+  }
+}
+
+void Replicator::Read(std::string key, replication::ConsistencyLevel level,
+                      absl::Time deadline, ReadDone done) {
+  absl::StatusOr<Plan> plan = PlanFor(level);
+  if (!plan.ok()) {
+    std::move(done)(plan.status());
+    return;
+  }
+  absl::StatusOr<std::optional<storage::Record>> local = store_->Get(key);
+  if (!local.ok() || plan->needed <= 1) {
+    std::move(done)(std::move(local));
+    return;
+  }
+  auto state = std::make_shared<ReadState>(plan->needed, plan->targets, *local,
+                                           std::move(done), level, plan->members);
+  std::vector<ReadCall*> calls;
+  std::vector<peer::v1::Replica::Stub*> stubs;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopped_) {
+      const absl::Time until =
+          std::min(deadline, absl::Now() + options_.ack_timeout);
+      for (const std::string& peer : plan->targets) {
+        auto* call = new ReadCall;
+        call->peer = peer;
+        call->request.set_key(key);
+        call->context.set_deadline(absl::ToChronoTime(until));
+        reads_.insert(call);
+        calls.push_back(call);
+        stubs.push_back(StubForLocked(peer));
+      }
+    }
+  }
+  if (calls.empty()) {
+    // Stopped: every asked peer fails.
+    for (const std::string& peer : plan->targets) {
+      absl::MutexLock lock(&state->mu);
+      state->collector.OnFailure(peer);
+    }
+    ReadReplied(state, nullptr, grpc::Status(grpc::StatusCode::UNAVAILABLE, "stopped"));
+    return;
+  }
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ReadCall* call = calls[i];
+    stubs[i]->async()->Read(&call->context, &call->request, &call->reply,
+                            [this, state, call](grpc::Status s) {
+                              ReadReplied(state, call, s);
+                            });
+  }
+}
+
+void Replicator::ReadReplied(const std::shared_ptr<ReadState>& state, ReadCall* call,
+                             const grpc::Status& status) {
+  ReadDone done;
+  absl::StatusOr<std::optional<storage::Record>> result;
+  std::vector<std::string> stale;
+  bool local_stale = false;
+  std::optional<storage::Record> newest;
+  {
+    absl::MutexLock lock(&state->mu);
+    if (call != nullptr) {
+      if (status.ok()) {
+        std::optional<storage::Record> rec;
+        bool valid = true;
+        if (call->reply.found()) {
+          // A peer's record is checked as any pushed record.
+          absl::StatusOr<storage::Record> r = replication::RecordFromProto(
+              call->reply.record(), replication::RecordLimits{});
+          if (r.ok() && r->key == call->request.key()) {
+            rec = *std::move(r);
+          } else {
+            valid = false;
+          }
+        }
+        if (valid) {
+          state->collector.OnReply(call->peer, std::move(rec));
+        } else {
+          state->collector.OnFailure(call->peer);
+        }
+      } else {
+        if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+          state->deadline_hit = true;
+        }
+        state->collector.OnFailure(call->peer);
+      }
+    }
+    const replication::ReadCollector& c = state->collector;
+    if (state->done != nullptr && c.Ready()) {
+      done = std::move(state->done);
+      state->done = nullptr;
+      if (c.Succeeded()) {
+        result = c.newest();
+      } else {
+        const std::string msg = absl::StrCat(
+            LevelName(state->level), " read: ", c.answered(), " of ", c.needed(),
+            " replicas needed answered (", state->members, " members)");
+        result = state->deadline_hit ? absl::DeadlineExceededError(msg)
+                                     : absl::UnavailableError(msg);
+      }
+    }
+    if (c.AllDone() && c.newest().has_value()) {
+      stale = c.StalePeers();
+      local_stale = c.LocalStale();
+      if (!stale.empty() || local_stale) newest = c.newest();
+    }
+  }
+  if (call != nullptr) {
+    absl::MutexLock lock(&mu_);
+    reads_.erase(call);
+  }
+  delete call;
+  if (done != nullptr) std::move(done)(std::move(result));
+  if (newest.has_value()) {
+    if (local_stale) {
+      absl::StatusOr<storage::ApplyResult> r =
+          store_->ApplyBatch(std::span<const storage::Record>(&*newest, 1));
+      if (!r.ok()) spdlog::warn("read repair: local apply failed: {}", r.status().ToString());
+    }
+    if (!stale.empty()) Repair(stale, *newest);
+  }
+}
+
+void Replicator::Repair(const std::vector<std::string>& peers,
+                        const storage::Record& record) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    for (const std::string& peer : peers) core_.Repair(peer, record);
+    reads_repaired_ += static_cast<int64_t>(peers.size());
+  }
+  Pump();
+}
+
+ReplicatorStats Replicator::stats() const {
+  absl::MutexLock lock(&mu_);
+  ReplicatorStats s;
+  s.fanout = core_.stats();
+  s.push_calls_failed = push_calls_failed_;
+  s.reads_repaired = reads_repaired_;
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// ReplicaService
+
+grpc::ServerUnaryReactor* ReplicaService::Push(grpc::CallbackServerContext* ctx,
+                                               const peer::v1::PushRequest* req,
+                                               peer::v1::PushReply* reply) {
+  auto* reactor = ctx->DefaultReactor();
+  std::vector<storage::Record> records;
+  records.reserve(req->records_size());
+  for (int i = 0; i < req->records_size(); ++i) {
+    absl::StatusOr<storage::Record> r =
+        replication::RecordFromProto(req->records(i), limits_);
+    if (!r.ok()) {
+      reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("record ", i, ": ", r.status().message()))));
+      return reactor;
+    }
+    records.push_back(*std::move(r));
+  }
+  // The same path as anti-entropy: last writer wins, the clock-drift refusal.
+  absl::StatusOr<storage::ApplyResult> applied = store_->ApplyBatch(records);
+  if (!applied.ok()) {
+    reactor->Finish(ToGrpcStatus(applied.status()));
+    return reactor;
+  }
+  reply->set_applied(static_cast<uint32_t>(applied->applied));
+  reply->set_refused_clock(static_cast<uint32_t>(applied->refused));
+  applied_ += applied->applied;
+  if (applied->refused > 0) {
+    refused_clock_ += applied->refused;
+    spdlog::warn("fanout: refused {} pushed records from {}: {}", applied->refused,
+                 ctx->peer(), applied->first_refusal.ToString());
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReplicaService::Read(grpc::CallbackServerContext* ctx,
+                                               const peer::v1::ReadRequest* req,
+                                               peer::v1::ReadReply* reply) {
+  auto* reactor = ctx->DefaultReactor();
+  absl::Status s = replication::ValidateKey(req->key(), limits_);
+  if (s.ok()) {
+    absl::StatusOr<std::optional<storage::Record>> rec = store_->Get(req->key());
+    if (!rec.ok()) {
+      s = rec.status();
+    } else if (rec->has_value()) {
+      reply->set_found(true);
+      *reply->mutable_record() = replication::RecordToProto(**rec);
+    }
+  }
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+}  // namespace kv::server
