@@ -6,6 +6,7 @@
 #include "absl/base/internal/endian.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "storage/hlc.h"
 #include "storage/merkle.h"
 #include "storage/status_macros.h"
 
@@ -27,6 +28,63 @@ std::string NodeName(uint32_t depth, uint64_t index) {
 }
 
 }  // namespace
+
+void PeerRefusals::Add(const storage::Record& record) {
+  const uint64_t hash = storage::KeyHash(record.key);
+  absl::MutexLock lock(&mu_);
+  auto [lo, hi] = by_hash_.equal_range(hash);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second.key == record.key) {
+      if (it->second.version < record.version) {
+        it->second.version = record.version;
+        it->second.digest = storage::EntryDigest(record);
+      }
+      return;
+    }
+  }
+  if (by_hash_.size() >= max_entries_) return;
+  by_hash_.emplace(hash, Entry{record.key, record.version,
+                               storage::EntryDigest(record)});
+}
+
+bool PeerRefusals::Contains(absl::string_view key,
+                            const storage::Version& version) const {
+  const uint64_t hash = storage::KeyHash(key);
+  absl::MutexLock lock(&mu_);
+  auto [lo, hi] = by_hash_.equal_range(hash);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second.key == key) return it->second.version == version;
+  }
+  return false;
+}
+
+void PeerRefusals::ForEachIn(
+    const storage::HashRange& range,
+    absl::FunctionRef<void(const std::string&, const storage::Digest&)> fn)
+    const {
+  absl::MutexLock lock(&mu_);
+  for (auto it = by_hash_.lower_bound(range.lo);
+       it != by_hash_.end() && range.Contains(it->first); ++it) {
+    fn(it->second.key, it->second.digest);
+  }
+}
+
+void PeerRefusals::Expire(int64_t now_ms, int64_t max_drift_ms) {
+  absl::MutexLock lock(&mu_);
+  for (auto it = by_hash_.begin(); it != by_hash_.end();) {
+    const int64_t ahead_ms = storage::HlcMillis(it->second.version.hlc) - now_ms;
+    if (max_drift_ms <= 0 || ahead_ms <= max_drift_ms) {
+      it = by_hash_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+size_t PeerRefusals::size() const {
+  absl::MutexLock lock(&mu_);
+  return by_hash_.size();
+}
 
 uint64_t MaxReceivedMessageBytes(const ExchangeOptions& o) {
   // A message is filled up to max_message_bytes, or holds one larger item:
@@ -146,7 +204,14 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   // item over it (a record at the limits, or a Diff).
   const uint64_t max_bytes = MaxReceivedMessageBytes(options_);
   const size_t size = msg.ByteSizeLong();
-  if (size > max_bytes) {
+  // A message of one record alone may be larger: a peer with larger record
+  // limits sends it so, and the record is then skipped (HandleRecords). The
+  // transport's message limit still bounds it.
+  const bool lone_record = msg.records_size() == 1 && msg.digests_size() == 0 &&
+                           msg.fingerprints_size() == 0 &&
+                           msg.diffs_size() == 0 && msg.wants_size() == 0 &&
+                           !msg.has_hello();
+  if (size > max_bytes && !lone_record) {
     return Invalid("message of ", size, " bytes is over the limit of ",
                    max_bytes, " bytes");
   }
@@ -393,6 +458,21 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
     positions[ReadFingerprint(fps + kFingerprintBytes * i)].push_back(
         static_cast<uint32_t>(i));
   }
+  // Records we refused from this peer for their clock: their fingerprints
+  // count as matched and our entries of those keys are not listed, so the
+  // peer does not send them again (PeerRefusals).
+  absl::flat_hash_set<std::string> refused_keys;
+  if (refusals_ != nullptr) {
+    refusals_->ForEachIn(
+        storage::RangeOf(node.depth, node.index),
+        [&](const std::string& key, const storage::Digest& digest) {
+          auto it = positions.find(Fingerprint(digest, salt_));
+          if (it == positions.end() || it->second.empty()) return;
+          it->second.pop_back();
+          refused_keys.insert(key);
+          ++stats_.refusals_remembered;
+        });
+  }
   peer::v1::Diff& diff = turn_.diffs.emplace_back();
   diff.set_depth(node.depth);
   diff.set_index(node.index);
@@ -408,6 +488,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
           it->second.pop_back();
           return true;
         }
+        if (refused_keys.contains(e.key)) return true;
         const int64_t size = static_cast<int64_t>(e.key.size()) + 32;
         if (entries >= options_.max_list_entries ||
             entry_bytes + size > entry_budget) {
@@ -460,9 +541,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
   const storage::HashRange range = storage::RangeOf(node.depth, node.index);
   absl::flat_hash_set<std::string_view> listed;
   for (const peer::v1::KeyVersion& kv : diff.entries()) {
-    if (absl::Status s = ValidateKey(kv.key(), limits_); !s.ok()) {
-      return Invalid("Diff entry: ", s.message());
-    }
+    if (kv.key().empty()) return Invalid("Diff entry: empty key");
     if (!range.Contains(storage::KeyHash(kv.key()))) {
       return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
                      "' is not under node ", NodeName(node.depth, node.index));
@@ -478,9 +557,17 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
   }
   // All checked; now act.
   for (const peer::v1::KeyVersion& kv : diff.entries()) {
+    // A key over our limits (the peer runs with larger ones): we could not
+    // take its record, so we neither want it nor hold it.
+    if (kv.key().size() > limits_.max_key_bytes) continue;
     KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
                         store_->Get(kv.key()));
     const storage::Version theirs = VersionFromProto(kv.version());
+    if (refusals_ != nullptr && refusals_->Contains(kv.key(), theirs) &&
+        !(own.has_value() && own->version > theirs)) {
+      ++stats_.refusals_remembered;  // Refused before: not asked again.
+      continue;
+    }
     if (own.has_value() && own->version > theirs) {
       KV_RETURN_IF_ERROR(SendRecord(kv.key()));
     } else if (!own.has_value() || own->version < theirs) {
@@ -526,8 +613,15 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
   std::vector<storage::Record> records;
   records.reserve(msg.records_size());
   for (const peer::v1::Record& r : msg.records()) {
-    KV_ASSIGN_OR_RETURN(storage::Record record, RecordFromProto(r, limits_));
-    records.push_back(std::move(record));
+    absl::StatusOr<storage::Record> record = RecordFromProto(r, limits_);
+    if (!record.ok()) {
+      // A well-formed record over our limits (the peer runs with larger
+      // ones) is skipped: failing would stop the whole exchange, every time.
+      if (!OverLimits(r, limits_)) return record.status();
+      if (stats_.records_over_limits++ == 0) first_over_limits_ = record.status();
+      continue;
+    }
+    records.push_back(*std::move(record));
   }
   stats_.records_received += static_cast<int64_t>(records.size());
   for (storage::Record& r : records) {

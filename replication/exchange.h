@@ -39,7 +39,10 @@
 // about (once), that every Fingerprints we sent is answered by one Diff in
 // the next turn, that wanted keys were offered in our Diffs, and each record
 // (RecordFromProto in wire.h). A violation makes Step return
-// INVALID_ARGUMENT and fails the exchange; nothing crashes.
+// INVALID_ARGUMENT and fails the exchange; nothing crashes. A well-formed
+// record or Diff key over this side's limits is not a violation (the peer
+// may run with larger limits): it is skipped and counted
+// (ExchangeStats::records_over_limits) and the exchange goes on.
 //
 // Work per exchange is capped (ExchangeOptions::max_differing_leaves,
 // max_record_bytes_per_exchange): what is left over stays different and is
@@ -58,13 +61,19 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "proto/peer.pb.h"
 #include "replication/wire.h"
+#include "storage/merkle.h"
 #include "storage/record.h"
 #include "storage/store.h"
 
@@ -113,13 +122,64 @@ struct ExchangeStats {
   int64_t fingerprints_sent = 0;   // Fingerprints items sent.
   int64_t records_sent = 0;
   int64_t records_skipped = 0;     // Over max_record_bytes_per_exchange.
+  // Records of the peer not asked for, or kept from being re-sent, because
+  // this node refused them for their clock before (PeerRefusals).
+  int64_t refusals_remembered = 0;
   int64_t records_received = 0;
+  // Well-formed records received with a key or value over this side's
+  // limits (max_key_bytes, max_value_bytes): skipped, not applied.
+  int64_t records_over_limits = 0;
   int64_t wants_sent = 0;
   int64_t bytes_sent = 0;          // Sum of ByteSizeLong of sent messages.
   int64_t bytes_received = 0;
   int64_t messages_sent = 0;
   int64_t messages_received = 0;
   int64_t turns_sent = 0;
+};
+
+// The records one peer sent that this node refused for their clock
+// (storage::ApplyResult::refused_index: versioned further ahead of the local
+// clock than --max-clock-drift-ms), by key and version. An exchange given
+// them (Exchange::set_refusals) neither asks that peer for those records
+// again nor lets it re-send them: a node whose clock jumped forward would
+// otherwise re-send every refused record in every exchange. Expire forgets
+// the ones the local clock has caught up with, which are then repaired as
+// usual.
+//
+// Bounded: at most max_entries records (one per key, the newest refused
+// version); refusals beyond are not remembered (those records are re-sent, as
+// without the memory).
+//
+// Thread safety: thread-safe (exchanges with one peer may overlap).
+class PeerRefusals {
+ public:
+  explicit PeerRefusals(size_t max_entries = 4096) : max_entries_(max_entries) {}
+
+  // Remembers `record` (its key, version and entry digest).
+  void Add(const storage::Record& record);
+  // Whether `key` was refused at exactly `version`.
+  bool Contains(absl::string_view key, const storage::Version& version) const;
+  // Calls fn(key, entry digest) for each remembered record whose key hash is
+  // in `range`, in hash order.
+  void ForEachIn(const storage::HashRange& range,
+                 absl::FunctionRef<void(const std::string&,
+                                        const storage::Digest&)>
+                     fn) const;
+  // Forgets the records versioned at most `max_drift_ms` ahead of `now_ms`
+  // (they would be taken now); max_drift_ms <= 0 (no limit) forgets all.
+  void Expire(int64_t now_ms, int64_t max_drift_ms);
+  size_t size() const;
+
+ private:
+  struct Entry {
+    std::string key;
+    storage::Version version;
+    storage::Digest digest;
+  };
+  const size_t max_entries_;
+  mutable absl::Mutex mu_;
+  // Key hash -> entries (hash order, for ForEachIn).
+  std::multimap<uint64_t, Entry> by_hash_ ABSL_GUARDED_BY(mu_);
 };
 
 // The largest message a peer with the same options sends; Step rejects
@@ -169,6 +229,15 @@ class Exchange {
   // Moves out and clears what is queued.
   Ready TakeReady();
 
+  // What this node refused from the peer earlier (may be null: none).
+  // Refused records are not wanted when the peer's Diff lists them, and
+  // when answering the peer's Fingerprints their fingerprints count as
+  // matched and our older entries of those keys are not listed, so the peer
+  // does not send them. `refusals` must outlive the exchange; set it before
+  // the peer's Digests or Fingerprints arrive (a responder: at the latest in
+  // its Admit, which runs after the Hello).
+  void set_refusals(const PeerRefusals* refusals) { refusals_ = refusals; }
+
   // The exchange finished cleanly. A Ready taken after it became done may
   // still hold the last messages to send and records to apply.
   bool done() const { return state_ == State::kDone; }
@@ -178,6 +247,9 @@ class Exchange {
   // The peer's node id from Hello (responder), else 0.
   uint64_t peer_node_id() const { return peer_node_id_; }
   const ExchangeStats& stats() const { return stats_; }
+  // Why the first record over our limits was skipped (OK when none was), for
+  // one log line per exchange.
+  const absl::Status& first_over_limits() const { return first_over_limits_; }
 
  private:
   enum class Role { kInitiator, kResponder };
@@ -270,6 +342,8 @@ class Exchange {
   int64_t record_bytes_sent_ = 0;
   Ready ready_;
   ExchangeStats stats_;
+  absl::Status first_over_limits_;
+  const PeerRefusals* refusals_ = nullptr;  // Not owned; may be null.
 };
 
 }  // namespace kv::replication

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <string>
@@ -47,8 +48,10 @@ class TestEngine final : public storage::Engine {
 };
 
 struct Node {
-  Node(uint64_t node_id, uint32_t leaf_depth) : clock(1'700'000'000'000) {
+  Node(uint64_t node_id, uint32_t leaf_depth, int64_t max_clock_drift_ms = 0)
+      : clock(1'700'000'000'000) {
     storage::StoreOptions o;
+    o.max_clock_drift_ms = max_clock_drift_ms;
     o.leaf_depth = leaf_depth;
     o.clock = &clock;
     o.node_id = node_id;
@@ -98,6 +101,7 @@ struct Result {
   int64_t messages = 0;
   int64_t bytes = 0;
   int64_t records = 0;  // Records streamed in both directions.
+  int64_t refused = 0;  // Refused for their clock, both sides.
 };
 
 // Queues what a driver writes, for the other side to read.
@@ -113,15 +117,23 @@ class QueueStream final : public ExchangeStream {
 // Drives one exchange between a (initiator) and b to its end with the
 // production driver (replication/session.h), checking that every turn ends
 // with exactly one end_of_turn message.
+// `responder_options`, when given, are b's (else both use `options`).
 Result RunExchange(Node& a, Node& b, const ExchangeOptions& options,
-                   uint64_t salt = 42) {
+                   uint64_t salt = 42,
+                   std::optional<ExchangeOptions> responder_options = {},
+                   PeerRefusals* initiator_refusals = nullptr,
+                   PeerRefusals* responder_refusals = nullptr) {
   Result res;
   QueueStream to[2];  // to[s]: messages for side s to read.
   auto ia = ExchangeDriver::Initiate(a.store.get(), options, salt, &to[1]);
-  auto rb = ExchangeDriver::Respond(b.store.get(), options, &to[0], nullptr);
+  auto rb = ExchangeDriver::Respond(b.store.get(),
+                                    responder_options.value_or(options),
+                                    &to[0], nullptr);
   EXPECT_TRUE(ia.ok() && rb.ok());
   if (!ia.ok() || !rb.ok()) return res;
   ExchangeDriver* side[2] = {ia->get(), rb->get()};
+  side[0]->set_refusals(initiator_refusals);
+  side[1]->set_refusals(responder_refusals);
   // Only the last message of what one step wrote ends the turn.
   auto check_turn = [&](const std::deque<ExchangeMessage>& q, size_t from) {
     for (size_t i = from; i < q.size(); ++i) {
@@ -148,8 +160,11 @@ Result RunExchange(Node& a, Node& b, const ExchangeOptions& options,
   res.messages = res.initiator.messages_sent + res.responder.messages_sent;
   res.bytes = res.initiator.bytes_sent + res.responder.bytes_sent;
   res.records = res.initiator.records_sent + res.responder.records_sent;
-  EXPECT_EQ(res.initiator.records_sent, res.responder.records_received);
-  EXPECT_EQ(res.responder.records_sent, res.initiator.records_received);
+  res.refused = side[0]->records_refused() + side[1]->records_refused();
+  EXPECT_EQ(res.initiator.records_sent, res.responder.records_received +
+                                           res.responder.records_over_limits);
+  EXPECT_EQ(res.responder.records_sent, res.initiator.records_received +
+                                           res.initiator.records_over_limits);
   EXPECT_EQ(res.initiator.messages_sent, res.responder.messages_received);
   EXPECT_EQ(res.responder.messages_sent, res.initiator.messages_received);
   return res;
@@ -469,6 +484,87 @@ TEST(ExchangeTest, RandomStoresConvergeStreamingExactlyTheDifference) {
   }
 }
 
+// A rolling change of --max-key-bytes/--max-value-bytes: a records over the
+// receiver's limits is skipped and counted; every other key converges, in
+// either role, exchange after exchange.
+TEST(ExchangeTest, RecordsOverTheReceiversLimitsAreSkipped) {
+  ExchangeOptions large;
+  ExchangeOptions small;
+  small.max_key_bytes = 40;
+  small.max_value_bytes = 50;
+  for (bool small_initiates : {false, true}) {
+    SCOPED_TRACE(small_initiates);
+    Node a(1, 4), b(2, 4);  // a: large limits, b: small ones.
+    for (int i = 0; i < 200; ++i) a.Put(Key(i), absl::StrCat("v", i));
+    a.Put("big-value", std::string(51, 'v'));
+    a.Put(std::string(41, 'k'), "long key");
+    for (int round = 0; round < 2; ++round) {
+      Result r = small_initiates ? RunExchange(b, a, small, 42 + round, large)
+                                 : RunExchange(a, b, large, 42 + round, small);
+      const ExchangeStats& at_b = small_initiates ? r.initiator : r.responder;
+      EXPECT_LE(at_b.records_over_limits, 2);
+    }
+    std::map<std::string, Record> ca = a.Contents(), cb = b.Contents();
+    EXPECT_EQ(cb.size(), 200u);
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE(cb.contains(Key(i))) << Key(i);
+      EXPECT_TRUE(cb[Key(i)] == ca[Key(i)]) << Key(i);
+    }
+    EXPECT_FALSE(cb.contains("big-value"));
+  }
+}
+
+// A node whose clock jumped forward: what the peer refused for its clock is
+// not asked for nor re-sent in later exchanges, in either role, until the
+// peer's clock has caught up; then it converges.
+TEST(ExchangeTest, RefusedRecordsAreNotResentUntilTheClockCatchesUp) {
+  constexpr int64_t kDrift = 60'000;
+  Node a(1, 4), b(2, 4, kDrift);
+  Shared(a, b, 20);
+  a.clock.Advance(3'600'000);  // An hour ahead.
+  for (int i = 0; i < 10; ++i) a.Put(Key(100 + i), "ahead");
+  PeerRefusals refused_from_a;  // b's memory of a.
+  Result r = RunExchange(a, b, {}, 1, {}, nullptr, &refused_from_a);
+  EXPECT_EQ(r.refused, 10);
+  EXPECT_EQ(refused_from_a.size(), 10u);
+  // Without the memory every exchange re-sends them (the defect).
+  r = RunExchange(a, b, {}, 2);
+  EXPECT_EQ(r.initiator.records_sent, 10);
+  EXPECT_EQ(r.refused, 10);
+  // With it: nothing is streamed, whoever starts.
+  for (uint64_t salt = 3; salt < 9; ++salt) {
+    SCOPED_TRACE(salt);
+    r = salt % 2 ? RunExchange(a, b, {}, salt, {}, nullptr, &refused_from_a)
+                 : RunExchange(b, a, {}, salt, {}, &refused_from_a, nullptr);
+    EXPECT_EQ(r.records, 0);
+    EXPECT_EQ(r.refused, 0);
+    EXPECT_EQ((salt % 2 ? r.responder : r.initiator).refusals_remembered, 10);
+  }
+  // Not yet caught up: still remembered.
+  refused_from_a.Expire(b.clock.NowMillis(), kDrift);
+  EXPECT_EQ(refused_from_a.size(), 10u);
+  // b's clock catches up: forgotten, asked for and taken.
+  b.clock.Advance(3'600'000);
+  refused_from_a.Expire(b.clock.NowMillis(), kDrift);
+  EXPECT_EQ(refused_from_a.size(), 0u);
+  r = RunExchange(b, a, {}, 9, {}, &refused_from_a, nullptr);
+  EXPECT_EQ(r.refused, 0);
+  ExpectConverged(a, b);
+}
+
+TEST(ExchangeTest, PeerRefusalsIsBounded) {
+  PeerRefusals refusals(3);
+  for (int i = 0; i < 5; ++i) {
+    refusals.Add(Record{Key(i), {uint64_t{100} << 16, 1}, false, "v"});
+  }
+  EXPECT_EQ(refusals.size(), 3u);
+  EXPECT_TRUE(refusals.Contains(Key(0), {uint64_t{100} << 16, 1}));
+  EXPECT_FALSE(refusals.Contains(Key(0), {uint64_t{101} << 16, 1}));
+  EXPECT_FALSE(refusals.Contains(Key(4), {uint64_t{100} << 16, 1}));
+  refusals.Expire(0, 0);  // No drift limit: everything would be taken.
+  EXPECT_EQ(refusals.size(), 0u);
+}
+
 TEST(ExchangeTest, StoreReadErrorFailsTheExchange) {
   Node a(1, 0), b(2, 0);
   a.Put("x", "1");
@@ -784,9 +880,19 @@ TEST_F(DiffTest, BadDiffs) {
   AddEntry(m, "", 1);
   ExpectInvalid(*Responder(), m, "empty key");
 
+  // A key over our limits is not malformed (the peer may run with larger
+  // limits): it is never wanted, the rest of the Diff is answered.
   m = GoodDiff();
   AddEntry(m, std::string(4097, 'k'), 1);
-  ExpectInvalid(*Responder(), m, "max_key_bytes");
+  AddEntry(m, "zzz", 1);
+  {
+    auto r = Responder();
+    ASSERT_TRUE(r->Step(m).ok());
+    std::vector<ExchangeMessage> out = r->TakeReady().messages;
+    ASSERT_EQ(out.size(), 1u);
+    ASSERT_EQ(out[0].wants_size(), 1);
+    EXPECT_EQ(out[0].wants(0), "zzz");
+  }
 
   m = GoodDiff();
   AddEntry(m, "k", 0);
@@ -892,14 +998,32 @@ TEST_F(HostileTest, BadRecords) {
                 "has no version");
   ExpectInvalid(*ResponderAfterHello(a, b), with_record("k", 5, true, "v"),
                 "carries a value");
+  // Malformed and over the limits: still malformed.
   ExpectInvalid(*ResponderAfterHello(a, b),
-                with_record(std::string(5000, 'k'), 5, false, "v"),
-                "max_key_bytes");
-  ExchangeOptions o;
+                with_record(std::string(5000, 'k'), 0, false, "v"),
+                "has no version");
+  ExpectInvalid(*ResponderAfterHello(a, b),
+                with_record("k", 5, true, std::string(2 << 20, 'v')),
+                "carries a value");
+  // Well formed but over our limits (the peer runs with larger ones):
+  // skipped and counted, the rest of the message is taken.
+  ExchangeOptions o = Fanout8();
   o.max_value_bytes = 10;
-  ExpectInvalid(*ResponderAfterHello(a, b, o),
-                with_record("k", 5, false, std::string(11, 'v')),
-                "max_value_bytes");
+  for (const ExchangeMessage& m :
+       {with_record(std::string(5000, 'k'), 5, false, "v"),
+        with_record("k", 5, false, std::string(11, 'v'))}) {
+    auto r = ResponderAfterHello(a, b, o);
+    ExchangeMessage two = m;
+    *two.add_records() = with_record("k2", 5, false, "v").records(0);
+    ASSERT_TRUE(r->Step(two).ok());
+    Ready ready = r->TakeReady();
+    ASSERT_EQ(ready.records_to_apply.size(), 1u);
+    EXPECT_EQ(ready.records_to_apply[0].key, "k2");
+    EXPECT_EQ(r->stats().records_over_limits, 1);
+    EXPECT_THAT(std::string(r->first_over_limits().message()),
+                HasSubstr("over the limit"));
+    EXPECT_FALSE(r->failed());
+  }
   // Records of a message that fails are not handed out; earlier ones stay.
   auto r = ResponderAfterHello(a, b);
   ASSERT_TRUE(r->Step(with_record("k1", 5, false, "v")).ok());

@@ -85,6 +85,9 @@ absl::Status ExchangeDriver::ApplyRecords(
   if (result.refused > 0) {
     if (refused_ == 0) first_refusal_ = result.first_refusal;
     refused_ += result.refused;
+    if (refusals_ != nullptr) {
+      for (size_t i : result.refused_index) refusals_->Add(records[i]);
+    }
   }
   return absl::OkStatus();
 }

@@ -126,8 +126,21 @@ class ExchangeDriver {
   // (storage::ApplyResult), over the whole exchange.
   int64_t records_applied() const { return applied_; }
   int64_t records_refused() const { return refused_; }
+  // Remembers in `refusals` what this node refuses from the peer for its
+  // clock, and has the exchange use it (Exchange::set_refusals). May be
+  // null. `refusals` must outlive the driver; set it before the peer's turn
+  // after Hello (a responder: in its Admit function).
+  void set_refusals(PeerRefusals* refusals) {
+    refusals_ = refusals;
+    exchange_->set_refusals(refusals);
+  }
   // Why the first refused record was refused (OK when none was).
   const absl::Status& first_refusal() const { return first_refusal_; }
+  // Why the first record over this node's limits was skipped (OK when none
+  // was; the count is stats().records_over_limits).
+  const absl::Status& first_over_limits() const {
+    return exchange_->first_over_limits();
+  }
 
  private:
   ExchangeDriver(storage::Store* store, std::unique_ptr<Exchange> exchange,
@@ -148,6 +161,7 @@ class ExchangeDriver {
   int64_t applied_ = 0;
   int64_t refused_ = 0;
   absl::Status first_refusal_;
+  PeerRefusals* refusals_ = nullptr;  // Not owned; may be null.
 };
 
 struct SessionOptions {

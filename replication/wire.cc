@@ -80,9 +80,7 @@ absl::Status ValidateVersion(const kv::v1::Version& version) {
 
 absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
                                                 const RecordLimits& limits) {
-  if (absl::Status s = ValidateKey(proto.key(), limits); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("record: ", s.message()));
-  }
+  if (proto.key().empty()) return absl::InvalidArgumentError("record: empty key");
   if (!proto.has_version() || proto.version().hlc() == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("record of key '", KeyForMessage(proto.key()), "' has no version"));
@@ -90,6 +88,9 @@ absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
   if (proto.tombstone() && !proto.value().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "tombstone of key '", KeyForMessage(proto.key()), "' carries a value"));
+  }
+  if (absl::Status s = ValidateKey(proto.key(), limits); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("record: ", s.message()));
   }
   if (proto.value().size() > limits.max_value_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -103,6 +104,13 @@ absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
   record.tombstone = proto.tombstone();
   record.value = proto.value();
   return record;
+}
+
+bool OverLimits(const peer::v1::Record& proto, const RecordLimits& limits) {
+  const bool over = proto.key().size() > limits.max_key_bytes ||
+                    proto.value().size() > limits.max_value_bytes;
+  // Well formed: RecordFromProto checks the shape before the limits.
+  return over && RecordFromProto(proto, RecordLimits{SIZE_MAX, SIZE_MAX}).ok();
 }
 
 }  // namespace kv::replication

@@ -66,6 +66,13 @@ absl::Status ValidateVersion(const kv::v1::Version& version);
 absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
                                                 const RecordLimits& limits);
 
+// Whether the record is well formed (RecordFromProto would take it with no
+// limits) and its key or value is longer than `limits` allow. A node
+// configured with larger limits (a rolling change of --max-key-bytes or
+// --max-value-bytes) sends such records; receivers skip and count them
+// instead of failing the whole exchange or push.
+bool OverLimits(const peer::v1::Record& proto, const RecordLimits& limits);
+
 }  // namespace kv::replication
 
 #endif  // KV_REPLICATION_WIRE_H_

@@ -190,6 +190,15 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
       stream.get(), &limiter_);
   absl::StatusOr<std::unique_ptr<ExchangeDriver>> driver =
       ExchangeDriver::Initiate(store_, options_.exchange, salt, &writer);
+  if (driver.ok()) {
+    uint64_t peer_id;
+    {
+      absl::MutexLock lock(&mu_);
+      peer_id = sessions_.PeerId(peer);
+    }
+    // Unknown before the first exchange with it: no memory that time.
+    if (peer_id != 0) (*driver)->set_refusals(RefusalsFor(peer_id));
+  }
   absl::Status s = driver.ok() ? (*driver)->Start() : driver.status();
   bool learned = false;
   while (s.ok() && !(*driver)->done()) {
@@ -251,11 +260,20 @@ absl::Status AntiEntropy::Serve(
   }
   GrpcWriter<grpc::ServerReaderWriter<ExchangeMessage, ExchangeMessage>> writer(
       stream, &limiter_);
+  ExchangeDriver* self = nullptr;  // Set below, before any message.
   absl::StatusOr<std::unique_ptr<ExchangeDriver>> driver = ExchangeDriver::Respond(
-      store_, options_.exchange, &writer, [this, id](uint64_t peer_node_id) {
-        absl::MutexLock lock(&mu_);
-        return sessions_.Admit(id, peer_node_id);
+      store_, options_.exchange, &writer, [this, id, &self](uint64_t peer_node_id) {
+        {
+          absl::MutexLock lock(&mu_);
+          KV_RETURN_IF_ERROR(sessions_.Admit(id, peer_node_id));
+        }
+        // Before the peer's next turn: what we refused from it before.
+        if (self != nullptr && peer_node_id != 0) {
+          self->set_refusals(RefusalsFor(peer_node_id));
+        }
+        return absl::OkStatus();
       });
+  if (driver.ok()) self = driver->get();
   absl::Status s = driver.status();
   bool admitted = false;
   while (s.ok() && !(*driver)->done()) {
@@ -301,6 +319,13 @@ void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
                    driver->records_refused(),
                    std::string(driver->first_refusal().message()));
     }
+    if (st.records_over_limits > 0) {
+      over_limits_.fetch_add(st.records_over_limits);
+      // One line per exchange: the peer runs with larger limits.
+      spdlog::warn("anti-entropy with {}: skipped {} records over this node's limits, first: {}",
+                   peer, st.records_over_limits,
+                   std::string(driver->first_over_limits().message()));
+    }
   }
   (status.ok() ? completed_ : failed_).fetch_add(1);
   absl::MutexLock lock(&mu_);
@@ -310,6 +335,7 @@ void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
   auto it = std::find(peers.begin(), peers.end(), peer);
   PeerState unused;
   PeerState& ps = it != peers.end() ? peer_state_[peer] : unused;
+  if (driver != nullptr) ps.refused_clock += driver->records_refused();
   if (status.ok()) {
     ps.last_ok_ms = NowMs();
     if (driver != nullptr &&
@@ -329,6 +355,20 @@ void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
   }
 }
 
+replication::PeerRefusals* AntiEntropy::RefusalsFor(uint64_t node_id) {
+  replication::PeerRefusals* refusals;
+  {
+    absl::MutexLock lock(&mu_);
+    std::unique_ptr<replication::PeerRefusals>& r = refusals_[node_id];
+    if (r == nullptr) r = std::make_unique<replication::PeerRefusals>();
+    refusals = r.get();
+  }
+  const int64_t now_ms =
+      options_.clock != nullptr ? options_.clock->NowMillis() : NowMs();
+  refusals->Expire(now_ms, options_.max_clock_drift_ms);
+  return refusals;
+}
+
 void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_anti_entropy_running(running_.load());
   resp->set_exchanges_started(started_.load());
@@ -341,6 +381,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_bytes_sent(bytes_sent_.load());
   resp->set_bytes_received(bytes_received_.load());
   resp->set_records_refused_clock(refused_clock_.load());
+  resp->set_records_over_limits(over_limits_.load());
   absl::MutexLock lock(&mu_);
   for (const std::string& p : sessions_.peers()) {
     kv::v1::PeerStats* ps = resp->add_peers();
@@ -350,6 +391,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
     ps->set_last_exchange_unix_ms(it->second.last_ok_ms);
     ps->set_last_failure_unix_ms(it->second.last_failure_ms);
     ps->set_last_error(it->second.last_error);
+    ps->set_records_refused_clock(it->second.refused_clock);
   }
 }
 

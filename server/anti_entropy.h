@@ -58,6 +58,11 @@ struct AntiEntropyOptions {
   int max_incoming = 4;  // Exchanges served at once (after their Hello).
   bool start_paused = false;
   replication::ExchangeOptions exchange;
+  // The store's --max-clock-drift-ms (0: none) and its wall clock (null: the
+  // system's): what this node refused from a peer for its clock is not asked
+  // for again until the clock has caught up (replication::PeerRefusals).
+  int64_t max_clock_drift_ms = 0;
+  storage::PhysicalClock* clock = nullptr;
 };
 
 class AntiEntropy {
@@ -103,7 +108,12 @@ class AntiEntropy {
     int64_t last_ok_ms = 0;
     int64_t last_failure_ms = 0;
     std::string last_error;
+    int64_t refused_clock = 0;  // Records refused from it for their clock.
   };
+  // What this node refused from peer `node_id` (created on first use), with
+  // the records the clock has caught up with forgotten.
+  replication::PeerRefusals* RefusalsFor(uint64_t node_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Loop();
   // Cancels the exchanges past their deadline or idle timeout.
   void Watchdog();
@@ -134,7 +144,7 @@ class AntiEntropy {
   // Counters (this node as either side).
   std::atomic<int64_t> started_{0}, completed_{0}, failed_{0}, equal_roots_{0},
       differing_leaves_{0}, keys_sent_{0}, keys_received_{0}, bytes_sent_{0},
-      bytes_received_{0}, refused_clock_{0};
+      bytes_received_{0}, refused_clock_{0}, over_limits_{0};
 
   // Never held while a driver runs (it blocks on storage and the limiter).
   mutable absl::Mutex mu_;
@@ -150,6 +160,10 @@ class AntiEntropy {
       ABSL_GUARDED_BY(mu_);
   // Sessions the watchdog ended (their status is DEADLINE_EXCEEDED).
   std::set<replication::Sessions::Id> expired_ ABSL_GUARDED_BY(mu_);
+  // Per peer node id; entries are never removed (one per node ever seen,
+  // each bounded by PeerRefusals' own limit).
+  std::map<uint64_t, std::unique_ptr<replication::PeerRefusals>> refusals_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // The responder side as a gRPC service. Uses the synchronous API on

@@ -217,7 +217,10 @@ void Replicator::Pump() {
 }
 
 void Replicator::PushDone(PushCall* call, const grpc::Status& status) {
-  const bool ok = status.ok() && call->reply.refused_clock() == 0;
+  // A replica that refused or skipped a record (clock, limits) does not hold
+  // the batch: no acknowledgement from it.
+  const bool ok = status.ok() && call->reply.refused_clock() == 0 &&
+                  call->reply.skipped_over_limits() == 0;
   if (!status.ok()) {
     spdlog::debug("fanout: push of {} records to {} failed: {} {}",
                   call->request.records_size(), call->peer,
@@ -414,15 +417,29 @@ grpc::ServerUnaryReactor* ReplicaService::Push(grpc::CallbackServerContext* ctx,
   auto* reactor = ctx->DefaultReactor();
   std::vector<storage::Record> records;
   records.reserve(req->records_size());
+  int64_t over_limits = 0;
+  absl::Status first_over_limits;
   for (int i = 0; i < req->records_size(); ++i) {
     absl::StatusOr<storage::Record> r =
         replication::RecordFromProto(req->records(i), limits_);
     if (!r.ok()) {
+      // Over this node's limits but well formed (the sender runs with larger
+      // ones): skipped, so that the rest of the batch is stored.
+      if (replication::OverLimits(req->records(i), limits_)) {
+        if (over_limits++ == 0) first_over_limits = r.status();
+        continue;
+      }
       reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(
           absl::StrCat("record ", i, ": ", r.status().message()))));
       return reactor;
     }
     records.push_back(*std::move(r));
+  }
+  if (over_limits > 0) {
+    over_limits_ += over_limits;
+    reply->set_skipped_over_limits(static_cast<uint32_t>(over_limits));
+    spdlog::warn("fanout: skipped {} pushed records over this node's limits from {}: {}",
+                 over_limits, ctx->peer(), first_over_limits.ToString());
   }
   // The same path as anti-entropy: last writer wins, the clock-drift refusal.
   absl::StatusOr<storage::ApplyResult> applied = store_->ApplyBatch(records);

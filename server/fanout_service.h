@@ -191,12 +191,15 @@ class ReplicaService final : public peer::v1::Replica::CallbackService {
 
   int64_t records_applied() const { return applied_.load(); }
   int64_t records_refused_clock() const { return refused_clock_.load(); }
+  // Well-formed pushed records over this node's key/value limits, skipped.
+  int64_t records_over_limits() const { return over_limits_.load(); }
 
  private:
   storage::Store* const store_;
   const replication::RecordLimits limits_;
   std::atomic<int64_t> applied_{0};
   std::atomic<int64_t> refused_clock_{0};
+  std::atomic<int64_t> over_limits_{0};
 };
 
 }  // namespace kv::server

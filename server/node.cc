@@ -49,6 +49,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   AntiEntropyOptions ae = o.anti_entropy;
   ae.exchange.max_key_bytes = o.limits.max_key_bytes;
   ae.exchange.max_value_bytes = o.limits.max_value_bytes;
+  ae.max_clock_drift_ms = o.max_clock_drift_ms;
+  ae.clock = node->physical_clock_.get();
   const int max_message_bytes = static_cast<int>(
       std::max<uint64_t>(o.limits.EffectiveMaxMessageBytes(),
                          replication::MaxReceivedMessageBytes(ae.exchange)));

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
 
 #include "storage/status_macros.h"
 
@@ -24,8 +27,23 @@ HybridClock::HybridClock(PhysicalClock* physical, uint64_t persisted_high_water,
       last_(persisted_high_water),
       high_water_(persisted_high_water) {}
 
+absl::Status HybridClock::CheckObservable(uint64_t remote) const {
+  // Room for the mark above it, and for Now() to count on after it.
+  if (remote > std::numeric_limits<uint64_t>::max() - 2 * window_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "timestamp ", remote, " is too close to 2^64: the hybrid clock cannot ",
+        "move past it (a forged or corrupt version)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HybridClock::CoverLocked(uint64_t ts) {
   if (ts < high_water_) return absl::OkStatus();
+  if (ts > std::numeric_limits<uint64_t>::max() - window_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "the hybrid clock is at ", ts, ", the end of its range; no timestamp ",
+        "can follow it"));
+  }
   const uint64_t mark = ts + window_;
   KV_RETURN_IF_ERROR(persist_(mark));
   high_water_ = mark;
@@ -44,6 +62,7 @@ absl::StatusOr<uint64_t> HybridClock::Now() {
 absl::Status HybridClock::Observe(uint64_t remote) {
   absl::MutexLock lock(&mu_);
   if (remote <= last_) return absl::OkStatus();
+  KV_RETURN_IF_ERROR(CheckObservable(remote));
   KV_RETURN_IF_ERROR(CoverLocked(remote));
   last_ = remote;
   return absl::OkStatus();

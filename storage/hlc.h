@@ -72,18 +72,29 @@ class HybridClock {
 
   // A timestamp greater than every one handed out or observed before.
   // Errors: whatever persisting the high-water mark returned (then no
-  // timestamp is handed out).
+  // timestamp is handed out); OUT_OF_RANGE when the next timestamp plus the
+  // persist window would pass 2^64 (the clock was driven to the end of its
+  // range; nothing is handed out rather than wrapping to 0).
   absl::StatusOr<uint64_t> Now();
 
   // Moves the clock past `remote` (a version seen from another node).
-  // Errors: as Now().
+  // Errors: OUT_OF_RANGE (CheckObservable) when `remote` is too close to
+  // 2^64, the clock untouched; otherwise as Now().
   absl::Status Observe(uint64_t remote);
+
+  // OK when the clock can observe `remote`: it and its persisted
+  // high-water mark (remote + the window) stay below 2^64, so the clock
+  // could still hand out timestamps after it. Else OUT_OF_RANGE naming the
+  // value (a forged or corrupt version; with --max-clock-drift-ms 0 nothing
+  // else stops one). Thread-safe; reads only constants.
+  absl::Status CheckObservable(uint64_t remote) const;
 
   // The last timestamp handed out or observed.
   uint64_t Last() const;
 
  private:
   // Makes sure `ts` is below the persisted high-water mark.
+  // Errors: OUT_OF_RANGE when ts + window_ overflows; persist_'s errors.
   absl::Status CoverLocked(uint64_t ts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.

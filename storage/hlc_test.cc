@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -54,6 +56,48 @@ TEST(HlcTest, ObserveMovesPastRemote) {
   EXPECT_GT(*clock.Now(), remote);
   ASSERT_TRUE(clock.Observe(1).ok());  // Older remote: no effect.
   EXPECT_GT(clock.Last(), remote);
+}
+
+// A version near 2^64 (--max-clock-drift-ms 0 lets any through) must not
+// wrap the clock or its high-water mark around to 0.
+TEST(HlcTest, ObserveNearTheEndOfTheRangeIsRefused) {
+  ManualClock physical(1000);
+  Persisted p;
+  HybridClock clock(&physical, 0, p.Fn());
+  const uint64_t before = *clock.Now();
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  for (uint64_t remote : {max, max - 1, max - HlcFromMillis(1000)}) {
+    absl::Status s = clock.Observe(remote);
+    EXPECT_EQ(s.code(), absl::StatusCode::kOutOfRange) << remote;
+    EXPECT_NE(s.message().find("2^64"), std::string::npos) << s;
+    EXPECT_EQ(clock.CheckObservable(remote).code(), absl::StatusCode::kOutOfRange);
+  }
+  // Untouched: it keeps counting from where it was, the mark above it.
+  const uint64_t after = *clock.Now();
+  EXPECT_GT(after, before);
+  EXPECT_LT(after, HlcFromMillis(2000));
+  EXPECT_GT(p.mark, after);
+  // Far ahead but with room left: observed.
+  ASSERT_TRUE(clock.Observe(max / 2).ok());
+  EXPECT_GT(*clock.Now(), max / 2);
+}
+
+// A clock whose persisted mark was already driven to the end (an older
+// kvd without the check) hands out nothing rather than wrapping to 0.
+TEST(HlcTest, NowAtTheEndOfTheRangeFails) {
+  ManualClock physical(1000);
+  Persisted p;
+  const uint64_t max = std::numeric_limits<uint64_t>::max();
+  HybridClock clock(&physical, max - 5, p.Fn());
+  for (int i = 0; i < 10; ++i) {
+    auto t = clock.Now();
+    if (t.ok()) {
+      EXPECT_GT(*t, max - 10);
+    } else {
+      EXPECT_EQ(t.status().code(), absl::StatusCode::kOutOfRange);
+    }
+  }
+  EXPECT_FALSE(clock.Now().ok());
 }
 
 TEST(HlcTest, NeverBackwardsAcrossRestart) {

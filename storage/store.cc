@@ -383,6 +383,9 @@ absl::Status Store::CheckRemote(const Record& record) const {
     return absl::InvalidArgumentError(
         absl::StrCat("record of key '", record.key, "' has no version"));
   }
+  // Refused (OUT_OF_RANGE) like a clock too far ahead, whatever the drift
+  // limit: observing it would wrap the clock around 2^64.
+  KV_RETURN_IF_ERROR(clock_->CheckObservable(record.version.hlc));
   if (max_clock_drift_ms_ > 0) {
     const int64_t ahead_ms = HlcMillis(record.version.hlc) - physical_->NowMillis();
     if (ahead_ms > max_clock_drift_ms_) {
@@ -410,11 +413,13 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
   std::vector<Item> items;
   items.reserve(records.size());
   uint64_t newest = 0;
-  for (const Record& r : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    const Record& r = records[i];
     absl::Status s = CheckRemote(r);
     if (s.code() == absl::StatusCode::kOutOfRange) {
       if (result.first_refusal.ok()) result.first_refusal = s;
       ++result.refused;
+      result.refused_index.push_back(i);
       continue;
     }
     KV_RETURN_IF_ERROR(s);

@@ -82,6 +82,8 @@ struct ApplyResult {
   int64_t applied = 0;         // Keys whose stored record was replaced.
   int64_t refused = 0;         // Records refused for their clock.
   absl::Status first_refusal;  // Why the first one was refused.
+  // Positions in the input of the records refused for their clock.
+  std::vector<size_t> refused_index;
   // Records with the stored version but other contents (a copied data
   // directory, a forged record), whichever of the two was kept.
   int64_t ties = 0;
