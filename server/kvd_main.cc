@@ -6,14 +6,45 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "build_version.h"  // KV_BUILD_VERSION, generated.
 #include "server/node.h"
+
+namespace {
+
+// host:port with a port in [0, 65535] (an IPv6 host in brackets). CLI11
+// prefixes the message with the flag's name.
+CLI::Validator HostPort(bool allow_empty = false) {
+  return CLI::Validator(
+      [allow_empty](std::string& s) -> std::string {
+        const absl::string_view v = absl::StripAsciiWhitespace(s);
+        if (v.empty() && allow_empty) return "";
+        const size_t colon = v.rfind(':');
+        int port = -1;
+        if (colon == absl::string_view::npos || colon == 0 ||
+            !absl::SimpleAtoi(v.substr(colon + 1), &port) || port < 0 ||
+            port > 65535) {
+          return "'" + s + "' is not host:port (a port in [0, 65535])";
+        }
+        return "";
+      },
+      "HOST:PORT", "host:port");
+}
+
+CLI::Validator NonEmpty() {
+  return CLI::Validator(
+      [](std::string& s) { return s.empty() ? std::string("is empty") : std::string(); },
+      "", "non-empty");
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   kv::server::NodeOptions o;
@@ -21,11 +52,15 @@ int main(int argc, char** argv) {
   std::string ready_file;
   CLI::App app{"kvd: a node of the eventually consistent key-value store"};
   app.set_config("--config", "", "Read options from a file of `name = value` lines");
-  app.add_option("--name", o.name, "Node name (for logs and stats)")->capture_default_str();
+  app.add_option("--name", o.name, "Node name (for logs and stats)")
+      ->capture_default_str()
+      ->check(NonEmpty());
   app.add_option("--listen", o.listen, "host:port to serve gRPC on (port 0: any free port)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(HostPort());
   app.add_option("--data-dir", o.data_dir, "Data directory (created when missing)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(NonEmpty());
   app.add_flag("--sync", o.sync,
                "fsync the write-ahead log before acknowledging a write (group commit)");
   app.add_option("--max-key-bytes", o.limits.max_key_bytes, "Largest key accepted")
@@ -40,13 +75,16 @@ int main(int argc, char** argv) {
   app.add_option("--max-message-bytes", o.limits.max_message_bytes,
                  "gRPC message limit (0: key + value limit + 64 KiB; never below what the "
                  "peer protocol needs, about 1 MiB)")
-      ->capture_default_str();
+      ->capture_default_str()
+      // gRPC takes an int.
+      ->check(CLI::Range(size_t{0}, size_t{INT_MAX}));
   app.add_option("--leaf-depth", o.leaf_depth, "Merkle tree leaf depth D (2^D leaves)")
       ->capture_default_str()
       ->check(CLI::Range(0, 24));
   app.add_option("--verify-interval", o.verify_interval_s,
                  "Seconds between background Merkle tree verifications (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{365} * 24 * 3600));
   app.add_option("--clock-offset-ms", o.clock_offset_ms,
                  "Test only: shift this node's wall clock")
       ->capture_default_str();
@@ -56,10 +94,12 @@ int main(int argc, char** argv) {
   app.add_option("--seeds,--peers", seed_lists,
                  "Comma-separated host:port of nodes to join through (this node's own "
                  "address may be among them); --peers is an alias")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(HostPort(/*allow_empty=*/true));
   app.add_option("--advertise", o.advertise,
                  "host:port other nodes reach this one at (default: the bound --listen "
-                 "address; required when listening on 0.0.0.0)");
+                 "address; required when listening on 0.0.0.0)")
+      ->check(HostPort());
   app.add_option("--gossip-interval-ms", o.gossip.interval_ms,
                  "Milliseconds between gossip rounds (jittered +-10%)")
       ->capture_default_str()
@@ -86,7 +126,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{10}, int64_t{3600000}));
   app.add_option("--ae-bandwidth", ae.bandwidth_bytes_per_s,
                  "Repair traffic cap in bytes/s (0: none)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--ae-max-incoming", ae.max_incoming,
                  "Most exchanges served at once")
       ->capture_default_str()
@@ -100,7 +141,8 @@ int main(int argc, char** argv) {
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
                  "Refuse replicated records versioned further ahead of this node's "
                  "clock (0: no limit)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
   bool fanout_enabled = true;
   int64_t fanout_ack_timeout_ms = 2000;
   app.add_option("--fanout-enabled", fanout_enabled,
@@ -121,7 +163,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{600000}));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
-      ->capture_default_str();
+      ->capture_default_str()
+      // spdlog turns an unknown name into "off": a typo would silence kvd.
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--ready-file", ready_file,
                  "Write the bound host:port to this file once serving");
   CLI11_PARSE(app, argc, argv);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +26,12 @@
 namespace kv::testing {
 namespace fs = std::filesystem;
 
-std::string KvdPath() { return KV_KVD_PATH; }
+std::string KvdPath() {
+  // KV_TEST_KVD runs the tests against another kvd (e.g. one built before a
+  // fix, to see a test fail).
+  const char* other = std::getenv("KV_TEST_KVD");
+  return other != nullptr && *other != '\0' ? other : KV_KVD_PATH;
+}
 std::string KvctlPath() { return KV_KVCTL_PATH; }
 
 TempDir::TempDir() {
