@@ -78,6 +78,29 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       // gRPC takes an int.
       ->check(CLI::Range(size_t{0}, size_t{INT_MAX}));
+  app.add_option("--max-concurrent-streams", o.limits.max_concurrent_streams,
+                 "Concurrent calls one client connection may have open")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000));
+  app.add_option("--server-memory-bytes", o.limits.server_memory_bytes,
+                 "Memory all connections and calls may take for buffers (gRPC resource "
+                 "quota; 0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--max-connection-idle-ms", o.limits.max_connection_idle_ms,
+                 "Close a client connection with no call for this long (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{INT_MAX}));
+  app.add_option("--handshake-timeout-ms", o.limits.handshake_timeout_ms,
+                 "Close a connection that has not finished its HTTP/2 handshake this long "
+                 "after it was accepted")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{100}, int64_t{INT_MAX}));
+  app.add_option("--keepalive-ms", o.limits.keepalive_ms,
+                 "Ping a connection idle this long; close it when the ping goes unanswered "
+                 "for 20 s (0: no pings)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{INT_MAX}));
   app.add_option("--leaf-depth", o.leaf_depth, "Merkle tree leaf depth D (2^D leaves)")
       ->capture_default_str()
       ->check(CLI::Range(0, 24));

@@ -109,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
+  ApplyServerLimits(o.limits, &builder);
   builder.RegisterService(node->kv_service_.get());
   builder.RegisterService(node->admin_service_.get());
   builder.RegisterService(node->peer_service_.get());
