@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "proto/health.pb.h"
 #include "server/admin_service.h"
+#include "server/generation.h"
 #include "server/gossip_service.h"
 #include "server/kv_service.h"
 #include "storage/rocksdb_engine.h"
@@ -128,14 +129,16 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                  "set --advertise host:port",
                  node->advertise_);
   }
+  // The start epoch, persisted: a restart has a higher one even when the
+  // clock stepped back (a real clock, not the test-only skewed one).
+  KV_ASSIGN_OR_RETURN(const uint64_t generation,
+                      NextGeneration(o.data_dir, absl::ToUnixMillis(absl::Now())));
   node->gossip_service_->Start(replication::LocalNode{
       .node_id = node->store_->node_id(),
       .name = o.name,
       .client_address = node->advertise_,
       .peer_address = node->advertise_,
-      // The start epoch: a restart has a higher one (a real clock, not the
-      // test-only skewed one).
-      .generation = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())),
+      .generation = generation,
       .build_version = o.build_version,
   });
   {
