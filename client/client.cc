@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -294,6 +295,19 @@ absl::StatusOr<kv::v1::VerifyTreeResponse> Client::VerifyTree() {
   grpc::ClientContext ctx;
   PrepareContext(&ctx);
   absl::Status s = FromGrpcStatus(admin_stub_->VerifyTree(&ctx, req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+absl::StatusOr<kv::v1::SnapshotResponse> Client::Snapshot(const std::string& dir) {
+  kv::v1::SnapshotRequest req;
+  req.set_dir(dir);
+  kv::v1::SnapshotResponse resp;
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx);
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoNanoseconds(std::max(options_.timeout, kSnapshotMinTimeout)));
+  absl::Status s = FromGrpcStatus(admin_stub_->Snapshot(&ctx, req, &resp));
   if (!s.ok()) return s;
   return resp;
 }

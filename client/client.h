@@ -196,6 +196,12 @@ class Client {
   absl::StatusOr<kv::v1::VerifyTreeResponse> VerifyTree();
   // The node's view of the cluster membership (gossip).
   absl::StatusOr<kv::v1::MembersResponse> Members();
+  // Admin.Snapshot: a snapshot of the node's data into the new directory
+  // `dir` on the node's machine (relative: from kvd's working directory).
+  // Waits at least kSnapshotMinTimeout (a large store takes a while to
+  // flush). Errors: the RPC's (ALREADY_EXISTS, FAILED_PRECONDITION, ...).
+  static constexpr absl::Duration kSnapshotMinTimeout = absl::Minutes(10);
+  absl::StatusOr<kv::v1::SnapshotResponse> Snapshot(const std::string& dir);
   // Forgets a member for good. NOT_FOUND for an unknown id;
   // FAILED_PRECONDITION when it is alive or suspect, or is the node asked.
   absl::Status RemoveMember(uint64_t node_id);

@@ -27,6 +27,7 @@
 //   cluster status  the live members' roots and key counts, then one line
 //            "converged: ..." or "not converged: ..." (which nodes differ,
 //            which are suspect or down); exit code 1 when not converged.
+//   snapshot save  what was saved: node, keys, root digest, directory, time.
 // --output json: exactly one JSON object on one line. Keys and values are
 //   bytes: a field "value" comes with "value_encoding": "utf8" when the bytes
 //   are valid UTF-8 (the JSON string is the value), or "base64" (the JSON
@@ -45,6 +46,7 @@
 //     bench   see FormatBenchJson in client/bench.h.
 //     members the MembersResponse in protobuf's JSON mapping.
 //     members remove  {"removed":"NODE ID HEX"}
+//     snapshot save  the SnapshotResponse in protobuf's JSON mapping.
 //     cluster status  see FormatClusterJson in client/kvctl_members.h.
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
@@ -52,6 +54,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <string>
 
@@ -61,6 +64,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "build_version.h"  // KV_BUILD_VERSION, KV_BUILD_TYPE, generated.
 #include "client/bench.h"
 #include "client/client.h"
 #include "client/kvctl_members.h"
@@ -351,6 +355,24 @@ int CmdMembers(Client& c, bool json) {
   return kExitOk;
 }
 
+// DIR is on the node's machine; a relative one is made absolute here (with
+// kvctl's working directory), as for a node on this machine.
+int CmdSnapshotSave(Client& c, const std::string& dir, bool json) {
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
+  absl::StatusOr<kv::v1::SnapshotResponse> r = c.Snapshot(ec ? dir : absolute.string());
+  if (!r.ok()) return Fail(r.status());
+  if (json) {
+    Out(absl::StrCat(ProtoJson(*r), "\n"));
+  } else {
+    const kv::v1::SnapshotManifest& m = r->manifest();
+    Out(absl::StrFormat("snapshot of node %s (%s): %d keys, root %s, in %s (%d ms)\n",
+                        m.node_name(), m.node_id_hex(), m.key_count(), m.root_digest(),
+                        r->dir(), r->duration_ms()));
+  }
+  return kExitOk;
+}
+
 int CmdMembersRemove(Client& c, const Flags& f, bool json) {
   absl::StatusOr<kv::v1::MembersResponse> members = c.Members();
   if (!members.ok()) return Fail(members.status());
@@ -429,6 +451,9 @@ int Main(int argc, char** argv) {
       "\"base64\"."};
   app.fallthrough();
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string("kvctl " KV_BUILD_VERSION " (" KV_BUILD_TYPE ")"),
+                       "Print the build version (git commit, build type) and exit");
   app.add_option("--endpoint,-e", f.endpoint, "Server host:port")
       ->envname("KVCTL_ENDPOINT")
       ->capture_default_str();
@@ -501,6 +526,17 @@ int Main(int argc, char** argv) {
       "Whether every live member holds the same data (as the node sees it); "
       "exit 1 when not");
 
+  std::string snapshot_dir;
+  CLI::App* snapshot = app.add_subcommand("snapshot", "Backups of the node's data");
+  snapshot->require_subcommand(1);
+  CLI::App* snapshot_save = snapshot->add_subcommand(
+      "save",
+      "Write a consistent copy of the node's data (RocksDB checkpoint + manifest "
+      "KVSNAPSHOT.json) into the new directory DIR on the node's machine, online; "
+      "restore it with kvd --restore-from DIR");
+  snapshot_save->add_option("DIR", snapshot_dir, "Directory to create (must not exist)")
+      ->required();
+
   CLI::App* bench = app.add_subcommand(
       "bench", "Closed-loop benchmark with N calls in flight");
   bench->add_option("--workload,-w", f.workload, "ping|get|put|mixed")
@@ -556,6 +592,7 @@ int Main(int argc, char** argv) {
   if (*members_remove) return CmdMembersRemove(c, f, json);
   if (*members) return CmdMembers(c, json);
   if (*cluster_status) return CmdClusterStatus(c, json);
+  if (*snapshot_save) return CmdSnapshotSave(c, snapshot_dir, json);
   return Usage("no command");
 }
 

@@ -77,8 +77,8 @@ absl::StatusOr<uint64_t> ResolveMember(absl::string_view ref,
 
 std::string FormatMembersTable(const kv::v1::MembersResponse& members) {
   std::string out = absl::StrFormat(
-      "%-12s %-16s %-21s %-8s %-13s %8s %6s %-8s %9s %s\n", "NAME", "NODE ID",
-      "ADDRESS", "STATUS", "GENERATION", "HB AGE", "PHI", "ROOT", "KEYS",
+      "%-12s %-16s %-21s %-8s %-13s %8s %6s %-8s %9s %-18s %s\n", "NAME", "NODE ID",
+      "ADDRESS", "STATUS", "GENERATION", "HB AGE", "PHI", "ROOT", "KEYS", "VERSION",
       "CLOCK OFFSET");
   for (const kv::v1::Member& m : members.members()) {
     std::string offset = "-";
@@ -94,13 +94,14 @@ std::string FormatMembersTable(const kv::v1::MembersResponse& members) {
         !m.is_self() && (m.status() == "alive" || m.status() == "suspect" ||
                          m.status() == "down");
     absl::StrAppendFormat(
-        &out, "%-12s %-16s %-21s %-8s %-13s %8s %6s %-8s %9d %s\n",
+        &out, "%-12s %-16s %-21s %-8s %-13s %8s %6s %-8s %9d %-18s %s\n",
         absl::StrCat(m.name(), m.is_self() ? "*" : ""), NodeIdHex(m.node_id()),
         Address(m), m.status(),
         removed ? std::string("-") : absl::StrCat(m.generation()),
         watched ? FormatAge(m.heartbeat_age_ms()) : std::string("-"),
         watched ? absl::StrFormat("%.1f", m.phi()) : std::string("-"),
-        m.root_digest().substr(0, 8), m.key_count(), offset);
+        m.root_digest().substr(0, 8), m.key_count(),
+        m.build_version().empty() ? std::string("-") : m.build_version(), offset);
   }
   absl::StrAppend(&out, members.members_size(), " members (* = the node asked); ",
                   members.down_events(), " down events, ",

@@ -27,7 +27,8 @@ std::string NodeIdHex(uint64_t node_id);
 
 // The members table: a header line, then one line per member (name with `*`
 // for the node asked, node id hex, address, status, generation, heartbeat
-// age, phi, root (first 8 hex digits), key count, clock offset, with
+// age, phi, root (first 8 hex digits), key count, build version (gossiped;
+// kvd --version's commit), clock offset, with
 // `(skewed)` past --max-clock-drift-ms), then one line of counters.
 std::string FormatMembersTable(const kv::v1::MembersResponse& members);
 

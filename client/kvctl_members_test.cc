@@ -100,8 +100,11 @@ TEST(FormatMembersTableTest, OneLinePerMember) {
   other->set_clock_offset_known(true);
   other->set_clock_offset_ms(-7200000);
   other->set_clock_skewed(true);
+  other->set_build_version("0123456789ab-dirty");
   r.set_down_events(1);
   const std::string t = FormatMembersTable(r);
+  EXPECT_THAT(t, HasSubstr(" VERSION "));
+  EXPECT_THAT(t, HasSubstr(" 0123456789ab-dirty "));
   EXPECT_THAT(t, HasSubstr("n1*"));
   EXPECT_THAT(t, HasSubstr("0000000000000abc"));
   EXPECT_THAT(t, HasSubstr("4.2s"));

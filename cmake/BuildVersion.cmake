@@ -1,5 +1,6 @@
 # Writes OUT: a header defining KV_BUILD_VERSION as the short git commit of
-# SRC (with "-dirty" when the tree has changes), or "dev" without git. Run at
+# SRC (with "-dirty" when the tree has changes), or "dev" without git, and
+# KV_BUILD_TYPE as BUILD_TYPE (CMAKE_BUILD_TYPE; "unknown" when empty). Run at
 # every build (see server/CMakeLists.txt); the file is rewritten only when
 # the version changes, so nothing recompiles needlessly.
 set(version "dev")
@@ -17,7 +18,10 @@ if(GIT_FOUND)
     endif()
   endif()
 endif()
-set(content "#define KV_BUILD_VERSION \"${version}\"\n")
+if(NOT BUILD_TYPE)
+  set(BUILD_TYPE "unknown")
+endif()
+set(content "#define KV_BUILD_VERSION \"${version}\"\n#define KV_BUILD_TYPE \"${BUILD_TYPE}\"\n")
 if(EXISTS ${OUT})
   file(READ ${OUT} old)
 endif()

@@ -26,8 +26,10 @@ class AdminService final : public kv::v1::Admin::CallbackService {
  public:
   // All pointers must outlive the service.
   AdminService(std::string node_name, storage::Store* store, VerifyCounters* verify,
-               AntiEntropy* anti_entropy, GossipService* gossip)
+               AntiEntropy* anti_entropy, GossipService* gossip,
+               std::string build_version = "dev")
       : node_name_(std::move(node_name)),
+        build_version_(std::move(build_version)),
         store_(store),
         verify_(verify),
         anti_entropy_(anti_entropy),
@@ -51,9 +53,16 @@ class AdminService final : public kv::v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* ctx,
                                          const kv::v1::RemoveMemberRequest* req,
                                          kv::v1::RemoveMemberResponse* resp) override;
+  // A snapshot of the store into a new directory on this machine
+  // (SaveSnapshot in server/snapshot.h; defined in admin_snapshot.cc).
+  // Errors: as SaveSnapshot.
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* ctx,
+                                     const kv::v1::SnapshotRequest* req,
+                                     kv::v1::SnapshotResponse* resp) override;
 
  private:
   const std::string node_name_;
+  const std::string build_version_;  // For snapshot manifests.
   storage::Store* const store_;
   VerifyCounters* const verify_;
   AntiEntropy* const anti_entropy_;

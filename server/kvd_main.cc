@@ -15,7 +15,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "build_version.h"  // KV_BUILD_VERSION, generated.
+#include "server/kvd_env.h"
 #include "server/node.h"
+#include "server/snapshot.h"
 
 namespace {
 
@@ -51,6 +53,9 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string ready_file;
   CLI::App app{"kvd: a node of the eventually consistent key-value store"};
+  app.set_version_flag("--version",
+                       std::string("kvd " KV_BUILD_VERSION " (" KV_BUILD_TYPE ")"),
+                       "Print the build version (git commit, build type) and exit");
   app.set_config("--config", "", "Read options from a file of `name = value` lines");
   app.add_option("--name", o.name, "Node name (for logs and stats)")
       ->capture_default_str()
@@ -191,6 +196,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--ready-file", ready_file,
                  "Write the bound host:port to this file once serving");
+  std::string restore_from;
+  app.add_option("--restore-from", restore_from,
+                 "Make --data-dir (missing or empty) from the snapshot in this directory "
+                 "(kvctl snapshot save), with a new node id, then start; the node catches "
+                 "up through anti-entropy. Again with the same snapshot: starts as is");
+  // Last: every option above also from KVD_<NAME> (flags > env > config file).
+  kv::server::UseEnvironment(app, "KVD_");
   CLI11_PARSE(app, argc, argv);
   // Debian's abseil is built with mutex deadlock detection on, which costs a
   // graph update per lock; the striped locks are ordered by construction.
@@ -231,6 +243,11 @@ int main(int argc, char** argv) {
     kill(getpid(), SIGUSR1);
   };
 
+  if (absl::Status s = kv::server::PrepareDataDir(restore_from, o.data_dir, o.leaf_depth);
+      !s.ok()) {
+    spdlog::critical("kvd: cannot start: {}", s.ToString());
+    return 1;
+  }
   auto node = kv::server::Node::Start(o);
   if (!node.ok()) {
     spdlog::critical("kvd: cannot start: {}", node.status().ToString());

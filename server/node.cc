@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                                                   node->replicator_.get());
   node->admin_service_ = std::make_unique<AdminService>(
       o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get(),
-      node->gossip_service_.get());
+      node->gossip_service_.get(), o.build_version);
 
   // Keep grpc.health.v1's descriptor linked in so reflection can serve it.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();

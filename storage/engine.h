@@ -86,6 +86,15 @@ class Engine {
   virtual absl::Status Write(const WriteBatch& batch) = 0;
 
   virtual std::unique_ptr<Iterator> NewIterator(Column column) = 0;
+
+  // Writes a consistent copy of every column, as of one moment between
+  // batches, into the new directory `dir` (it must not exist; its parent
+  // must), without blocking writes for long. The copy opens as an engine of
+  // the same kind. Errors: UNIMPLEMENTED (the default: engines without
+  // files); FAILED_PRECONDITION when dir exists; INTERNAL for I/O errors.
+  virtual absl::Status Checkpoint(const std::string& dir) {
+    return absl::UnimplementedError("this engine cannot checkpoint");
+  }
 };
 
 }  // namespace kv::storage

@@ -23,9 +23,14 @@ struct RocksDbOptions {
   bool sync = false;                          // fsync before acknowledging.
   size_t block_cache_bytes = 64 << 20;        // Shared by all columns.
   size_t memtable_budget_bytes = 128 << 20;   // All memtables together.
+  // Open without writing anything (the directory must hold a database);
+  // Write fails (INTERNAL). Used to inspect a snapshot.
+  bool read_only = false;
 };
 
-// Opens (creating when missing) the database at options.path.
+// Opens (creating when missing, unless read_only) the database at
+// options.path. Its Checkpoint is RocksDB's: SST files are hard-linked when
+// dir is on the same file system (copied otherwise), the rest is copied.
 // Errors: FAILED_PRECONDITION when another process holds the directory's
 // lock; INTERNAL / DATA_LOSS for other RocksDB failures (the message says
 // which path and what RocksDB reported).

@@ -76,6 +76,38 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(
   return store;
 }
 
+absl::StatusOr<StoreInfo> Store::Inspect(std::unique_ptr<Engine> engine) {
+  KV_ASSIGN_OR_RETURN(auto node_id, ReadMetaU64(*engine, kMetaNodeId));
+  KV_ASSIGN_OR_RETURN(auto depth, ReadMetaU64(*engine, kMetaLeafDepth));
+  if (!node_id.has_value() || !depth.has_value()) {
+    return absl::FailedPreconditionError("no kvd store here (no node id or leaf depth)");
+  }
+  if (*depth > MerkleTree::kMaxLeafDepth) {
+    return absl::DataLossError(absl::StrCat("stored leaf depth ", *depth, " is invalid"));
+  }
+  StoreOptions options;
+  options.leaf_depth = static_cast<uint32_t>(*depth);
+  // Both metadata values exist, so Open writes nothing.
+  KV_ASSIGN_OR_RETURN(auto store, Open(std::move(engine), options));
+  return StoreInfo{.node_id = *node_id,
+                   .leaf_depth = options.leaf_depth,
+                   .key_count = store->tree().KeyCount(),
+                   .root = store->tree().Root()};
+}
+
+absl::StatusOr<uint64_t> Store::AssignNewNodeId(Engine& engine) {
+  KV_ASSIGN_OR_RETURN(auto old_id, ReadMetaU64(engine, kMetaNodeId));
+  if (!old_id.has_value()) {
+    return absl::FailedPreconditionError("no kvd store here (no node id)");
+  }
+  uint64_t id = RandomNodeId();
+  while (id == *old_id) id = RandomNodeId();
+  WriteBatch batch;
+  batch.Put(Column::kMeta, std::string(kMetaNodeId), EncodeU64(id));
+  KV_RETURN_IF_ERROR(engine.Write(batch));
+  return id;
+}
+
 Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
              uint64_t node_id, uint64_t high_water)
     : engine_(std::move(engine)), node_id_(node_id), tree_(options.leaf_depth) {

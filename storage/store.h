@@ -89,6 +89,14 @@ struct ApplyResult {
   int64_t ties = 0;
 };
 
+// What a store's data holds, read without a data scan (Store::Inspect).
+struct StoreInfo {
+  uint64_t node_id = 0;
+  uint32_t leaf_depth = 0;
+  int64_t key_count = 0;  // Keys, tombstones included (MerkleTree::KeyCount).
+  Digest root;
+};
+
 struct RangeSummary {
   Digest digest;
   int64_t count = 0;
@@ -103,12 +111,31 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(
       std::unique_ptr<Engine> engine, StoreOptions options);
 
+  // Reads the node id, leaf depth, key count and root of the store in
+  // `engine` (which may be read-only; nothing is written).
+  // Errors: FAILED_PRECONDITION when the engine holds no store (no node id or
+  // leaf depth); DATA_LOSS for corrupt metadata or leaves; engine errors.
+  static absl::StatusOr<StoreInfo> Inspect(std::unique_ptr<Engine> engine);
+
+  // Gives the store in `engine` (not open as a Store) a new random node id,
+  // different from its current one, and returns it. For a copy of another
+  // node's data (a restored snapshot): two live nodes with one id are
+  // refused by the cluster, and versions written under one id by two nodes
+  // would collide. Errors: FAILED_PRECONDITION when the engine holds no
+  // store; engine errors.
+  static absl::StatusOr<uint64_t> AssignNewNodeId(Engine& engine);
+
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   uint64_t node_id() const { return node_id_; }
   const MerkleTree& tree() const { return tree_; }
+
+  // Engine::Checkpoint of the underlying engine: a consistent copy of the
+  // store (data, index, tree and metadata of one moment) in a new directory,
+  // while writes go on. Errors: as Engine::Checkpoint.
+  absl::Status Checkpoint(const std::string& dir) { return engine_->Checkpoint(dir); }
   HybridClock& clock() { return *clock_; }
 
   // The newest record of `key`, tombstones included; nullopt when the key was

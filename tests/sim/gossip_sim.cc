@@ -62,23 +62,21 @@ GossipSimulation::GossipSimulation(const GossipSimOptions& options)
 GossipSimulation::~GossipSimulation() = default;
 
 uint64_t GossipSimulation::Uniform(uint64_t lo, uint64_t hi) {
-  return lo + rng_() % (hi - lo + 1);
+  return rng_.Uniform(lo, hi);
 }
 
 bool GossipSimulation::Chance(double p) {
-  return p > 0 && static_cast<double>(rng_() >> 11) * 0x1.0p-53 < p;
+  return p > 0 && rng_.Chance(p);
 }
 
 void GossipSimulation::At(int64_t time, std::function<void()> fn) {
-  events_.push(Event{time, next_seq_++, std::move(fn)});
+  events_.At(time, std::move(fn));
 }
 
 void GossipSimulation::RunUntil(int64_t until) {
-  while (!events_.empty() && events_.top().time <= until) {
-    Event e = events_.top();
-    events_.pop();
-    now_ = e.time;
-    e.fn();
+  while (!events_.empty() && events_.next_time() <= until) {
+    std::function<void()> fn = events_.Pop(&now_);
+    fn();
   }
   now_ = until;
 }

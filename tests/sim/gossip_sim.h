@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "replication/gossip.h"
+#include "tests/sim/sim_core.h"
 
 namespace kv::sim {
 
@@ -78,14 +79,6 @@ class GossipSimulation {
  private:
   struct Node;
   class Transport;
-  struct Event {
-    int64_t time;
-    uint64_t seq;
-    std::function<void()> fn;
-    bool operator>(const Event& o) const {
-      return time != o.time ? time > o.time : seq > o.seq;
-    }
-  };
 
   uint64_t Uniform(uint64_t lo, uint64_t hi);
   bool Chance(double p);
@@ -102,10 +95,9 @@ class GossipSimulation {
   int64_t Round() const;
 
   const GossipSimOptions options_;
-  std::mt19937_64 rng_;
+  SimRandom rng_;
   int64_t now_ = 0;
-  uint64_t next_seq_ = 0;
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  EventQueue events_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<int> group_;
   bool partitioned_ = false;

@@ -127,15 +127,15 @@ Simulation::~Simulation() {
 }
 
 uint64_t Simulation::Uniform(uint64_t lo, uint64_t hi) {
-  return lo + rng_() % (hi - lo + 1);
+  return rng_.Uniform(lo, hi);
 }
 
 bool Simulation::Chance(double p) {
-  return static_cast<double>(rng_() >> 11) * 0x1.0p-53 < p;
+  return rng_.Chance(p);
 }
 
 void Simulation::At(int64_t time, std::function<void()> fn) {
-  events_.push(Event{time, next_seq_++, std::move(fn)});
+  events_.At(time, std::move(fn));
 }
 
 void Simulation::Log(const std::string& line) {
@@ -625,12 +625,10 @@ SimResult Simulation::Run() {
 
   const int64_t end = heal_at + options_.converge_bound_ms;
   while (!events_.empty() && !converged && result_.failure.empty()) {
-    Event e = events_.top();
-    events_.pop();
-    if (e.time > end) break;
-    now_ = e.time;
+    if (events_.next_time() > end) break;
+    std::function<void()> fn = events_.Pop(&now_);
     SetClocks();
-    e.fn();
+    fn();
   }
   if (result_.failure.empty()) {
     if (converged) {

@@ -44,6 +44,7 @@
 #include "storage/memory_engine.h"
 #include "storage/record.h"
 #include "storage/store.h"
+#include "tests/sim/sim_core.h"
 
 namespace kv::sim {
 
@@ -119,14 +120,6 @@ class Simulation {
   struct Node;
   struct Stream;
   class Writer;
-  struct Event {
-    int64_t time;
-    uint64_t seq;
-    std::function<void()> fn;
-    bool operator>(const Event& o) const {
-      return time != o.time ? time > o.time : seq > o.seq;
-    }
-  };
 
   // Randomness (no std distributions: their output is library-defined).
   uint64_t Uniform(uint64_t lo, uint64_t hi);  // In [lo, hi].
@@ -168,11 +161,10 @@ class Simulation {
   std::string CheckConverged();
 
   const SimOptions options_;
-  std::mt19937_64 rng_;
+  SimRandom rng_;
   int64_t now_ = 0;
-  uint64_t next_seq_ = 0;
   uint64_t next_stream_ = 1;
-  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events_;
+  EventQueue events_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<uint64_t, std::unique_ptr<Stream>> streams_;
   std::vector<int> group_;     // Partition group per node.
