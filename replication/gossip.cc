@@ -471,9 +471,11 @@ bool Gossiper::ApplyState(const MemberState& s, int64_t now_ms) {
         s.status() != peer::v1::MEMBER_ALIVE) {
       return false;
     }
-    MemberState full = it->second.state;
-    full.set_version(s.version());
-    return ApplyFullState(full, now_ms);
+    Member& m = it->second;
+    if (s.version() <= m.state.version()) return false;
+    m.state.set_version(s.version());  // In place: no copy of the state.
+    NoteHeartbeat(m, now_ms, /*fresh=*/false, m.health);
+    return true;
   }
   return ApplyFullState(s, now_ms);
 }
@@ -506,8 +508,19 @@ bool Gossiper::ApplyFullState(const MemberState& s, int64_t now_ms) {
     if (inserted || before != MemberHealth::kLeft) Event(GossipEvent::Kind::kLeft, m);
     return true;
   }
-  // A newer heartbeat: one failure detector sample.
-  if (inserted || restarted) {
+  NoteHeartbeat(m, now_ms, inserted || restarted, before);
+  if (inserted) {
+    Event(GossipEvent::Kind::kJoined, m);
+  } else if (restarted) {
+    Event(GossipEvent::Kind::kRestarted, m,
+          absl::StrCat("generation ", s.generation()));
+  }
+  return true;
+}
+
+void Gossiper::NoteHeartbeat(Member& m, int64_t now_ms, bool fresh, MemberHealth before) {
+  // One failure detector sample; a new member or generation starts afresh.
+  if (fresh) {
     m.samples = 0;
     m.mean_interval_ms = static_cast<double>(options_.interval_ms);
   } else {
@@ -518,15 +531,9 @@ bool Gossiper::ApplyFullState(const MemberState& s, int64_t now_ms) {
   m.last_arrival_ms = now_ms;
   if (before != MemberHealth::kAlive) ++live_version_;
   m.health = MemberHealth::kAlive;
-  if (inserted) {
-    Event(GossipEvent::Kind::kJoined, m);
-  } else if (restarted) {
-    Event(GossipEvent::Kind::kRestarted, m,
-          absl::StrCat("generation ", s.generation()));
-  } else if (before != MemberHealth::kAlive) {
+  if (!fresh && before != MemberHealth::kAlive) {
     Event(GossipEvent::Kind::kAlive, m, absl::StrCat("was ", HealthName(before)));
   }
-  return true;
 }
 
 int64_t Gossiper::WallNow(int64_t now_ms) const {

@@ -219,6 +219,9 @@ class Gossiper {
   };
 
   double Phi(const Member& m, int64_t now_ms) const;
+  // A newer heartbeat of `m` arrived (fresh: first of a member or
+  // generation): a detector sample, and alive again.
+  void NoteHeartbeat(Member& m, int64_t now_ms, bool fresh, MemberHealth before);
   void Detect(int64_t now_ms);
   void SendSyn(const std::string& to, int64_t now_ms);
   peer::v1::GossipMessage NewMessage(peer::v1::GossipMessage::Kind kind,

@@ -1,0 +1,23 @@
+// The collectors that export a node's own counters as Prometheus metrics
+// (see docs/metrics.md): anti-entropy, gossip membership, write fan-out and
+// the store.
+#ifndef KV_SERVER_NODE_METRICS_H_
+#define KV_SERVER_NODE_METRICS_H_
+
+#include "server/anti_entropy.h"
+#include "server/fanout_service.h"
+#include "server/gossip_service.h"
+#include "server/metrics.h"
+#include "storage/store.h"
+
+namespace kv::server {
+
+// Adds collectors reading the given objects at every scrape. All must
+// outlive the registry's HTTP server; their accessors are thread-safe.
+void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
+                       AntiEntropy* anti_entropy, GossipService* gossip,
+                       Replicator* replicator);
+
+}  // namespace kv::server
+
+#endif  // KV_SERVER_NODE_METRICS_H_
