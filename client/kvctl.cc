@@ -28,6 +28,8 @@
 //            "converged: ..." or "not converged: ..." (which nodes differ,
 //            which are suspect or down); exit code 1 when not converged.
 //   snapshot save  what was saved: node, keys, root digest, directory, time.
+//   health, stats with --all  a table, one row per endpoint (see
+//            FormatReportTable in client/kvctl_endpoints.h).
 // --output json: exactly one JSON object on one line. Keys and values are
 //   bytes: a field "value" comes with "value_encoding": "utf8" when the bytes
 //   are valid UTF-8 (the JSON string is the value), or "base64" (the JSON
@@ -47,6 +49,8 @@
 //     members the MembersResponse in protobuf's JSON mapping.
 //     members remove  {"removed":"NODE ID HEX"}
 //     snapshot save  the SnapshotResponse in protobuf's JSON mapping.
+//     health, stats with --all  one object per endpoint and line (see
+//             FormatReportJson in client/kvctl_endpoints.h).
 //     cluster status  see FormatClusterJson in client/kvctl_members.h.
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
@@ -67,6 +71,7 @@
 #include "build_version.h"  // KV_BUILD_VERSION, KV_BUILD_TYPE, generated.
 #include "client/bench.h"
 #include "client/client.h"
+#include "client/kvctl_endpoints.h"
 #include "client/kvctl_members.h"
 #include "client/kvctl_util.h"
 
@@ -112,6 +117,8 @@ struct Flags {
   std::string output = "text";
   std::string timeout = "10";
   std::string consistency = "one";
+  std::string endpoints;  // --endpoints / KVCTL_ENDPOINTS: a,b,c.
+  bool all = false;       // --all: health/stats on every endpoint.
   // Commands.
   std::string key;
   std::string value;
@@ -457,6 +464,14 @@ int Main(int argc, char** argv) {
   app.add_option("--endpoint,-e", f.endpoint, "Server host:port")
       ->envname("KVCTL_ENDPOINT")
       ->capture_default_str();
+  app.add_option("--endpoints", f.endpoints,
+                 "Comma-separated host:port list: the first that answers (Ping within "
+                 "2 s) is used, instead of --endpoint (not by bench)")
+      ->envname("KVCTL_ENDPOINTS");
+  app.add_flag("--all", f.all,
+               "health/stats: ask every endpoint (--endpoints, else --endpoint) and print "
+               "one row per node (--output json: one object per line); exit 2 unless "
+               "all are SERVING");
   app.add_option("--output,-o", f.output, "Output format")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
@@ -577,9 +592,22 @@ int Main(int argc, char** argv) {
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);
 
+  const std::vector<std::string> endpoints = ParseEndpoints(f.endpoints);
+  if (f.all) {
+    const bool want_stats = static_cast<bool>(*stats);
+    if (!*health && !want_stats) return Usage("--all works with health and stats");
+    const std::vector<EndpointReport> reports = ReportAll(
+        endpoints.empty() ? std::vector<std::string>{f.endpoint} : endpoints, copt, want_stats);
+    Out(json ? FormatReportJson(reports, want_stats) : FormatReportTable(reports, want_stats));
+    return AllServing(reports) ? kExitOk : kExitError;
+  }
   absl::StatusOr<std::unique_ptr<Client>> client =
-      Client::Connect(f.endpoint, copt);
-  if (!client.ok()) return Usage(client.status().message());
+      endpoints.empty() ? Client::Connect(f.endpoint, copt)
+                        : ConnectFirst(endpoints, copt, absl::Seconds(2));
+  if (!client.ok()) {
+    if (client.status().code() == absl::StatusCode::kUnavailable) return Fail(client.status());
+    return Usage(client.status().message());
+  }
   Client& c = **client;
   if (*get) return CmdGet(c, f, json);
   if (*put) return CmdPut(c, f, json, value_opt->count() > 0);
