@@ -359,6 +359,9 @@ absl::StatusOr<BenchResult> RunBench(const std::string& endpoint,
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoNanoseconds(
                          std::max(client_options.timeout, absl::Seconds(5))));
+    if (!client_options.token.empty()) {
+      ctx.AddMetadata("authorization", "Bearer " + client_options.token);
+    }
     kv::v1::PingRequest req;
     kv::v1::PingResponse resp;
     absl::Status s = FromGrpcStatus((*c)->kv_stub()->Ping(&ctx, req, &resp));

@@ -110,6 +110,9 @@ Client::Client(std::string endpoint, ClientOptions options,
       health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
 
 void Client::PrepareContext(grpc::ClientContext* context) const {
+  if (!options_.token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options_.token);
+  }
   if (options_.timeout != absl::InfiniteDuration()) {
     context->set_deadline(std::chrono::system_clock::now() +
                           absl::ToChronoNanoseconds(options_.timeout));

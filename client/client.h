@@ -131,6 +131,9 @@ struct ClientOptions {
   bool dedicated_connection = false;
   // Null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Non-empty: sent with every call as `authorization: Bearer <token>` (for
+  // a kvd started with --auth-token-file).
+  std::string token;
 };
 
 class Client {

@@ -117,6 +117,7 @@ struct Flags {
   std::string output = "text";
   std::string timeout = "10";
   std::string consistency = "one";
+  std::string token;  // --token / KVCTL_TOKEN.
   std::string endpoints;  // --endpoints / KVCTL_ENDPOINTS: a,b,c.
   bool all = false;       // --all: health/stats on every endpoint.
   // Commands.
@@ -480,6 +481,9 @@ int Main(int argc, char** argv) {
                  "called), quorum (a majority of the cluster) or all")
       ->check(CLI::IsMember({"one", "quorum", "all"}))
       ->capture_default_str();
+  app.add_option("--token", f.token,
+                 "Token sent with every call (for a kvd with --auth-token-file)")
+      ->envname("KVCTL_TOKEN");
   app.add_option("--timeout", f.timeout,
                  "Per-call deadline: seconds (2.5) or a duration (500ms, inf)")
       ->capture_default_str();
@@ -588,6 +592,7 @@ int Main(int argc, char** argv) {
   ClientOptions copt;
   copt.timeout = *timeout;
   copt.consistency = *ParseConsistency(f.consistency);  // Checked by CLI11.
+  copt.token = f.token;
   const bool json = f.output == "json";
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);

@@ -10,6 +10,8 @@ PACKAGES=(
   libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev
   clang-14 libclang-rt-14-dev python3
   python3-grpcio python3-protobuf  # examples/python and its test
+  libcpp-httplib-dev  # kvd's /metrics HTTP server
+  python3-prometheus-client openssl  # metrics and TLS tests
 )
 
 missing=()

@@ -63,6 +63,18 @@ int main(int argc, char** argv) {
   app.add_option("--listen", o.listen, "host:port to serve gRPC on (port 0: any free port)")
       ->capture_default_str()
       ->check(HostPort());
+  app.add_option("--peer-listen", o.peer_listen,
+                 "host:port for the peer services (Peer, Gossip, Replica); then --listen "
+                 "serves only clients (KV, Admin). Default: peers share --listen");
+  app.add_option("--peer-advertise", o.peer_advertise,
+                 "host:port other nodes reach the peer port at (default: the bound "
+                 "--peer-listen address)");
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "host:port to serve Prometheus metrics on (HTTP GET /metrics; default: "
+                 "no metrics endpoint)");
+  app.add_option("--auth-token-file", o.auth_token_file,
+                 "File of `TOKEN ROLE` lines (role: read, readwrite, admin) that client "
+                 "calls must present (default: no authentication)");
   app.add_option("--data-dir", o.data_dir, "Data directory (created when missing)")
       ->capture_default_str()
       ->check(NonEmpty());

@@ -11,9 +11,12 @@
 #include "absl/time/clock.h"
 #include "proto/health.pb.h"
 #include "server/admin_service.h"
+#include "server/auth.h"
 #include "server/generation.h"
 #include "server/gossip_service.h"
 #include "server/kv_service.h"
+#include "server/metrics.h"
+#include "server/node_metrics.h"
 #include "storage/rocksdb_engine.h"
 #include "storage/status_macros.h"
 
@@ -105,17 +108,47 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  grpc::Service* kv_service = node->kv_service_.get();
+  grpc::Service* admin_service = node->admin_service_.get();
+  if (!o.auth_token_file.empty()) {
+    KV_ASSIGN_OR_RETURN(node->auth_, TokenAuthenticator::FromFile(o.auth_token_file));
+    node->auth_kv_service_ =
+        std::make_unique<AuthKvService>(node->kv_service_.get(), node->auth_.get());
+    node->auth_admin_service_ =
+        std::make_unique<AuthAdminService>(node->admin_service_.get(), node->auth_.get());
+    kv_service = node->auth_kv_service_.get();
+    admin_service = node->auth_admin_service_.get();
+    spdlog::info("auth: {} client tokens from {}", node->auth_->size(), o.auth_token_file);
+  } else {
+    spdlog::warn("auth: OFF: any client that reaches {} may read, write and administer "
+                 "this node (set --auth-token-file)",
+                 o.listen);
+  }
+  node->metrics_ = std::make_unique<MetricsRegistry>();
+  // One interceptor factory list per server (the builder takes ownership).
+  auto interceptors = [&]() {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> v;
+    if (!o.metrics_listen.empty()) {
+      v.push_back(std::make_unique<MetricsInterceptorFactory>(node->metrics_->rpc()));
+    }
+    return v;
+  };
+
+  const bool split = !o.peer_listen.empty();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.experimental().SetInterceptorCreators(interceptors());
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
   ApplyServerLimits(o.limits, &builder);
-  builder.RegisterService(node->kv_service_.get());
-  builder.RegisterService(node->admin_service_.get());
-  builder.RegisterService(node->peer_service_.get());
-  builder.RegisterService(node->gossip_service_.get());
-  builder.RegisterService(node->replica_service_.get());
+  builder.RegisterService(kv_service);
+  builder.RegisterService(admin_service);
+  if (!split) {
+    builder.RegisterService(node->peer_service_.get());
+    builder.RegisterService(node->gossip_service_.get());
+    builder.RegisterService(node->replica_service_.get());
+  }
   node->server_ = builder.BuildAndStart();
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", o.listen,
@@ -123,11 +156,38 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   }
   node->address_ = o.listen.substr(0, o.listen.rfind(':') + 1) + std::to_string(port);
   node->advertise_ = o.advertise.empty() ? node->address_ : o.advertise;
-  const std::string host = node->advertise_.substr(0, node->advertise_.rfind(':'));
-  if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
-    spdlog::warn("gossip: peers are told to reach this node at {}, which they cannot; "
-                 "set --advertise host:port",
-                 node->advertise_);
+  if (split) {
+    grpc::ServerBuilder peer_builder;
+    int peer_port = 0;
+    peer_builder.AddListeningPort(o.peer_listen, grpc::InsecureServerCredentials(),
+                                  &peer_port);
+    peer_builder.SetMaxReceiveMessageSize(max_message_bytes);
+    peer_builder.SetMaxSendMessageSize(max_message_bytes);
+    ApplyServerLimits(o.limits, &peer_builder);
+    peer_builder.experimental().SetInterceptorCreators(interceptors());
+    peer_builder.RegisterService(node->peer_service_.get());
+    peer_builder.RegisterService(node->gossip_service_.get());
+    peer_builder.RegisterService(node->replica_service_.get());
+    node->peer_server_ = peer_builder.BuildAndStart();
+    if (node->peer_server_ == nullptr || peer_port == 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot listen on ", o.peer_listen, " (--peer-listen: address in use or invalid?)"));
+    }
+    node->peer_address_ = o.peer_listen.substr(0, o.peer_listen.rfind(':') + 1) +
+                          std::to_string(peer_port);
+    node->peer_advertise_ =
+        o.peer_advertise.empty() ? node->peer_address_ : o.peer_advertise;
+  } else {
+    node->peer_address_ = node->address_;
+    node->peer_advertise_ = node->advertise_;
+  }
+  for (const std::string& a : {node->advertise_, node->peer_advertise_}) {
+    const std::string host = a.substr(0, a.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]" || host.empty()) {
+      spdlog::warn("gossip: peers are told to reach this node at {}, which they cannot; "
+                   "set --advertise / --peer-advertise host:port",
+                   a);
+    }
   }
   // The start epoch, persisted: a restart has a higher one even when the
   // clock stepped back (a real clock, not the test-only skewed one).
@@ -137,7 +197,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       .node_id = node->store_->node_id(),
       .name = o.name,
       .client_address = node->advertise_,
-      .peer_address = node->advertise_,
+      .peer_address = node->peer_advertise_,
       .generation = generation,
       .build_version = o.build_version,
   });
@@ -145,19 +205,26 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
     // A node may list itself among the seeds: anti-entropy skips it.
     std::vector<std::string> peers;
     for (const std::string& p : ae.peers) {
-      if (p != node->advertise_ && p != node->address_) peers.push_back(p);
+      if (p != node->peer_advertise_ && p != node->peer_address_) peers.push_back(p);
     }
     node->anti_entropy_->SetPeers(std::move(peers));
   }
   node->anti_entropy_->Start();
   node->replicator_->Start();
+  if (!o.metrics_listen.empty()) {
+    AddNodeCollectors(node->metrics_.get(), node->store_.get(), node->anti_entropy_.get(),
+                      node->gossip_service_.get(), node->replicator_.get());
+    KV_ASSIGN_OR_RETURN(node->metrics_http_,
+                        MetricsHttpServer::Start(o.metrics_listen, node->metrics_.get()));
+  }
   if (o.verify_interval_s > 0) {
     node->verifier_ = std::thread([n = node.get()] { n->VerifyLoop(); });
   }
   spdlog::info(
-      "kvd {} (node id {:016x}) listening on {}, data in {} (sync={}, keys={}, "
-      "root={}, seeds={}, anti-entropy {}, build {})",
+      "kvd {} (node id {:016x}) listening on {} (peers on {}), data in {} (sync={}, "
+      "keys={}, root={}, seeds={}, anti-entropy {}, build {})",
       o.name, node->store_->node_id(), node->address_,
+      split ? node->peer_address_ : std::string("the same port"),
       std::filesystem::absolute(o.data_dir).lexically_normal().string(),
       o.sync ? "on" : "off", node->store_->tree().KeyCount(),
       node->store_->tree().Root().Hex(), o.seeds.size(),
@@ -176,12 +243,15 @@ void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   stopping_.Notify();
+  if (metrics_http_ != nullptr) metrics_http_->Stop();
   // First, while the server still runs: tell the cluster this node leaves.
   if (gossip_service_ != nullptr) gossip_service_->Shutdown();
-  if (server_ != nullptr) {
-    // Calls in flight get a second to finish; then they are cancelled.
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-    server_->Wait();
+  // Calls in flight get a second to finish; then they are cancelled.
+  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(1);
+  for (grpc::Server* server : {server_.get(), peer_server_.get()}) {
+    if (server == nullptr) continue;
+    server->Shutdown(deadline);
+    server->Wait();
   }
   // After the server: writes in flight at QUORUM/ALL got their answers.
   if (replicator_ != nullptr) replicator_->Stop();
@@ -189,6 +259,11 @@ void Node::Shutdown() {
   if (verifier_.joinable()) verifier_.join();
   store_.reset();  // Closes RocksDB (flushes nothing more: the WAL has it all).
   spdlog::info("kvd {} stopped", options_.name);
+}
+
+const std::string& Node::metrics_address() const {
+  static const std::string* const kNone = new std::string();
+  return metrics_http_ != nullptr ? metrics_http_->address() : *kNone;
 }
 
 Node::Node(NodeOptions options) : options_(std::move(options)) {}

@@ -26,13 +26,29 @@
 namespace kv::server {
 
 class AdminService;
+class AuthAdminService;
+class AuthKvService;
 class GossipService;
 class KvService;
+class MetricsHttpServer;
+class MetricsRegistry;
 class PeerService;
+class TokenAuthenticator;
 
 struct NodeOptions {
   std::string name = "kvd";
   std::string listen = "127.0.0.1:7070";  // Port 0 picks a free port.
+  // Where the peer services (Peer, Gossip, Replica) listen. "" = on `listen`
+  // with the client services (one port, as before --peer-listen). When set,
+  // `listen` serves only KV and Admin and this port only the peer services.
+  std::string peer_listen;
+  // host:port peers reach the peer port at ("" = the bound peer address).
+  // Without peer_listen, `advertise` is gossiped for both.
+  std::string peer_advertise;
+  // host:port of the HTTP /metrics endpoint (Prometheus text); "" = none.
+  std::string metrics_listen;
+  // Token file for client calls (see server/auth.h); "" = no authentication.
+  std::string auth_token_file;
   std::string data_dir = "data/kvd";
   bool sync = false;
   Limits limits;
@@ -68,8 +84,15 @@ class Node {
 
   // The address actually bound (with the real port when 0 was asked).
   const std::string& address() const { return address_; }
-  // The address gossiped to peers.
+  // The client address gossiped to peers.
   const std::string& advertise_address() const { return advertise_; }
+  // The bound peer address (== address() without --peer-listen).
+  const std::string& peer_address() const { return peer_address_; }
+  // The peer address gossiped to peers (== advertise_address() without
+  // --peer-listen).
+  const std::string& peer_advertise_address() const { return peer_advertise_; }
+  // The bound metrics address ("" without metrics_listen).
+  const std::string& metrics_address() const;
   storage::Store& store() { return *store_; }
 
   // Announces to the cluster that this node leaves (gossip, ~300 ms), stops
@@ -84,6 +107,8 @@ class Node {
   const NodeOptions options_;
   std::string address_;
   std::string advertise_;
+  std::string peer_address_;
+  std::string peer_advertise_;
   std::unique_ptr<storage::SystemClock> physical_clock_;
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<AntiEntropy> anti_entropy_;
@@ -94,6 +119,12 @@ class Node {
   std::unique_ptr<ReplicaService> replica_service_;
   std::unique_ptr<AdminService> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> peer_server_;  // Null without --peer-listen.
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;  // Null without metrics_listen.
+  std::unique_ptr<TokenAuthenticator> auth_;         // Null without auth_token_file.
+  std::unique_ptr<AuthKvService> auth_kv_service_;
+  std::unique_ptr<AuthAdminService> auth_admin_service_;
   absl::Notification stopping_;
   std::thread verifier_;
   bool shut_down_ = false;
