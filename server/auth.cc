@@ -155,6 +155,8 @@ KV_AUTH_UNARY(AuthAdminService, Admin, Members, kv::v1::MembersRequest,
               kv::v1::MembersResponse, Role::kAdmin)
 KV_AUTH_UNARY(AuthAdminService, Admin, RemoveMember, kv::v1::RemoveMemberRequest,
               kv::v1::RemoveMemberResponse, Role::kAdmin)
+KV_AUTH_UNARY(AuthAdminService, Admin, Snapshot, kv::v1::SnapshotRequest,
+              kv::v1::SnapshotResponse, Role::kAdmin)
 
 #undef KV_AUTH_UNARY
 

@@ -116,6 +116,10 @@ class AuthAdminService final : public kv::v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* ctx,
                                          const kv::v1::RemoveMemberRequest* req,
                                          kv::v1::RemoveMemberResponse* resp) override;
+  // Writes a checkpoint on the node's machine: admin only.
+  grpc::ServerUnaryReactor* Snapshot(grpc::CallbackServerContext* ctx,
+                                     const kv::v1::SnapshotRequest* req,
+                                     kv::v1::SnapshotResponse* resp) override;
 
  private:
   kv::v1::Admin::CallbackService* const inner_;
