@@ -352,24 +352,26 @@ void Replicator::ReadReplied(const std::shared_ptr<ReadState>& state, ReadCall* 
         state->collector.OnFailure(call->peer);
       }
     }
-    const replication::ReadCollector& c = state->collector;
-    if (state->done != nullptr && c.Ready()) {
+    // Through state->collector each time (not an alias), so that clang
+    // sees the accesses under state->mu.
+    if (state->done != nullptr && state->collector.Ready()) {
       done = std::move(state->done);
       state->done = nullptr;
-      if (c.Succeeded()) {
-        result = c.newest();
+      if (state->collector.Succeeded()) {
+        result = state->collector.newest();
       } else {
         const std::string msg = absl::StrCat(
-            LevelName(state->level), " read: ", c.answered(), " of ", c.needed(),
-            " replicas needed answered (", state->members, " members)");
+            LevelName(state->level), " read: ", state->collector.answered(), " of ",
+            state->collector.needed(), " replicas needed answered (", state->members,
+            " members)");
         result = state->deadline_hit ? absl::DeadlineExceededError(msg)
                                      : absl::UnavailableError(msg);
       }
     }
-    if (c.AllDone() && c.newest().has_value()) {
-      stale = c.StalePeers();
-      local_stale = c.LocalStale();
-      if (!stale.empty() || local_stale) newest = c.newest();
+    if (state->collector.AllDone() && state->collector.newest().has_value()) {
+      stale = state->collector.StalePeers();
+      local_stale = state->collector.LocalStale();
+      if (!stale.empty() || local_stale) newest = state->collector.newest();
     }
   }
   if (call != nullptr) {
