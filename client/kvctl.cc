@@ -314,6 +314,7 @@ int CmdStats(Client& c, bool json) {
   line("bytes sent / received",
        absl::StrCat(r->bytes_sent(), " / ", r->bytes_received()));
   line("refused (clock ahead)", absl::StrCat(r->records_refused_clock()));
+  line("skipped (over limits)", absl::StrCat(r->records_over_limits()));
   line("tree verifications",
        absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(),
                     " mismatches)"));
@@ -326,6 +327,10 @@ int CmdStats(Client& c, bool json) {
                     FormatUnixMs(p.last_failure_unix_ms(), now), "\n");
     if (!p.last_error().empty()) {
       absl::StrAppend(&out, "    last error     ", TextEscape(p.last_error()),
+                      "\n");
+    }
+    if (p.records_refused_clock() > 0) {
+      absl::StrAppend(&out, "    refused (clock ahead) ", p.records_refused_clock(),
                       "\n");
     }
   }

@@ -101,6 +101,7 @@ TEST_F(KvctlTest, HealthStatsAndBench) {
   auto stats = Kvctl({"stats"});
   EXPECT_EQ(stats.exit_code, 0) << stats.err;
   EXPECT_THAT(stats.out, MatchesRegex("(.|\n)*keys \\(incl. tombstones\\) +1\n(.|\n)*"));
+  EXPECT_THAT(stats.out, MatchesRegex("(.|\n)*skipped \\(over limits\\) +0\n(.|\n)*"));
   auto bench = Kvctl({"bench", "--workload", "put", "--duration", "1", "--concurrency", "8",
                       "--keys", "1000", "--value-size", "100"});
   EXPECT_EQ(bench.exit_code, 0) << bench.err;
