@@ -1,4 +1,5 @@
 #include "server/anti_entropy.h"
+#include "server/peer_channel.h"
 
 #include <spdlog/spdlog.h>
 
@@ -153,18 +154,10 @@ peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
   absl::MutexLock lock(&mu_);
   auto& stub = stubs_[peer];
   if (stub == nullptr) {
-    grpc::ChannelArguments args;
-    const int max = static_cast<int>(replication::MaxReceivedMessageBytes(options_.exchange));
-    args.SetMaxReceiveMessageSize(max);
-    args.SetMaxSendMessageSize(max);
-    // A peer that was down is tried again within about an interval, not
-    // after gRPC's default backoff of up to two minutes.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                static_cast<int>(absl::ToInt64Milliseconds(options_.interval)));
-    stub = peer::v1::Peer::NewStub(
-        grpc::CreateCustomChannel(peer, grpc::InsecureChannelCredentials(), args));
+    // A peer that was down is tried again within about an interval.
+    stub = peer::v1::Peer::NewStub(NewPeerChannel(
+        peer, static_cast<int>(replication::MaxReceivedMessageBytes(options_.exchange)),
+        static_cast<int>(absl::ToInt64Milliseconds(options_.interval))));
   }
   return stub.get();
 }

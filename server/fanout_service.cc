@@ -1,4 +1,5 @@
 #include "server/fanout_service.h"
+#include "server/peer_channel.h"
 
 #include <spdlog/spdlog.h>
 
@@ -174,14 +175,8 @@ void Replicator::Replicate(std::vector<storage::Record> records, const Plan& pla
 peer::v1::Replica::Stub* Replicator::StubForLocked(const std::string& peer) {
   auto& stub = stubs_[peer];
   if (stub == nullptr) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options_.max_message_bytes);
-    args.SetMaxSendMessageSize(options_.max_message_bytes);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options_.max_reconnect_backoff_ms);
-    stub = peer::v1::Replica::NewStub(
-        grpc::CreateCustomChannel(peer, grpc::InsecureChannelCredentials(), args));
+    stub = peer::v1::Replica::NewStub(NewPeerChannel(
+        peer, options_.max_message_bytes, options_.max_reconnect_backoff_ms));
   }
   return stub.get();
 }

@@ -1,4 +1,5 @@
 #include "server/gossip_service.h"
+#include "server/peer_channel.h"
 
 #include <spdlog/spdlog.h>
 
@@ -60,16 +61,8 @@ GrpcGossipTransport::~GrpcGossipTransport() { Close(absl::ZeroDuration()); }
 peer::v1::Gossip::Stub* GrpcGossipTransport::StubForLocked(const std::string& to) {
   auto& stub = stubs_[to];
   if (stub == nullptr) {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(options_.max_message_bytes);
-    args.SetMaxSendMessageSize(options_.max_message_bytes);
-    // A peer that was down is reached again within about a second of its
-    // return (as in AntiEntropy::StubFor).
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, options_.max_reconnect_backoff_ms);
-    stub = peer::v1::Gossip::NewStub(
-        grpc::CreateCustomChannel(to, grpc::InsecureChannelCredentials(), args));
+    stub = peer::v1::Gossip::NewStub(NewPeerChannel(
+        to, options_.max_message_bytes, options_.max_reconnect_backoff_ms));
   }
   return stub.get();
 }
