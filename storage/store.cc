@@ -110,7 +110,10 @@ absl::StatusOr<uint64_t> Store::AssignNewNodeId(Engine& engine) {
 
 Store::Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
              uint64_t node_id, uint64_t high_water)
-    : engine_(std::move(engine)), node_id_(node_id), tree_(options.leaf_depth) {
+    : engine_(std::move(engine)),
+      node_id_(node_id),
+      tree_(options.leaf_depth),
+      key_cache_(kStripes, options.key_cache_bytes) {
   PhysicalClock* physical = options.clock;
   if (physical == nullptr) {
     owned_clock_ = std::make_unique<SystemClock>();
@@ -156,24 +159,40 @@ absl::Status Store::LoadTree() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<Record>> Store::GetLocked(absl::string_view key) {
+absl::StatusOr<std::optional<Record>> Store::Get(absl::string_view key) {
+  // A single engine read is atomic; no stripe lock needed.
   KV_ASSIGN_OR_RETURN(auto raw, engine_->Get(Column::kData, key));
   if (!raw.has_value()) return std::nullopt;
   KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(key, *raw));
   return r;
 }
 
-absl::StatusOr<std::optional<Record>> Store::Get(absl::string_view key) {
-  // A single engine read is atomic; no stripe lock needed.
-  return GetLocked(key);
+absl::StatusOr<std::optional<KeyState>> Store::ReadStateLocked(absl::string_view key,
+                                                               uint64_t key_hash) {
+  StripeOf(key_hash).AssertHeld();
+  if (const KeyState* cached = key_cache_.Find(key_hash % kStripes, key)) {
+    return *cached;
+  }
+  KV_ASSIGN_OR_RETURN(std::optional<Record> r, Get(key));
+  if (!r.has_value()) return std::nullopt;
+  return KeyState{r->version, r->tombstone, EntryDigest(*r)};
 }
 
-void Store::StageRecord(const Record& record, const std::optional<Record>& old,
-                        uint64_t key_hash, WriteBatch* batch,
-                        std::vector<LeafDelta>* deltas) {
+void Store::RememberLocked(const absl::flat_hash_map<std::string, KeyState>& stored) {
+  for (const auto& [key, state] : stored) {
+    const uint64_t hash = KeyHash(key);
+    StripeOf(hash).AssertHeld();
+    key_cache_.Set(hash % kStripes, key, state);
+  }
+}
+
+KeyState Store::StageRecord(const Record& record, const std::optional<KeyState>& old,
+                            uint64_t key_hash, WriteBatch* batch,
+                            std::vector<LeafDelta>* deltas) {
+  StripeOf(key_hash).AssertHeld();
   const Digest digest = EntryDigest(record);
   Digest delta = digest;
-  if (old.has_value()) delta ^= EntryDigest(*old);
+  if (old.has_value()) delta ^= old->digest;
   const int64_t count_delta = old.has_value() ? 0 : 1;
   const uint32_t leaf = tree_.LeafOf(key_hash);
   batch->Put(Column::kData, record.key, EncodeRecordValue(record));
@@ -182,6 +201,7 @@ void Store::StageRecord(const Record& record, const std::optional<Record>& old,
   batch->Merge(Column::kMerkle, EncodeLeafKey(leaf),
                EncodeLeafValue(LeafValue{delta, count_delta}));
   deltas->push_back(LeafDelta{leaf, delta, count_delta});
+  return KeyState{record.version, record.tombstone, digest};
 }
 
 absl::Status Store::Prepare(WriteRequest& request) {
@@ -209,7 +229,7 @@ absl::Status Store::Prepare(WriteRequest& request) {
 
 namespace {
 
-absl::Status CheckPrecondition(const Mutation& m, const std::optional<Record>& old) {
+absl::Status CheckPrecondition(const Mutation& m, const std::optional<KeyState>& old) {
   const bool live = old.has_value() && !old->tombstone;
   switch (m.precondition.kind) {
     case Precondition::Kind::kNone:
@@ -266,7 +286,7 @@ class StripeLocks {
 void Store::CommitGroup(std::vector<WriteRequest>& group) {
   WriteBatch batch;
   std::vector<LeafDelta> deltas;
-  absl::flat_hash_map<std::string, Record> staged_records;  // Newest per key.
+  absl::flat_hash_map<std::string, KeyState> staged_records;  // Newest per key.
   absl::Status group_error;
   // Requests refused for a precondition on a record staged by an earlier
   // request of this group: the refusal stands only if the group is written.
@@ -275,15 +295,16 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
     WriteRequest& req = group[r];
     if (!req.result.ok()) continue;  // Refused by Prepare.
     // Read and check everything first: a request is all or nothing.
-    std::vector<std::optional<Record>> olds;
+    std::vector<std::optional<KeyState>> olds;
     absl::Status s;
-    for (const Mutation& m : req.mutations) {
+    for (size_t i = 0; i < req.mutations.size(); ++i) {
+      const Mutation& m = req.mutations[i];
       auto it = staged_records.find(m.key);
       if (it != staged_records.end()) {
         olds.emplace_back(it->second);
         refused_by_group[r] = true;  // Meaningful only if the check fails.
       } else {
-        auto old = GetLocked(m.key);
+        auto old = ReadStateLocked(m.key, req.hashes[i]);
         if (!old.ok()) {
           s = old.status();
           break;
@@ -312,9 +333,8 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
       }
       Record rec{m.key, Version{*hlc, node_id_}, m.tombstone,
                  m.tombstone ? std::string() : m.value};
-      StageRecord(rec, olds[i], req.hashes[i], &batch, &deltas);
+      staged_records[m.key] = StageRecord(rec, olds[i], req.hashes[i], &batch, &deltas);
       versions.push_back(rec.version);
-      staged_records[m.key] = std::move(rec);
     }
     req.result = std::move(versions);
   }
@@ -332,6 +352,7 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
     return;
   }
   for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  RememberLocked(staged_records);
 }
 
 void Store::CommitLocked(std::vector<WriteRequest>& group) {
@@ -470,13 +491,13 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
   WriteBatch batch;
   std::vector<LeafDelta> deltas;
-  absl::flat_hash_map<std::string, Record> staged;  // Newest per key so far.
+  absl::flat_hash_map<std::string, KeyState> staged;  // Newest per key so far.
   for (const Item& it : items) {
-    std::optional<Record> old;
+    std::optional<KeyState> old;
     if (auto st = staged.find(it.record->key); st != staged.end()) {
       old = st->second;
     } else {
-      KV_ASSIGN_OR_RETURN(old, GetLocked(it.record->key));
+      KV_ASSIGN_OR_RETURN(old, ReadStateLocked(it.record->key, it.hash));
     }
     if (old.has_value() && old->version > it.record->version) continue;
     Record r = *it.record;
@@ -484,18 +505,17 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
     if (old.has_value() && old->version == r.version) {
       // One version, two contents: the higher digest wins, on every replica
       // and in any order of arrival, so the replicas converge.
-      const Digest stored = EntryDigest(*old);
       const Digest incoming = EntryDigest(r);
-      if (incoming == stored) continue;
+      if (incoming == old->digest) continue;
       ++result.ties;
-      if (incoming < stored) continue;
+      if (incoming < old->digest) continue;
     }
-    StageRecord(r, old, it.hash, &batch, &deltas);
-    staged[r.key] = std::move(r);
+    staged[r.key] = StageRecord(r, old, it.hash, &batch, &deltas);
   }
   if (batch.empty()) return result;
   KV_RETURN_IF_ERROR(engine_->Write(batch));
   for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  RememberLocked(staged);
   // A key replaced twice in the batch counts once.
   result.applied = static_cast<int64_t>(staged.size());
   return result;

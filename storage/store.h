@@ -11,6 +11,16 @@
 // Thread safety: all methods are thread-safe. The read-compare-write of a key
 // is serialized by a striped lock on its hash; different keys proceed in
 // parallel.
+//
+// Lock order (a thread holding one lock takes only those below it):
+//   verify_mu_                 one VerifyTree at a time
+//   stripes_[i], ascending i   a key's read-compare-write; KeyStateCache
+//                              shard i
+//   HybridClock's mutex        Now/Observe; its persist function writes the
+//                              high-water mark to the engine under it
+//   the engine's own locks     (RocksDB's write thread)
+// queue_mu_ (the committer's queue) is taken alone: no other lock is held
+// while it is held, and it is released before a group is committed.
 #ifndef KV_STORAGE_STORE_H_
 #define KV_STORAGE_STORE_H_
 
@@ -23,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
@@ -30,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "storage/engine.h"
 #include "storage/hlc.h"
+#include "storage/key_state_cache.h"
 #include "storage/merkle.h"
 #include "storage/record.h"
 
@@ -50,6 +62,9 @@ struct StoreOptions {
   // otherwise drag this node's clock, and every later version, with it).
   // 0 = no limit.
   int64_t max_clock_drift_ms = 0;
+  // KeyStateCache budget: the version and digest of recently written keys,
+  // so that rewriting one does not read its old record. 0 = off.
+  size_t key_cache_bytes = size_t{64} << 20;
 };
 
 // A condition a Mutation must meet, checked atomically with the write.
@@ -207,17 +222,25 @@ class Store {
   Store(std::unique_ptr<Engine> engine, const StoreOptions& options,
         uint64_t node_id, uint64_t high_water);
 
-  // Adds the record's data, index and leaf updates to `batch` and the leaf
-  // delta to `deltas`. REQUIRES the key's stripe lock.
   struct LeafDelta {
     uint32_t leaf;
     Digest digest;
     int64_t count;
   };
-  void StageRecord(const Record& record, const std::optional<Record>& old,
-                   uint64_t key_hash, WriteBatch* batch,
-                   std::vector<LeafDelta>* deltas);
-  absl::StatusOr<std::optional<Record>> GetLocked(absl::string_view key);
+  // Adds the record's data, index and leaf updates to `batch` and the leaf
+  // delta to `deltas`; returns the record's new state. `old` is the state it
+  // replaces. REQUIRES the key's stripe lock.
+  KeyState StageRecord(const Record& record, const std::optional<KeyState>& old,
+                       uint64_t key_hash, WriteBatch* batch,
+                       std::vector<LeafDelta>* deltas);
+  // The stored state of `key` (hash `key_hash`): from the cache, else read
+  // from the engine. REQUIRES the key's stripe lock.
+  absl::StatusOr<std::optional<KeyState>> ReadStateLocked(absl::string_view key,
+                                                          uint64_t key_hash);
+  // Records in the cache the states of a batch the engine has just stored.
+  // REQUIRES the stripe lock of every key.
+  void RememberLocked(const absl::flat_hash_map<std::string, KeyState>& stored);
+  absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
   // Checks a record received from a peer. Errors: as Apply.
   absl::Status CheckRemote(const Record& record) const;
   absl::Status LoadTree();
@@ -256,6 +279,7 @@ class Store {
 
   MerkleTree tree_;  // Thread-safe itself.
   std::array<absl::Mutex, kStripes> stripes_;  // Guard read-compare-write.
+  KeyStateCache key_cache_;  // Shard i guarded by stripes_[i].
   // Held for a whole VerifyTree. Lock order: verify_mu_ before the stripes
   // (which are taken in ascending order).
   absl::Mutex verify_mu_;

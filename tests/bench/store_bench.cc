@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "storage/rocksdb_engine.h"
 #include "storage/store.h"
@@ -46,6 +47,9 @@ int main(int argc, char** argv) {
     else ok = false;
     if (!ok || keys == 0 || group == 0 || group > keys) return Usage();
   }
+  // As kvd does (server/kvd_main.cc): the deadlock detector's bookkeeping
+  // costs every lock.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   const bool temp = dir.empty();
   if (temp) {
     dir = (std::filesystem::temp_directory_path() /
