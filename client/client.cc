@@ -1,7 +1,11 @@
 #include "client/client.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -67,6 +71,49 @@ Entry FromProto(const kv::v1::Entry& e) {
 
 }  // namespace
 
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const char* what, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " ", path, ": ", std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// SSL credentials from the tls_* files; null when none is set.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentialsFromFiles(
+    const ClientOptions& o) {
+  if (o.tls_ca_file.empty() && o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    return nullptr;
+  }
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(o.tls_cert_file.empty()
+                                          ? "a client key (--key) needs its certificate (--cert)"
+                                          : "a client certificate (--cert) needs its key (--key)");
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!o.tls_ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem("CA certificate (--cacert)", o.tls_ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!o.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadPem("certificate (--cert)", o.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPem("key (--key)", o.tls_key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(std::string endpoint,
                                                         ClientOptions options) {
   if (endpoint.empty()) {
@@ -82,9 +129,13 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(std::string endpoint,
   if (options.dedicated_connection) {
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   }
-  std::shared_ptr<grpc::ChannelCredentials> creds =
-      options.credentials ? options.credentials
-                          : grpc::InsecureChannelCredentials();
+  std::shared_ptr<grpc::ChannelCredentials> creds = options.credentials;
+  if (creds == nullptr) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> tls =
+        TlsCredentialsFromFiles(options);
+    if (!tls.ok()) return tls.status();
+    creds = *tls != nullptr ? *tls : grpc::InsecureChannelCredentials();
+  }
   std::shared_ptr<grpc::Channel> channel =
       grpc::CreateCustomChannel(endpoint, creds, args);
   if (options.connect_timeout > absl::ZeroDuration()) {

@@ -129,8 +129,17 @@ struct ClientOptions {
   // True: this client gets its own TCP connection even when another channel
   // in the process talks to the same endpoint (gRPC shares by default).
   bool dedicated_connection = false;
-  // Null: plaintext.
+  // Null: plaintext, or TLS from the files below when any is set.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // TLS from PEM files, used when `credentials` is null and any is set
+  // (kvctl --cacert/--cert/--key): the node's certificate is verified
+  // against tls_ca_file (gRPC's default roots when "") and the endpoint's
+  // host name; tls_cert_file and tls_key_file (both or neither) are the
+  // client certificate for a node with --client-cert-auth. The files are read
+  // once, by Connect.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   // Non-empty: sent with every call as `authorization: Bearer <token>` (for
   // a kvd started with --auth-token-file).
   std::string token;
@@ -139,9 +148,11 @@ struct ClientOptions {
 class Client {
  public:
   // Creates a client for `endpoint` ("host:port", or any gRPC target URI).
-  // Errors: INVALID_ARGUMENT for an empty endpoint or a non-positive
-  // max_message_bytes; UNAVAILABLE when connect_timeout > 0 and the
-  // connection is not up within it.
+  // Errors: INVALID_ARGUMENT for an empty endpoint, a non-positive
+  // max_message_bytes, a TLS file that cannot be read, or a certificate
+  // without its key (the message names the file); UNAVAILABLE when
+  // connect_timeout > 0 and the connection is not up within it (a TLS
+  // handshake the node refuses also ends as UNAVAILABLE).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(
       std::string endpoint, ClientOptions options = {});
 

@@ -118,6 +118,8 @@ struct Flags {
   std::string timeout = "10";
   std::string consistency = "one";
   std::string token;  // --token / KVCTL_TOKEN.
+  // --cacert/--cert/--key, KVCTL_CACERT/KVCTL_CERT/KVCTL_KEY.
+  std::string tls_ca, tls_cert, tls_key;
   std::string endpoints;  // --endpoints / KVCTL_ENDPOINTS: a,b,c.
   bool all = false;       // --all: health/stats on every endpoint.
   // Commands.
@@ -489,6 +491,15 @@ int Main(int argc, char** argv) {
   app.add_option("--token", f.token,
                  "Token sent with every call (for a kvd with --auth-token-file)")
       ->envname("KVCTL_TOKEN");
+  app.add_option("--cacert", f.tls_ca,
+                 "Connect with TLS, verifying the node's certificate against this PEM CA "
+                 "(a kvd with --tls-cert)")
+      ->envname("KVCTL_CACERT");
+  app.add_option("--cert", f.tls_cert,
+                 "PEM client certificate to present (with --key; for --client-cert-auth); "
+                 "implies TLS")
+      ->envname("KVCTL_CERT");
+  app.add_option("--key", f.tls_key, "PEM private key of --cert")->envname("KVCTL_KEY");
   app.add_option("--timeout", f.timeout,
                  "Per-call deadline: seconds (2.5) or a duration (500ms, inf)")
       ->capture_default_str();
@@ -598,6 +609,9 @@ int Main(int argc, char** argv) {
   copt.timeout = *timeout;
   copt.consistency = *ParseConsistency(f.consistency);  // Checked by CLI11.
   copt.token = f.token;
+  copt.tls_ca_file = f.tls_ca;
+  copt.tls_cert_file = f.tls_cert;
+  copt.tls_key_file = f.tls_key;
   const bool json = f.output == "json";
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);

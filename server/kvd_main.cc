@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "build_version.h"  // KV_BUILD_VERSION, generated.
 #include "server/kvd_env.h"
+#include "server/log_format.h"
 #include "server/node.h"
 #include "server/snapshot.h"
 
@@ -75,6 +76,28 @@ int main(int argc, char** argv) {
   app.add_option("--auth-token-file", o.auth_token_file,
                  "File of `TOKEN ROLE` lines (role: read, readwrite, admin) that client "
                  "calls must present (default: no authentication)");
+  // TLS: the files are checked at start (kv::server::ValidateTlsConfig), so
+  // a missing one is an error naming its flag, not a failed handshake later.
+  app.add_option("--tls-cert", o.tls.client.cert_file,
+                 "PEM certificate (chain) to serve TLS on --listen with (default: plaintext)");
+  app.add_option("--tls-key", o.tls.client.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-ca", o.tls.client.ca_file,
+                 "PEM CA certificate(s) client certificates are verified against (a client "
+                 "presenting one it did not sign is refused); without --peer-listen also the "
+                 "CA peers are verified against");
+  app.add_flag("--client-cert-auth", o.tls.client_cert_auth,
+               "Require a client certificate signed by --tls-ca on --listen");
+  app.add_option("--peer-tls-cert", o.tls.peer.cert_file,
+                 "PEM certificate of this node for mutual TLS on --peer-listen (presented "
+                 "to peers and served to them; needs --peer-listen)");
+  app.add_option("--peer-tls-key", o.tls.peer.key_file, "PEM private key of --peer-tls-cert");
+  app.add_option("--peer-tls-ca", o.tls.peer.ca_file,
+                 "PEM cluster CA: peers whose certificate it did not sign are refused");
+  app.add_option("--tls-reload-interval", o.tls.reload_interval_s,
+                 "Seconds between rereads of the TLS files (certificates replaced on disk "
+                 "are used from then on)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 86400u));
   app.add_option("--data-dir", o.data_dir, "Data directory (created when missing)")
       ->capture_default_str()
       ->check(NonEmpty());
@@ -206,6 +229,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       // spdlog turns an unknown name into "off": a typo would silence kvd.
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format,
+                 "text|json (json: one object per line with time, level, node, message)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--ready-file", ready_file,
                  "Write the bound host:port to this file once serving");
   std::string restore_from;
@@ -234,6 +262,10 @@ int main(int argc, char** argv) {
   ae.exchange_deadline = absl::Seconds(ae_deadline_s);
   ae.idle_timeout = absl::Milliseconds(ae_idle_timeout_ms);
   spdlog::set_level(spdlog::level::from_str(log_level));
+  if (absl::Status s = kv::server::SetLogFormat(log_format, o.name); !s.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
+    return 3;
+  }
 
   // Block the stop signals before any thread starts (RocksDB and gRPC start
   // threads) so that only sigwait below receives them. SIGUSR1 is how a

@@ -17,6 +17,7 @@
 #include "server/kv_service.h"
 #include "server/metrics.h"
 #include "server/node_metrics.h"
+#include "server/peer_channel.h"
 #include "storage/rocksdb_engine.h"
 #include "storage/status_macros.h"
 
@@ -32,6 +33,10 @@ VerifyCounters g_verify_counters;
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   std::unique_ptr<Node> node(new Node(std::move(options)));
   const NodeOptions& o = node->options_;
+  InstallGrpcLogSink();  // gRPC's own lines in our log format; counts refused handshakes.
+  TlsConfig tls = o.tls;
+  tls.has_peer_listen = !o.peer_listen.empty();
+  KV_RETURN_IF_ERROR(ValidateTlsConfig(tls));
 
   std::error_code ec;
   std::filesystem::create_directories(o.data_dir, ec);
@@ -135,9 +140,40 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   };
 
   const bool split = !o.peer_listen.empty();
+  // Peers are dialled with mutual TLS when the port they listen on has it:
+  // the peer port's files, or without --peer-listen the one shared port's.
+  const TlsFiles& peer_files = split ? tls.peer : tls.client;
+  SetPeerChannelCredentials(peer_files.enabled()
+                                ? PeerChannelCredentials(peer_files, tls.reload_interval_s)
+                                : nullptr);
+  if (tls.client.enabled()) {
+    spdlog::info("tls: {} serves TLS ({}, {}); client certificates {}; files reread every {} s",
+                 o.listen, tls.client.cert_file, tls.client.key_file,
+                 tls.client_cert_auth        ? "required, verified against " + tls.client.ca_file
+                 : tls.client.ca_file.empty() ? std::string("not requested")
+                                              : "verified against " + tls.client.ca_file +
+                                                    " when presented",
+                 tls.reload_interval_s);
+  } else {
+    spdlog::info("tls: off on {} (plaintext; set --tls-cert/--tls-key)", o.listen);
+  }
+  if (split) {
+    if (tls.peer.enabled()) {
+      spdlog::info("tls: {} speaks mutual TLS ({}, {}, CA {})", o.peer_listen,
+                   tls.peer.cert_file, tls.peer.key_file, tls.peer.ca_file);
+    } else {
+      spdlog::info("tls: off on the peer port {} (set --peer-tls-cert/-key/-ca)",
+                   o.peer_listen);
+    }
+  }
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(
+      o.listen,
+      tls.client.enabled()
+          ? ClientPortCredentials(tls.client, tls.client_cert_auth, tls.reload_interval_s)
+          : grpc::InsecureServerCredentials(),
+      &port);
   builder.experimental().SetInterceptorCreators(interceptors());
   builder.SetMaxReceiveMessageSize(max_message_bytes);
   builder.SetMaxSendMessageSize(max_message_bytes);
@@ -159,8 +195,11 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (split) {
     grpc::ServerBuilder peer_builder;
     int peer_port = 0;
-    peer_builder.AddListeningPort(o.peer_listen, grpc::InsecureServerCredentials(),
-                                  &peer_port);
+    peer_builder.AddListeningPort(
+        o.peer_listen,
+        tls.peer.enabled() ? PeerServerCredentials(tls.peer, tls.reload_interval_s)
+                           : grpc::InsecureServerCredentials(),
+        &peer_port);
     peer_builder.SetMaxReceiveMessageSize(max_message_bytes);
     peer_builder.SetMaxSendMessageSize(max_message_bytes);
     ApplyServerLimits(o.limits, &peer_builder);
@@ -214,6 +253,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (!o.metrics_listen.empty()) {
     AddNodeCollectors(node->metrics_.get(), node->store_.get(), node->anti_entropy_.get(),
                       node->gossip_service_.get(), node->replicator_.get());
+    node->metrics_->AddCollector([](MetricsWriter& w) {
+      const std::string name = "kvd_tls_handshake_failures_total";
+      w.Family(name, "counter",
+               "TLS handshakes that failed, on either side of a connection of this process "
+               "(counted from gRPC's log line), by reason");
+      const auto counts = TlsHandshakeFailures();
+      for (int i = 0; i < kNumHandshakeFailureReasons; ++i) {
+        w.Sample(name,
+                 {{"reason", HandshakeFailureReasonName(static_cast<HandshakeFailureReason>(i))}},
+                 static_cast<double>(counts[i]));
+      }
+    });
     KV_ASSIGN_OR_RETURN(node->metrics_http_,
                         MetricsHttpServer::Start(o.metrics_listen, node->metrics_.get()));
   }

@@ -21,6 +21,7 @@
 #include "server/anti_entropy.h"
 #include "server/fanout_service.h"
 #include "server/limits.h"
+#include "server/tls.h"
 #include "storage/store.h"
 
 namespace kv::server {
@@ -49,6 +50,11 @@ struct NodeOptions {
   std::string metrics_listen;
   // Token file for client calls (see server/auth.h); "" = no authentication.
   std::string auth_token_file;
+  // TLS on the client port and mutual TLS on the peer port (server/tls.h);
+  // all off by default. tls.has_peer_listen is set by Start from
+  // peer_listen. Without peer_listen the one port serves TLS to clients and
+  // peers alike, and this node dials peers with the tls.client files.
+  TlsConfig tls;
   std::string data_dir = "data/kvd";
   bool sync = false;
   Limits limits;
@@ -77,8 +83,10 @@ struct NodeOptions {
 class Node {
  public:
   // Opens the data directory and starts serving.
-  // Errors: the store's (e.g. FAILED_PRECONDITION when another process uses
-  // the directory); UNAVAILABLE when the address cannot be bound.
+  // Errors: INVALID_ARGUMENT naming the flag for TLS files that are missing,
+  // unreadable or do not go together (ValidateTlsConfig, checked first); the
+  // store's (e.g. FAILED_PRECONDITION when another process uses the
+  // directory); UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Node>> Start(NodeOptions options);
   ~Node();
 
