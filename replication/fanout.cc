@@ -1,6 +1,7 @@
 #include "replication/fanout.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 #include <utility>
 
@@ -30,7 +31,33 @@ int RequiredReplicas(ConsistencyLevel level, int members) {
   return 1;
 }
 
-Fanout::Fanout(FanoutOptions options) : options_(options) {}
+int RumorHops(int members, int fanout) {
+  fanout = std::max(fanout, 2);
+  members = std::max(members, 1);
+  // ceil(log_fanout(members)) by integer steps (no floating-point edge).
+  int hops = 0;
+  for (int64_t reach = 1; reach < members; reach *= fanout) ++hops;
+  return hops + static_cast<int>(std::ceil(std::log(static_cast<double>(members)))) + 2;
+}
+
+Fanout::Fanout(FanoutOptions options) : options_(options), rng_(options.seed) {}
+
+std::vector<std::string> Fanout::ChoosePeers(size_t k, const std::string& exclude) {
+  std::vector<std::string> pool;
+  pool.reserve(peers_.size());
+  for (const std::string& p : peers_) {
+    if (p != exclude) pool.push_back(p);
+  }
+  k = std::min(k, pool.size());
+  // Partial Fisher-Yates with our own draws (std distributions differ
+  // between standard libraries; the simulator replays by seed).
+  for (size_t i = 0; i < k; ++i) {
+    const size_t j = i + static_cast<size_t>(rng_() % (pool.size() - i));
+    std::swap(pool[i], pool[j]);
+  }
+  pool.resize(k);
+  return pool;
+}
 
 void Fanout::SetPeers(std::vector<std::string> peers) {
   std::sort(peers.begin(), peers.end());
@@ -44,6 +71,7 @@ void Fanout::SetPeers(std::vector<std::string> peers) {
     const std::string peer = it->first;
     PeerQueue q = std::move(it->second);
     it = queues_.erase(it);
+    ready_.erase(peer);
     DropQueue(peer, q);
   }
 }
@@ -65,7 +93,24 @@ uint64_t Fanout::Write(std::span<const storage::Record> records, int needed,
                        int64_t now_ms, int64_t deadline_ms,
                        const std::optional<std::vector<std::string>>& targets) {
   (void)now_ms;
-  const std::vector<std::string>& to = targets.has_value() ? *targets : peers_;
+  // Rumor mongering: an untracked write without targets, with more peers
+  // than the fanout, goes to `fanout` random peers.
+  const bool rumor = !targets.has_value() && needed <= 1 && options_.fanout > 0 &&
+                     peers_.size() > static_cast<size_t>(options_.fanout);
+  std::vector<std::string> rumor_targets;
+  uint32_t hops = 0;
+  if (rumor) {
+    rumor_targets = ChoosePeers(static_cast<size_t>(options_.fanout), "");
+    // The writer's push is the first hop: its records may be forwarded
+    // budget - 1 more times.
+    const int budget = options_.rumor_hops > 0
+                           ? options_.rumor_hops
+                           : RumorHops(static_cast<int>(peers_.size()) + 1, options_.fanout);
+    hops = static_cast<uint32_t>(std::max(budget - 1, 0));
+    ++stats_.rumor_writes;
+  }
+  const std::vector<std::string>& to =
+      targets.has_value() ? *targets : (rumor ? rumor_targets : peers_);
   uint64_t id = 0;
   if (needed > 1) {
     id = next_write_id_++;
@@ -80,10 +125,35 @@ uint64_t Fanout::Write(std::span<const storage::Record> records, int needed,
   }
   for (const std::string& peer : to) {
     PeerQueue& q = queues_[peer];
-    for (const storage::Record& r : records) Enqueue(q, peer, r, id);
+    for (const storage::Record& r : records) Enqueue(q, peer, r, id, hops);
   }
   if (id != 0) MaybeComplete(id);
   return id;
+}
+
+size_t Fanout::Forward(std::span<const storage::Record> records,
+                       std::span<const uint32_t> hops, const std::string& from) {
+  size_t queued = 0;
+  // One draw of targets per hop count (normally one per incoming push), so
+  // that records that arrived together travel together.
+  std::map<uint32_t, std::vector<std::string>> targets;
+  for (size_t i = 0; i < records.size() && i < hops.size(); ++i) {
+    if (hops[i] == 0) continue;
+    auto it = targets.find(hops[i]);
+    if (it == targets.end()) {
+      it = targets
+               .emplace(hops[i], ChoosePeers(static_cast<size_t>(std::max(
+                                                 options_.fanout, 1)),
+                                             from))
+               .first;
+    }
+    for (const std::string& peer : it->second) {
+      Enqueue(queues_[peer], peer, records[i], 0, hops[i] - 1);
+      ++queued;
+    }
+  }
+  stats_.records_forwarded += static_cast<int64_t>(queued);
+  return queued;
 }
 
 void Fanout::Repair(const std::string& peer, const storage::Record& record) {
@@ -91,7 +161,7 @@ void Fanout::Repair(const std::string& peer, const storage::Record& record) {
 }
 
 void Fanout::Enqueue(PeerQueue& q, const std::string& peer,
-                     const storage::Record& r, uint64_t write_id) {
+                     const storage::Record& r, uint64_t write_id, uint32_t hops) {
   auto it = q.items.find(r.key);
   if (it != q.items.end()) {
     Item& item = it->second;
@@ -101,6 +171,9 @@ void Fanout::Enqueue(PeerQueue& q, const std::string& peer,
       q.bytes = q.bytes - item.bytes + bytes;
       item.record = r;
       item.bytes = bytes;
+      item.hops = hops;
+    } else if (r.version == item.record.version) {
+      item.hops = std::max(item.hops, hops);
     }
     // Either way the queued record is the newer: it supersedes this write.
     if (write_id != 0) item.write_ids.push_back(write_id);
@@ -114,16 +187,20 @@ void Fanout::Enqueue(PeerQueue& q, const std::string& peer,
     return;
   }
   ++stats_.records_queued;
-  Item item{r, bytes, {}};
+  Item item{r, bytes, {}, hops};
   if (write_id != 0) item.write_ids.push_back(write_id);
   q.items.emplace(r.key, std::move(item));
   q.order.push_back(r.key);
   q.bytes += bytes;
+  ready_.insert(peer);
 }
 
 std::vector<FanoutBatch> Fanout::TakeBatches() {
   std::vector<FanoutBatch> out;
-  for (auto& [peer, q] : queues_) {
+  // Only peers with records queued: a Pump per answer must not cost O(N).
+  for (auto rit = ready_.begin(); rit != ready_.end();) {
+    const std::string& peer = *rit;
+    PeerQueue& q = queues_[peer];
     while (static_cast<int>(q.in_flight.size()) < options_.max_in_flight_per_peer &&
            !q.order.empty()) {
       FanoutBatch batch;
@@ -142,6 +219,7 @@ std::vector<FanoutBatch> Fanout::TakeBatches() {
         Item item = std::move(it->second);
         q.items.erase(it);
         batch.records.push_back(std::move(item.record));
+        batch.hops.push_back(item.hops);
         item.record = storage::Record{};  // The batch holds the copy.
         items.push_back(std::move(item));
       }
@@ -149,6 +227,7 @@ std::vector<FanoutBatch> Fanout::TakeBatches() {
       ++stats_.batches_sent;
       out.push_back(std::move(batch));
     }
+    rit = q.order.empty() ? ready_.erase(rit) : std::next(rit);
   }
   return out;
 }

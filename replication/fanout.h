@@ -20,8 +20,20 @@
 // soon as K - 1 peers acknowledged, not OK as soon as that became impossible,
 // or at its deadline (Tick) with the count reached so far.
 //
-// No I/O, threads or clock: time is passed to Write and Tick, so the same
-// inputs give the same outputs.
+// Rumor mongering (Demers et al. 1987) for large clusters: when the peer set
+// is larger than FanoutOptions::fanout, an untracked (ONE) write goes to
+// `fanout` random peers only, each record carrying the forwards it has left
+// (the writer's push is hop 1 of RumorHops, a TTL). A receiver whose apply changed something (it learned a newer
+// version) hands those records to Forward(), which queues them for `fanout`
+// random peers other than the sender with one hop less; a record with no
+// hops left, or one the receiver already held, goes no further. Tracked
+// (QUORUM/ALL) writes are pushed directly to their given targets with no
+// hops: their acknowledgements must come from those replicas, and rumor
+// forwarding only spreads. See RumorHops for why the stopping rule is a TTL.
+//
+// No I/O, threads or clock: time is passed to Write and Tick, and the random
+// peer choice comes from FanoutOptions::seed, so the same inputs give the
+// same outputs.
 //
 // Thread safety: not thread-safe; the driver serializes calls.
 #ifndef KV_REPLICATION_FANOUT_H_
@@ -32,6 +44,8 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <random>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -48,6 +62,36 @@ enum class ConsistencyLevel { kOne, kQuorum, kAll };
 // 1, members / 2 + 1, members.
 int RequiredReplicas(ConsistencyLevel level, int members);
 
+// The default of FanoutOptions::fanout (kvd --fanout), picked from the
+// fan-out simulator's table (tests/bench/fanout_sim_bench; README): up to 9
+// members every write is pushed directly (a 5-node cluster included); above,
+// at fanout 8 a rumor reached every node of 50 in every simulated write
+// (p99 16 ms until all held it) and 99.97% of the nodes of 500, where
+// fanout 4 and 6 left 1.5% and 0.1% of the nodes of 50 to anti-entropy
+// (p99 1.4 s and 0.3 s). A rumor costs about fanout x N Push messages.
+inline constexpr int kDefaultFanout = 8;
+
+// The most hops a rumor travels in a cluster of `members` members (self
+// included) at `fanout` (below 2 counts as 2): ceil(log_fanout(members)) +
+// ceil(ln(members)) + 2. The writer's push is the first hop; each forward
+// is one more.
+//
+// The stopping rule: a node forwards a version at most once, when it first
+// learns it (its apply changed something; a second copy changes nothing),
+// to `fanout` peers at once (Demers' rumor mongering with counter k = 1),
+// so a write costs at most fanout x N messages; and a hop limit (TTL)
+// carried in each pushed record caps the depth. Demers' feedback + counter
+// (stop after k pushes that found the peer up to date) would need
+// per-record feedback in every Push reply and a counter per live rumor on
+// each node, re-pushed across rounds: state that grows with the write rate;
+// forwarding once needs neither. The TTL bounds the damage when "changed
+// something" misfires (a wiped node re-learning everything, two copies
+// racing in at once) and costs one field. Its value was measured in the
+// simulator: the last node of a write is reached after about log_f(N) +
+// ln(N) hops (the infect-once tail); log_f(N) + 2 cut coverage at N = 500,
+// fanout 8 from 99.97% to 99.25% of the nodes.
+int RumorHops(int members, int fanout);
+
 struct FanoutOptions {
   // Per-peer queue bounds. A frozen peer costs at most this much memory,
   // plus max_in_flight_per_peer batches.
@@ -60,6 +104,15 @@ struct FanoutOptions {
   // Batches a peer may have in flight: two keeps a peer busy while one
   // answer travels.
   int max_in_flight_per_peer = 2;
+  // Rumor mongering: with more peers than this, an untracked write goes to
+  // this many random peers and receivers forward it (see above). 0 pushes
+  // every write to every peer.
+  int fanout = kDefaultFanout;
+  // The most hops a rumor travels (1: the writer's targets only); 0:
+  // RumorHops(peers + 1, fanout).
+  int rumor_hops = 0;
+  // Seeds the random choice of rumor targets.
+  uint64_t seed = 1;
 };
 
 struct FanoutStats {
@@ -71,6 +124,8 @@ struct FanoutStats {
   int64_t batches_failed = 0;
   int64_t writes_ok = 0;      // Tracked writes that reached their count.
   int64_t writes_failed = 0;  // Tracked writes that did not.
+  int64_t rumor_writes = 0;      // Writes sent to `fanout` random peers.
+  int64_t records_forwarded = 0;  // Copies queued by Forward (rumor hops).
 };
 
 // One Push call to make.
@@ -78,6 +133,8 @@ struct FanoutBatch {
   std::string peer;
   uint64_t batch_id = 0;
   std::vector<storage::Record> records;
+  // Hops left for records[i] (same size; all 0 outside rumor mongering).
+  std::vector<uint32_t> hops;
   size_t bytes = 0;
 };
 
@@ -105,6 +162,8 @@ class Fanout {
   // the write: it needs needed - 1 of the targets to acknowledge by
   // `deadline_ms`. Returns the write id (0 when untracked). When the targets
   // cannot give needed - 1 acknowledgements, the outcome is ready at once.
+  // An untracked write without targets, with more peers than
+  // options.fanout, goes to `fanout` random peers with RumorHops hops.
   uint64_t Write(std::span<const storage::Record> records, int needed,
                  int64_t now_ms, int64_t deadline_ms,
                  const std::optional<std::vector<std::string>>& targets =
@@ -113,6 +172,14 @@ class Fanout {
   // Queues `record` for `peer` alone, untracked (read repair). A peer not in
   // the set gets a queue until the next SetPeers.
   void Repair(const std::string& peer, const storage::Record& record);
+
+  // Rumor forwarding: `records` arrived in a push from `from` with `hops`
+  // (hops[i] for records[i]) and each changed this node's store. Those with
+  // hops left are queued, untracked, for up to `fanout` random peers other
+  // than `from`, with one hop less; the rest go nowhere. Returns the copies
+  // queued. REQUIRES: hops.size() == records.size().
+  size_t Forward(std::span<const storage::Record> records,
+                 std::span<const uint32_t> hops, const std::string& from);
 
   // Batches ready to send, at most max_in_flight_per_peer per peer in flight.
   std::vector<FanoutBatch> TakeBatches();
@@ -138,6 +205,7 @@ class Fanout {
     storage::Record record;
     size_t bytes = 0;
     std::vector<uint64_t> write_ids;  // Tracked writes riding on it.
+    uint32_t hops = 0;                // Rumor hops left at the receiver.
   };
   struct PeerQueue {
     std::deque<std::string> order;  // Keys, oldest first.
@@ -157,7 +225,9 @@ class Fanout {
   };
 
   void Enqueue(PeerQueue& q, const std::string& peer, const storage::Record& r,
-               uint64_t write_id);
+               uint64_t write_id, uint32_t hops = 0);
+  // Up to k peers of peers_ other than `exclude`, drawn at random.
+  std::vector<std::string> ChoosePeers(size_t k, const std::string& exclude);
   // The item carried `write_ids` to `peer`; ok or lost.
   void Resolve(const std::string& peer, const std::vector<uint64_t>& write_ids,
                bool ok);
@@ -168,10 +238,12 @@ class Fanout {
   const FanoutOptions options_;
   std::vector<std::string> peers_;
   std::map<std::string, PeerQueue> queues_;
+  std::set<std::string> ready_;  // Peers whose queue holds records.
   uint64_t next_write_id_ = 1;
   std::map<uint64_t, Pending> writes_;
   std::vector<WriteOutcome> outcomes_;
   FanoutStats stats_;
+  std::mt19937_64 rng_;
 };
 
 // Collects the answers of a QUORUM/ALL read: the coordinator's own record

@@ -1,5 +1,8 @@
 #include "replication/fanout.h"
 
+#include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -275,6 +278,248 @@ TEST(FanoutTest, ExplicitTargetsAndRepair) {
   EXPECT_EQ(b[0].peer, "b");
   EXPECT_EQ(b[0].records[0].key, "r");
   EXPECT_EQ(b[1].peer, "c");
+}
+
+// ---------------------------------------------------------------------------
+// Rumor mongering
+
+std::vector<std::string> Peers(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back("p" + std::to_string(i));
+  return out;
+}
+
+std::set<std::string> BatchPeers(const std::vector<FanoutBatch>& batches) {
+  std::set<std::string> out;
+  for (const FanoutBatch& b : batches) out.insert(b.peer);
+  return out;
+}
+
+TEST(RumorHopsTest, LogFanoutPlusLnPlusTwo) {
+  EXPECT_EQ(RumorHops(1, 4), 2);
+  EXPECT_EQ(RumorHops(4, 4), 5);     // 1 + ceil(1.39) + 2.
+  EXPECT_EQ(RumorHops(5, 4), 6);     // 2 + ceil(1.61) + 2.
+  EXPECT_EQ(RumorHops(50, 4), 9);    // 4^3 = 64 >= 50; ln 50 = 3.9.
+  EXPECT_EQ(RumorHops(500, 4), 14);  // 4^5 = 1024 >= 500; ln 500 = 6.2.
+  EXPECT_EQ(RumorHops(500, 8), 12);  // 8^3 = 512.
+  EXPECT_EQ(RumorHops(100, 1), RumorHops(100, 2));  // fanout below 2 counts as 2.
+}
+
+TEST(RumorTest, AtMostFanoutPeersAllGetEveryWriteWithNoHops) {
+  FanoutOptions o;
+  o.fanout = 4;
+  Fanout f(o);
+  f.SetPeers(Peers(4));  // A 5-node cluster.
+  f.Write(std::vector{Rec("k", 10)}, 1, 0, 100);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  EXPECT_THAT(b, SizeIs(4));
+  for (const FanoutBatch& batch : b) EXPECT_THAT(batch.hops, ElementsAre(0u));
+  EXPECT_EQ(f.stats().rumor_writes, 0);
+}
+
+TEST(RumorTest, AboveFanoutAOneWriteGoesToFanoutRandomPeersWithHops) {
+  FanoutOptions o;
+  o.fanout = 3;
+  Fanout f(o);
+  f.SetPeers(Peers(49));  // 50 members.
+  std::set<std::string> chosen;
+  for (int i = 0; i < 100; ++i) {
+    f.Write(std::vector{Rec("k" + std::to_string(i), 10)}, 1, 0, 100);
+    std::vector<FanoutBatch> b = f.TakeBatches();
+    ASSERT_THAT(b, SizeIs(3));
+    EXPECT_THAT(BatchPeers(b), SizeIs(3));  // Distinct.
+    for (const FanoutBatch& batch : b) {
+      // The writer's push is the first hop.
+      EXPECT_THAT(batch.hops, ElementsAre(static_cast<uint32_t>(RumorHops(50, 3) - 1)));
+      chosen.insert(batch.peer);
+      f.OnBatchDone(batch.peer, batch.batch_id, true);
+    }
+  }
+  EXPECT_EQ(f.stats().rumor_writes, 100);
+  // 300 draws over 49 peers: every peer is drawn (a fixed choice would not).
+  EXPECT_THAT(chosen, SizeIs(49));
+}
+
+TEST(RumorTest, SameSeedSameTargetsOtherSeedOtherTargets) {
+  auto targets = [](uint64_t seed) {
+    FanoutOptions o;
+    o.fanout = 2;
+    o.seed = seed;
+    Fanout f(o);
+    f.SetPeers(Peers(30));
+    std::vector<std::string> out;
+    for (int i = 0; i < 20; ++i) {
+      f.Write(std::vector{Rec("k" + std::to_string(i), 10)}, 1, 0, 100);
+      for (const FanoutBatch& b : f.TakeBatches()) {
+        out.push_back(b.peer);
+        f.OnBatchDone(b.peer, b.batch_id, true);
+      }
+    }
+    return out;
+  };
+  EXPECT_EQ(targets(7), targets(7));
+  EXPECT_NE(targets(7), targets(8));
+}
+
+TEST(RumorTest, TrackedWritesGoDirectlyToTheirTargetsWithoutHops) {
+  FanoutOptions o;
+  o.fanout = 2;
+  Fanout f(o);
+  f.SetPeers(Peers(10));
+  const uint64_t id =
+      f.Write(std::vector{Rec("k", 10)}, 6, 0, 100, Peers(10));  // QUORUM of 11.
+  ASSERT_NE(id, 0u);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(10));
+  for (const FanoutBatch& batch : b) EXPECT_THAT(batch.hops, ElementsAre(0u));
+  EXPECT_EQ(f.stats().rumor_writes, 0);
+}
+
+TEST(RumorTest, ForwardSkipsTheSenderAndSpendsAHop) {
+  FanoutOptions o;
+  o.fanout = 3;
+  Fanout f(o);
+  f.SetPeers(Peers(8));
+  for (int i = 0; i < 50; ++i) {
+    std::vector recs{Rec("k" + std::to_string(i), 10)};
+    std::vector<uint32_t> hops{4};
+    EXPECT_EQ(f.Forward(recs, hops, "p0"), 3u);
+    std::vector<FanoutBatch> b = f.TakeBatches();
+    ASSERT_THAT(b, SizeIs(3));
+    EXPECT_EQ(BatchPeers(b).count("p0"), 0u);
+    for (const FanoutBatch& batch : b) {
+      EXPECT_THAT(batch.hops, ElementsAre(3u));
+      f.OnBatchDone(batch.peer, batch.batch_id, true);
+    }
+  }
+  EXPECT_EQ(f.stats().records_forwarded, 150);
+}
+
+TEST(RumorTest, NoHopsLeftGoesNowhere) {
+  Fanout f;
+  f.SetPeers(Peers(20));
+  std::vector recs{Rec("a", 10), Rec("b", 11)};
+  std::vector<uint32_t> hops{0, 1};
+  EXPECT_EQ(f.Forward(recs, hops, "p3"), static_cast<size_t>(kDefaultFanout));
+  for (const FanoutBatch& b : f.TakeBatches()) {
+    ASSERT_THAT(b.records, SizeIs(1));
+    EXPECT_EQ(b.records[0].key, "b");
+    EXPECT_THAT(b.hops, ElementsAre(0u));
+  }
+}
+
+TEST(RumorTest, FewPeersLeftAfterTheSenderAllGetIt) {
+  FanoutOptions o;
+  o.fanout = 4;
+  Fanout f(o);
+  f.SetPeers({"a", "b", "c"});
+  std::vector recs{Rec("k", 10)};
+  std::vector<uint32_t> hops{2};
+  EXPECT_EQ(f.Forward(recs, hops, "b"), 2u);
+  EXPECT_EQ(BatchPeers(f.TakeBatches()), (std::set<std::string>{"a", "c"}));
+}
+
+TEST(RumorTest, NewerVersionCarriesItsOwnHops) {
+  Fanout f;
+  f.SetPeers({"a"});
+  std::vector<uint32_t> five{5}, zero{0};
+  // Forward needs a peer other than the sender: "x" is the sender.
+  f.Forward(std::vector{Rec("k", 10)}, five, "x");
+  f.Write(std::vector{Rec("k", 12)}, 1, 0, 100);  // Direct: no hops.
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(b[0].records[0].version.hlc, 12u);
+  EXPECT_THAT(b[0].hops, ElementsAre(0u));
+}
+
+// A whole cluster of cores, pushes delivered at once in random order, each
+// receiver applying last-writer-wins and forwarding only what changed its
+// data: the rumor stops by itself, costs at most fanout messages per node,
+// and a budget of 2 hops stops it after the writer's targets and theirs.
+struct Cluster {
+  explicit Cluster(int n, int fanout, int hops) {
+    for (int i = 0; i < n; ++i) {
+      FanoutOptions o;
+      o.fanout = fanout;
+      o.rumor_hops = hops;
+      o.seed = 100 + i;
+      cores.push_back(std::make_unique<Fanout>(o));
+      data.emplace_back();
+    }
+    for (int i = 0; i < n; ++i) {
+      std::vector<std::string> peers;
+      for (int j = 0; j < n; ++j) {
+        if (j != i) peers.push_back("p" + std::to_string(j));
+      }
+      cores[i]->SetPeers(peers);
+    }
+  }
+  // Runs until no core has anything to send; returns the pushes made.
+  int Run() {
+    int pushes = 0;
+    for (int guard = 0; guard < 10000; ++guard) {
+      bool any = false;
+      for (size_t i = 0; i < cores.size(); ++i) {
+        for (FanoutBatch& b : cores[i]->TakeBatches()) {
+          any = true;
+          ++pushes;
+          const int to = std::stoi(b.peer.substr(1));
+          std::vector<storage::Record> changed;
+          std::vector<uint32_t> hops;
+          for (size_t r = 0; r < b.records.size(); ++r) {
+            auto it = data[to].find(b.records[r].key);
+            if (it != data[to].end() && it->second >= b.records[r].version) continue;
+            data[to][b.records[r].key] = b.records[r].version;
+            changed.push_back(b.records[r]);
+            hops.push_back(b.hops[r]);
+          }
+          cores[i]->OnBatchDone(b.peer, b.batch_id, true);
+          cores[to]->Forward(changed, hops, "p" + std::to_string(i));
+        }
+      }
+      if (!any) return pushes;
+    }
+    ADD_FAILURE() << "the rumor did not stop";
+    return pushes;
+  }
+  int Holding(const std::string& key) const {
+    int n = 0;
+    for (const auto& d : data) n += d.count(key);
+    return n;
+  }
+  std::vector<std::unique_ptr<Fanout>> cores;
+  std::vector<std::map<std::string, storage::Version>> data;
+};
+
+TEST(RumorTest, ARumorStopsAndCostsAtMostFanoutPerNode) {
+  const int n = 60, fanout = 4;
+  Cluster c(n, fanout, 0);
+  c.data[0]["k"] = storage::Version{10, 7};
+  c.cores[0]->Write(std::vector{Rec("k", 10)}, 1, 0, 100);
+  const int pushes = c.Run();
+  EXPECT_LE(pushes, fanout * n);
+  // Most nodes hear it (the rest are left to anti-entropy).
+  EXPECT_GE(c.Holding("k"), n * 9 / 10);
+}
+
+TEST(RumorTest, OneHopReachesOnlyTheWritersTargets) {
+  const int n = 60, fanout = 3;
+  Cluster c(n, fanout, 1);
+  c.data[0]["k"] = storage::Version{10, 7};
+  c.cores[0]->Write(std::vector{Rec("k", 10)}, 1, 0, 100);
+  EXPECT_EQ(c.Run(), fanout);
+  EXPECT_EQ(c.Holding("k"), 1 + fanout);
+}
+
+TEST(RumorTest, TwoHopsStopAtTheTargetsOfTheTargets) {
+  const int n = 60, fanout = 3;
+  Cluster c(n, fanout, 2);
+  c.data[0]["k"] = storage::Version{10, 7};
+  c.cores[0]->Write(std::vector{Rec("k", 10)}, 1, 0, 100);
+  const int pushes = c.Run();
+  EXPECT_LE(pushes, fanout + fanout * fanout);
+  EXPECT_LE(c.Holding("k"), 1 + fanout + fanout * fanout);
+  EXPECT_GT(c.Holding("k"), 1 + fanout);  // The first hop was forwarded.
 }
 
 TEST(ReadCollectorTest, NewestWinsAndStaleReplicasAreNamed) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/status_mapping.h"
@@ -30,6 +31,13 @@ const char* LevelName(replication::ConsistencyLevel level) {
       return "ALL";
   }
   return "?";
+}
+
+// The core's options with its random choice seeded by this node's id, so
+// that nodes draw different rumor targets.
+replication::FanoutOptions Seeded(replication::FanoutOptions o, uint64_t node_id) {
+  o.seed = o.seed * 0x9e3779b97f4a7c15ULL ^ node_id;
+  return o;
 }
 
 }  // namespace
@@ -71,7 +79,7 @@ Replicator::Replicator(storage::Store* store, ReplicatorOptions options,
     : store_(store),
       options_(std::move(options)),
       membership_(std::move(membership)),
-      core_(options_.fanout) {}
+      core_(Seeded(options_.fanout, store->node_id())) {}
 
 Replicator::~Replicator() { Stop(); }
 
@@ -198,6 +206,11 @@ void Replicator::Pump() {
       for (const storage::Record& r : b.records) {
         *call->request.add_records() = replication::RecordToProto(r);
       }
+      // Hops only when some record carries any (rumor mongering).
+      if (std::any_of(b.hops.begin(), b.hops.end(), [](uint32_t h) { return h > 0; })) {
+        call->request.mutable_hops()->Add(b.hops.begin(), b.hops.end());
+        call->request.set_sender(self_address_);
+      }
       pushes_.insert(call);
       calls.push_back(call);
     }
@@ -247,6 +260,7 @@ void Replicator::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (view.has_value()) {
+        self_address_ = view->self_address;
         std::sort(view->live_peers.begin(), view->live_peers.end());
         if (view->live_peers != core_.peers()) {
           spdlog::info("fanout: pushing to [{}]", absl::StrJoin(view->live_peers, ","));
@@ -396,6 +410,17 @@ void Replicator::Repair(const std::vector<std::string>& peers,
   Pump();
 }
 
+void Replicator::Forward(std::span<const storage::Record> records,
+                         std::span<const uint32_t> hops, const std::string& from) {
+  if (!options_.enabled) return;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    if (core_.Forward(records, hops, from) == 0) return;
+  }
+  Pump();
+}
+
 ReplicatorStats Replicator::stats() const {
   absl::MutexLock lock(&mu_);
   ReplicatorStats s;
@@ -438,6 +463,27 @@ grpc::ServerUnaryReactor* ReplicaService::Push(grpc::CallbackServerContext* ctx,
     spdlog::warn("fanout: skipped {} pushed records over this node's limits from {}: {}",
                  over_limits, ctx->peer(), first_over_limits.ToString());
   }
+  // Rumor mongering: which records with hops left are new to this node,
+  // read before the apply (ApplyBatch reports only a count). Records skipped
+  // above are not in `records`, so hops are matched by key.
+  std::vector<size_t> rumor;  // Indexes into `records`.
+  std::vector<uint32_t> rumor_hops;
+  if (forwarder_ != nullptr && req->hops_size() > 0) {
+    absl::flat_hash_map<absl::string_view, uint32_t> hops_by_key;
+    for (int i = 0; i < req->records_size() && i < req->hops_size(); ++i) {
+      if (req->hops(i) > 0) hops_by_key[req->records(i).key()] = req->hops(i);
+    }
+    for (size_t i = 0; i < records.size() && !hops_by_key.empty(); ++i) {
+      auto h = hops_by_key.find(records[i].key);
+      if (h == hops_by_key.end()) continue;
+      absl::StatusOr<std::optional<storage::Record>> held = store_->Get(records[i].key);
+      if (!held.ok()) continue;  // The apply below reports storage errors.
+      if (!held->has_value() || (*held)->version < records[i].version) {
+        rumor.push_back(i);
+        rumor_hops.push_back(h->second);
+      }
+    }
+  }
   // The same path as anti-entropy: last writer wins, the clock-drift refusal.
   absl::StatusOr<storage::ApplyResult> applied = store_->ApplyBatch(records);
   if (!applied.ok()) {
@@ -451,6 +497,22 @@ grpc::ServerUnaryReactor* ReplicaService::Push(grpc::CallbackServerContext* ctx,
     refused_clock_ += applied->refused;
     spdlog::warn("fanout: refused {} pushed records from {}: {}", applied->refused,
                  ctx->peer(), applied->first_refusal.ToString());
+  }
+  if (!rumor.empty() && applied->applied > 0) {
+    // Forward what was stored (not refused for its clock) after the apply:
+    // the forwarded copies are durable here.
+    std::vector<bool> refused(records.size(), false);
+    for (size_t i : applied->refused_index) {
+      if (i < refused.size()) refused[i] = true;
+    }
+    std::vector<storage::Record> forward;
+    std::vector<uint32_t> forward_hops;
+    for (size_t j = 0; j < rumor.size(); ++j) {
+      if (refused[rumor[j]]) continue;
+      forward.push_back(records[rumor[j]]);
+      forward_hops.push_back(rumor_hops[j]);
+    }
+    forwarder_->Forward(forward, forward_hops, req->sender());
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -37,6 +37,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,6 +76,7 @@ struct ReplicatorOptions {
 struct ClusterView {
   int members = 1;                      // N: self included.
   std::vector<std::string> live_peers;  // Peer addresses, self excluded.
+  std::string self_address;             // This node's peer address ("" unknown).
 };
 
 struct ReplicatorStats {
@@ -130,6 +132,14 @@ class Replicator {
   void Read(std::string key, replication::ConsistencyLevel level,
             absl::Time deadline, ReadDone done);
 
+  // Rumor forwarding: `records` came in a push from `from` (a peer address)
+  // with `hops` (hops[i] for records[i]), and each changed this node's store.
+  // Queues those with hops left for random live peers (Fanout::Forward) and
+  // starts the pushes. No-op when disabled or stopped.
+  // REQUIRES: hops.size() == records.size().
+  void Forward(std::span<const storage::Record> records,
+               std::span<const uint32_t> hops, const std::string& from);
+
   ReplicatorStats stats() const;
 
  private:
@@ -171,16 +181,24 @@ class Replicator {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   int64_t push_calls_failed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t reads_repaired_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string self_address_ ABSL_GUARDED_BY(mu_);  // Sent as PushRequest.sender.
 };
 
 // The Replica service: pushed records and replica reads from other nodes.
+// With a `forwarder`, pushed records that carry hops (rumor mongering) and
+// are new to this node (stored version older, or none, before the apply)
+// are handed to forwarder->Forward once applied. Two copies of one version
+// arriving at once may both count as new and both be forwarded: a few extra
+// messages, never a lost one.
 //
 // Thread safety: handlers run concurrently; the Store is thread-safe.
 class ReplicaService final : public peer::v1::Replica::CallbackService {
  public:
-  // `store` must outlive the service.
-  ReplicaService(storage::Store* store, replication::RecordLimits limits)
-      : store_(store), limits_(limits) {}
+  // `store` and `forwarder` (may be null: never forwards) must outlive the
+  // service.
+  ReplicaService(storage::Store* store, replication::RecordLimits limits,
+                 Replicator* forwarder = nullptr)
+      : store_(store), limits_(limits), forwarder_(forwarder) {}
 
   grpc::ServerUnaryReactor* Push(grpc::CallbackServerContext* ctx,
                                  const peer::v1::PushRequest* req,
@@ -197,6 +215,7 @@ class ReplicaService final : public peer::v1::Replica::CallbackService {
  private:
   storage::Store* const store_;
   const replication::RecordLimits limits_;
+  Replicator* const forwarder_;
   std::atomic<int64_t> applied_{0};
   std::atomic<int64_t> refused_clock_{0};
   std::atomic<int64_t> over_limits_{0};

@@ -225,6 +225,12 @@ int main(int argc, char** argv) {
                  "Longest a QUORUM/ALL request waits for replicas")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{600000}));
+  app.add_option("--fanout", o.fanout.fanout.fanout,
+                 "With more live peers than this, a ONE write goes to this many random "
+                 "peers and each receiver forwards what is new to it as many times "
+                 "(rumor mongering, with a hop limit); 0: push to every live peer")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
       ->capture_default_str()
       // spdlog turns an unknown name into "off": a typo would silence kvd.

@@ -91,6 +91,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
             continue;
           }
           ++view.members;
+          if (m.is_self) view.self_address = m.state.peer_address();
           if (!m.is_self && (m.health == replication::MemberHealth::kAlive ||
                              m.health == replication::MemberHealth::kSuspect)) {
             view.live_peers.push_back(m.state.peer_address());
@@ -101,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       });
   node->replica_service_ = std::make_unique<ReplicaService>(
       node->store_.get(), replication::RecordLimits{.max_key_bytes = o.limits.max_key_bytes,
-                                                    .max_value_bytes = o.limits.max_value_bytes});
+                                                    .max_value_bytes = o.limits.max_value_bytes},
+      node->replicator_.get());
   node->kv_service_ = std::make_unique<KvService>(node->store_.get(), o.limits,
                                                   node->replicator_.get());
   node->admin_service_ = std::make_unique<AdminService>(
