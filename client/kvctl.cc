@@ -7,12 +7,16 @@
 //   2  the call failed (server or connection error; health not SERVING; a
 //      bench where every call failed): "kvctl: CODE: message" on stderr,
 //      CODE being the gRPC status code name (e.g. INVALID_ARGUMENT)
-//   3  usage error: bad flags or arguments, unreadable --file
+//   3  usage error: bad flags or arguments, unreadable --file, unwritable
+//      --out
 //
 // Output (stdout). --output text (default):
 //   get      the value's raw bytes; a newline is added only when stdout is a
 //            terminal and the value does not end in one, so `kvctl get k >f`
-//            writes the value byte for byte.
+//            writes the value byte for byte. With --out FILE the value goes
+//            to FILE (written to FILE.kvctl-tmp-PID, then renamed; not
+//            created when the key is not found) and nothing to stdout;
+//            --out - writes the raw bytes to stdout, never adding a newline.
 //   put      the new version as HLC:NODE (the form --if-version takes).
 //   delete   the tombstone's version as HLC:NODE.
 //   scan     one line per entry: KEY<TAB>VALUE<TAB>HLC:NODE, with key and value
@@ -30,13 +34,29 @@
 //   snapshot save  what was saved: node, keys, root digest, directory, time.
 //   health, stats with --all  a table, one row per endpoint (see
 //            FormatReportTable in client/kvctl_endpoints.h).
+//   completion bash  a bash completion script (client/kvctl_completion.h).
+// --output table: a header row and aligned columns (Table in
+//   client/kvctl_output.h), keys and values escaped as in text:
+//     get     KEY VALUE VERSION (with --out: KEY VERSION BYTES FILE)
+//     put, delete  KEY VERSION
+//     scan    KEY VALUE VERSION (all entries are gathered first; nothing is
+//             printed when the scan fails)
+//     health  ENDPOINT STATUS (as with --all)
+//     stats   FIELD VALUE, then PEER LAST EXCHANGE LAST FAILURE
+//             REFUSED (CLOCK) LAST ERROR
+//     verify  MATCHED KEYS ROOT
+//     snapshot save  NODE NODE ID KEYS ROOT DIR MS
+//     health, stats with --all  as in text.
+//   members and cluster status are tables already (as in text); ae, bench,
+//   members remove and completion print their text form.
 // --output json: exactly one JSON object on one line. Keys and values are
 //   bytes: a field "value" comes with "value_encoding": "utf8" when the bytes
 //   are valid UTF-8 (the JSON string is the value), or "base64" (the JSON
 //   string is standard padded base64 of the bytes); likewise "key" and
 //   "key_encoding". Versions are strings "HLC:NODE" (64-bit numbers do not
 //   survive JSON doubles), null when the key was never written.
-//     get     {"key","key_encoding","found","value","value_encoding","version"}
+//     get     {"key","key_encoding","found","value","value_encoding","version"};
+//             with --out FILE "out":FILE,"bytes":N in place of the value
 //     put, delete  {"key","key_encoding","version"}
 //     scan    {"entries":[{"key",..,"value",..,"version"},...],"count":N},
 //             streamed; a scan that fails midway leaves it unterminated
@@ -63,6 +83,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -71,8 +92,10 @@
 #include "build_version.h"  // KV_BUILD_VERSION, KV_BUILD_TYPE, generated.
 #include "client/bench.h"
 #include "client/client.h"
+#include "client/kvctl_completion.h"
 #include "client/kvctl_endpoints.h"
 #include "client/kvctl_members.h"
+#include "client/kvctl_output.h"
 #include "client/kvctl_util.h"
 
 namespace kv::client {
@@ -126,6 +149,7 @@ struct Flags {
   std::string key;
   std::string value;
   std::string file;
+  std::string out_file;  // get --out.
   std::string if_version;
   bool if_absent = false;
   std::string prefix, start, end;
@@ -176,23 +200,72 @@ std::string ProtoJson(const google::protobuf::Message& m) {
   return out;
 }
 
-int CmdGet(Client& c, const Flags& f, bool json) {
+// Writes `data` to `path` whole or not at all: into PATH.kvctl-tmp-PID in the
+// same directory, then renamed over `path`.
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view data) {
+  const std::string tmp = absl::StrCat(path, ".kvctl-tmp-", getpid());
+  FILE* out = std::fopen(tmp.c_str(), "wb");
+  if (out == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write --out ", path, ": ", std::strerror(errno)));
+  }
+  const bool written = std::fwrite(data.data(), 1, data.size(), out) == data.size();
+  int err = written ? 0 : errno;
+  if (std::fclose(out) != 0 && err == 0) err = errno;
+  if (err == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
+  if (err != 0) {
+    std::remove(tmp.c_str());
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write --out ", path, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+int CmdGet(Client& c, const Flags& f, OutputFormat fmt) {
+  const bool to_file = !f.out_file.empty() && f.out_file != "-";
+  if (f.out_file == "-" && fmt != OutputFormat::kText) {
+    return Usage("get --out - writes the raw value to stdout: it goes with --output text only");
+  }
   absl::StatusOr<GetResult> r = c.Get(f.key);
   if (!r.ok()) return Fail(r.status());
-  if (json) {
+  if (r->found && to_file) {
+    absl::Status s = WriteFileAtomically(f.out_file, r->value);
+    if (!s.ok()) return Usage(s.message());
+  }
+  if (fmt == OutputFormat::kJson) {
     std::string out = "{";
     AppendJsonBytes(&out, "key", f.key);
     absl::StrAppend(&out, ",\"found\":", r->found ? "true" : "false", ",");
-    AppendJsonBytes(&out, "value", r->value);
+    if (to_file) {
+      absl::StrAppend(&out, "\"out\":",
+                      JsonQuote(IsValidUtf8(f.out_file) ? f.out_file
+                                                        : absl::CHexEscape(f.out_file)),
+                      ",\"bytes\":",
+                      r->found ? r->value.size() : 0);
+    } else {
+      AppendJsonBytes(&out, "value", r->value);
+    }
     absl::StrAppend(&out, ",\"version\":", VersionJson(r->version), "}\n");
     Out(out);
-  } else if (r->found) {
+  } else if (r->found && fmt == OutputFormat::kTable) {
+    Table t(to_file ? std::vector<std::string>{"KEY", "VERSION", "BYTES", "FILE"}
+                    : std::vector<std::string>{"KEY", "VALUE", "VERSION"});
+    if (to_file) {
+      t.AlignRight(2);
+      t.AddRow({TextEscape(f.key), FormatVersion(r->version), absl::StrCat(r->value.size()),
+                TextEscape(f.out_file)});
+    } else {
+      t.AddRow({TextEscape(f.key), TextEscape(r->value), FormatVersion(r->version)});
+    }
+    Out(t.Render());
+  } else if (r->found && !to_file) {
     Out(r->value);
-    if (isatty(STDOUT_FILENO) &&
+    if (f.out_file.empty() && isatty(STDOUT_FILENO) &&
         (r->value.empty() || r->value.back() != '\n')) {
       Out("\n");
     }
-  } else {
+  }
+  if (!r->found && fmt != OutputFormat::kJson) {
     std::fprintf(stderr, "kvctl: key not found: %s\n",
                  TextEscape(f.key).c_str());
   }
@@ -200,9 +273,13 @@ int CmdGet(Client& c, const Flags& f, bool json) {
 }
 
 int PrintWriteResult(const absl::StatusOr<Version>& v, const Flags& f,
-                     bool json) {
+                     OutputFormat fmt) {
   if (!v.ok()) return Fail(v.status());
-  if (json) {
+  if (fmt == OutputFormat::kTable) {
+    Table t({"KEY", "VERSION"});
+    t.AddRow({TextEscape(f.key), FormatVersion(*v)});
+    Out(t.Render());
+  } else if (fmt == OutputFormat::kJson) {
     std::string out = "{";
     AppendJsonBytes(&out, "key", f.key);
     absl::StrAppend(&out, ",\"version\":", VersionJson(*v), "}\n");
@@ -213,7 +290,7 @@ int PrintWriteResult(const absl::StatusOr<Version>& v, const Flags& f,
   return kExitOk;
 }
 
-int CmdPut(Client& c, Flags& f, bool json, bool have_value) {
+int CmdPut(Client& c, Flags& f, OutputFormat fmt, bool have_value) {
   absl::StatusOr<Precondition> pre = PreconditionFromFlags(f);
   if (!pre.ok()) return Usage(pre.status().message());
   if (have_value && !f.file.empty()) {
@@ -239,21 +316,25 @@ int CmdPut(Client& c, Flags& f, bool json, bool have_value) {
                                 std::strerror(err)));
     }
   }
-  return PrintWriteResult(c.Put(f.key, f.value, *pre), f, json);
+  return PrintWriteResult(c.Put(f.key, f.value, *pre), f, fmt);
 }
 
-int CmdDelete(Client& c, const Flags& f, bool json) {
+int CmdDelete(Client& c, const Flags& f, OutputFormat fmt) {
   absl::StatusOr<Precondition> pre = PreconditionFromFlags(f);
   if (!pre.ok()) return Usage(pre.status().message());
-  return PrintWriteResult(c.Delete(f.key, *pre), f, json);
+  return PrintWriteResult(c.Delete(f.key, *pre), f, fmt);
 }
 
-int CmdScan(Client& c, const Flags& f, bool json) {
+int CmdScan(Client& c, const Flags& f, OutputFormat fmt) {
+  const bool json = fmt == OutputFormat::kJson;
   ScanOptions opts{f.prefix, f.start, f.end, f.limit};
   uint64_t count = 0;
+  Table table({"KEY", "VALUE", "VERSION"});
   if (json) Out("{\"entries\":[");
   absl::Status s = c.Scan(opts, [&](const Entry& e) {
-    if (json) {
+    if (fmt == OutputFormat::kTable) {
+      table.AddRow({TextEscape(e.key), TextEscape(e.value), FormatVersion(e.version)});
+    } else if (json) {
       std::string out = count == 0 ? "{" : ",{";
       AppendJsonBytes(&out, "key", e.key);
       out += ",";
@@ -273,16 +354,24 @@ int CmdScan(Client& c, const Flags& f, bool json) {
     return Fail(s);
   }
   if (json) Out(absl::StrCat("],\"count\":", count, "}\n"));
+  if (fmt == OutputFormat::kTable) Out(table.Render());
   return kExitOk;
 }
 
-int CmdHealth(Client& c, bool json) {
+int CmdHealth(Client& c, OutputFormat fmt) {
   auto r = c.Health();
   if (!r.ok()) return Fail(r.status());
   const std::string name =
       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(*r);
-  Out(json ? absl::StrCat("{\"status\":", JsonQuote(name), "}\n")
-           : absl::StrCat(name, "\n"));
+  if (fmt == OutputFormat::kTable) {
+    EndpointReport report;
+    report.endpoint = c.endpoint();
+    report.health = name;
+    Out(FormatReportTable({report}, /*stats=*/false));
+  } else {
+    Out(fmt == OutputFormat::kJson ? absl::StrCat("{\"status\":", JsonQuote(name), "}\n")
+                                   : absl::StrCat(name, "\n"));
+  }
   if (*r != grpc::health::v1::HealthCheckResponse::SERVING) {
     std::fprintf(stderr, "kvctl: health: %s\n", name.c_str());
     return kExitError;
@@ -290,36 +379,48 @@ int CmdHealth(Client& c, bool json) {
   return kExitOk;
 }
 
-int CmdStats(Client& c, bool json) {
+int CmdStats(Client& c, OutputFormat fmt) {
   absl::StatusOr<kv::v1::StatsResponse> r = c.Stats();
   if (!r.ok()) return Fail(r.status());
-  if (json) {
+  if (fmt == OutputFormat::kJson) {
     Out(absl::StrCat(ProtoJson(*r), "\n"));
     return kExitOk;
   }
   const absl::Time now = absl::Now();
-  std::string out;
-  auto line = [&out](absl::string_view name, absl::string_view value) {
-    absl::StrAppendFormat(&out, "%-24s %s\n", name, value);
-  };
-  line("node", absl::StrCat(r->node_name(), " (id ", r->node_id(), ")"));
-  line("keys (incl. tombstones)", absl::StrCat(r->key_count()));
-  line("root digest", r->root_digest());
-  line("anti-entropy", r->anti_entropy_running() ? "running" : "paused");
-  line("exchanges",
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"node", absl::StrCat(r->node_name(), " (id ", r->node_id(), ")")},
+      {"keys (incl. tombstones)", absl::StrCat(r->key_count())},
+      {"root digest", r->root_digest()},
+      {"anti-entropy", r->anti_entropy_running() ? "running" : "paused"},
+      {"exchanges",
        absl::StrFormat("%d started, %d completed, %d failed, %d equal roots",
                        r->exchanges_started(), r->exchanges_completed(),
-                       r->exchanges_failed(), r->rounds_equal_roots()));
-  line("differing leaves", absl::StrCat(r->differing_leaves()));
-  line("keys sent / received",
-       absl::StrCat(r->keys_sent(), " / ", r->keys_received()));
-  line("bytes sent / received",
-       absl::StrCat(r->bytes_sent(), " / ", r->bytes_received()));
-  line("refused (clock ahead)", absl::StrCat(r->records_refused_clock()));
-  line("skipped (over limits)", absl::StrCat(r->records_over_limits()));
-  line("tree verifications",
-       absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(),
-                    " mismatches)"));
+                       r->exchanges_failed(), r->rounds_equal_roots())},
+      {"differing leaves", absl::StrCat(r->differing_leaves())},
+      {"keys sent / received", absl::StrCat(r->keys_sent(), " / ", r->keys_received())},
+      {"bytes sent / received", absl::StrCat(r->bytes_sent(), " / ", r->bytes_received())},
+      {"refused (clock ahead)", absl::StrCat(r->records_refused_clock())},
+      {"skipped (over limits)", absl::StrCat(r->records_over_limits())},
+      {"tree verifications",
+       absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(), " mismatches)")},
+  };
+  if (fmt == OutputFormat::kTable) {
+    Table t({"FIELD", "VALUE"});
+    for (const auto& [name, value] : fields) t.AddRow({name, value});
+    Table peers({"PEER", "LAST EXCHANGE", "LAST FAILURE", "REFUSED (CLOCK)", "LAST ERROR"});
+    peers.AlignRight(3);
+    for (const kv::v1::PeerStats& p : r->peers()) {
+      peers.AddRow({p.address(), FormatUnixMs(p.last_exchange_unix_ms(), now),
+                    FormatUnixMs(p.last_failure_unix_ms(), now),
+                    absl::StrCat(p.records_refused_clock()), TextEscape(p.last_error())});
+    }
+    Out(absl::StrCat(t.Render(), "\n", peers.Render()));
+    return kExitOk;
+  }
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    absl::StrAppendFormat(&out, "%-24s %s\n", name, value);
+  }
   absl::StrAppend(&out, "peers (", r->peers_size(), ")\n");
   for (const kv::v1::PeerStats& p : r->peers()) {
     absl::StrAppend(&out, "  ", p.address(), "\n");
@@ -349,10 +450,16 @@ int CmdAntiEntropy(Client& c, const Flags& f, bool json) {
   return kExitOk;
 }
 
-int CmdVerify(Client& c, bool json) {
+int CmdVerify(Client& c, OutputFormat fmt) {
   absl::StatusOr<kv::v1::VerifyTreeResponse> r = c.VerifyTree();
   if (!r.ok()) return Fail(r.status());
-  if (json) {
+  if (fmt == OutputFormat::kTable) {
+    Table t({"MATCHED", "KEYS", "ROOT"});
+    t.AlignRight(1);
+    t.AddRow({r->matched() ? "yes" : "NO (rebuilt)", absl::StrCat(r->key_count()),
+              r->root_digest()});
+    Out(t.Render());
+  } else if (fmt == OutputFormat::kJson) {
     Out(absl::StrCat(ProtoJson(*r), "\n"));
   } else {
     Out(absl::StrCat(
@@ -372,15 +479,21 @@ int CmdMembers(Client& c, bool json) {
 
 // DIR is on the node's machine; a relative one is made absolute here (with
 // kvctl's working directory), as for a node on this machine.
-int CmdSnapshotSave(Client& c, const std::string& dir, bool json) {
+int CmdSnapshotSave(Client& c, const std::string& dir, OutputFormat fmt) {
   std::error_code ec;
   const std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
   absl::StatusOr<kv::v1::SnapshotResponse> r = c.Snapshot(ec ? dir : absolute.string());
   if (!r.ok()) return Fail(r.status());
-  if (json) {
+  const kv::v1::SnapshotManifest& m = r->manifest();
+  if (fmt == OutputFormat::kTable) {
+    Table t({"NODE", "NODE ID", "KEYS", "ROOT", "DIR", "MS"});
+    t.AlignRight(2).AlignRight(5);
+    t.AddRow({m.node_name(), m.node_id_hex(), absl::StrCat(m.key_count()), m.root_digest(),
+              TextEscape(r->dir()), absl::StrCat(r->duration_ms())});
+    Out(t.Render());
+  } else if (fmt == OutputFormat::kJson) {
     Out(absl::StrCat(ProtoJson(*r), "\n"));
   } else {
-    const kv::v1::SnapshotManifest& m = r->manifest();
     Out(absl::StrFormat("snapshot of node %s (%s): %d keys, root %s, in %s (%d ms)\n",
                         m.node_name(), m.node_id_hex(), m.key_count(), m.root_digest(),
                         r->dir(), r->duration_ms()));
@@ -480,8 +593,10 @@ int Main(int argc, char** argv) {
                "health/stats: ask every endpoint (--endpoints, else --endpoint) and print "
                "one row per node (--output json: one object per line); exit 2 unless "
                "all are SERVING");
-  app.add_option("--output,-o", f.output, "Output format")
-      ->check(CLI::IsMember({"text", "json"}))
+  app.add_option("--output,-o", f.output,
+                 "Output format; table: a header row and aligned columns (get, put, "
+                 "delete, scan, health, stats, verify, members, snapshot save)")
+      ->check(CLI::IsMember(OutputFormatNames()))
       ->capture_default_str();
   app.add_option("--consistency", f.consistency,
                  "Replicas a get/put/delete/bench call involves: one (the node "
@@ -506,6 +621,9 @@ int Main(int argc, char** argv) {
 
   CLI::App* get = app.add_subcommand("get", "Print the value of KEY");
   get->add_option("KEY", f.key, "Key")->required();
+  get->add_option("--out", f.out_file,
+                  "Write the value's bytes to this file (replaced whole, not created "
+                  "when the key is not found); - = stdout, never adding a newline");
 
   CLI::App* put = app.add_subcommand(
       "put", "Write VALUE (or --file, or stdin) under KEY; prints the version");
@@ -599,9 +717,22 @@ int Main(int argc, char** argv) {
   CLI::Option* seed_opt =
       bench->add_option("--seed", f.seed, "Random seed (default: random)");
 
+  std::string shell;
+  CLI::App* completion = app.add_subcommand(
+      "completion",
+      "Print a shell completion script: source <(kvctl completion bash), or save it "
+      "in /etc/bash_completion.d/kvctl");
+  completion->add_option("SHELL", shell, "Shell")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+
   const int rc = Parse(app, argc, argv);
   if (rc == 0) return kExitOk;
   if (rc > 0) return kExitUsage;
+  if (*completion) {
+    Out(BashCompletion(app, "kvctl"));
+    return kExitOk;
+  }
 
   absl::StatusOr<absl::Duration> timeout = ParseTimeout(f.timeout);
   if (!timeout.ok()) return Usage(timeout.status().message());
@@ -612,7 +743,9 @@ int Main(int argc, char** argv) {
   copt.tls_ca_file = f.tls_ca;
   copt.tls_cert_file = f.tls_cert;
   copt.tls_key_file = f.tls_key;
-  const bool json = f.output == "json";
+  absl::StatusOr<OutputFormat> fmt = ParseOutputFormat("--output", f.output);
+  if (!fmt.ok()) return Usage(fmt.status().message());  // Checked by CLI11 too.
+  const bool json = *fmt == OutputFormat::kJson;
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);
 
@@ -633,18 +766,18 @@ int Main(int argc, char** argv) {
     return Usage(client.status().message());
   }
   Client& c = **client;
-  if (*get) return CmdGet(c, f, json);
-  if (*put) return CmdPut(c, f, json, value_opt->count() > 0);
-  if (*del) return CmdDelete(c, f, json);
-  if (*scan) return CmdScan(c, f, json);
-  if (*health) return CmdHealth(c, json);
-  if (*stats) return CmdStats(c, json);
+  if (*get) return CmdGet(c, f, *fmt);
+  if (*put) return CmdPut(c, f, *fmt, value_opt->count() > 0);
+  if (*del) return CmdDelete(c, f, *fmt);
+  if (*scan) return CmdScan(c, f, *fmt);
+  if (*health) return CmdHealth(c, *fmt);
+  if (*stats) return CmdStats(c, *fmt);
   if (*ae) return CmdAntiEntropy(c, f, json);
-  if (*verify) return CmdVerify(c, json);
+  if (*verify) return CmdVerify(c, *fmt);
   if (*members_remove) return CmdMembersRemove(c, f, json);
   if (*members) return CmdMembers(c, json);
   if (*cluster_status) return CmdClusterStatus(c, json);
-  if (*snapshot_save) return CmdSnapshotSave(c, snapshot_dir, json);
+  if (*snapshot_save) return CmdSnapshotSave(c, snapshot_dir, *fmt);
   return Usage("no command");
 }
 

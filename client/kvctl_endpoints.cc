@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/kvctl_output.h"
 
 namespace kv::client {
 namespace {
@@ -94,26 +95,22 @@ std::vector<EndpointReport> ReportAll(const std::vector<std::string>& endpoints,
 }
 
 std::string FormatReportTable(const std::vector<EndpointReport>& reports, bool stats) {
-  size_t width = 8;
-  for (const EndpointReport& r : reports) width = std::max(width, r.endpoint.size());
-  const int w = static_cast<int>(width);
-  std::string out = absl::StrFormat("%-*s %-17s", w, "ENDPOINT", "STATUS");
-  if (stats) absl::StrAppendFormat(&out, " %-12s %-16s %9s %s", "NAME", "NODE ID", "KEYS", "ROOT");
-  out += "\n";
+  std::vector<std::string> header = {"ENDPOINT", "STATUS"};
+  if (stats) header.insert(header.end(), {"NAME", "NODE ID", "KEYS", "ROOT"});
+  Table table(std::move(header));
+  table.AlignRight(4);  // KEYS.
   for (const EndpointReport& r : reports) {
     if (!r.status.ok()) {
-      absl::StrAppendFormat(&out, "%-*s %s: %s\n", w, r.endpoint,
-                            absl::StatusCodeToString(r.status.code()), r.status.message());
-      continue;
+      table.AddRow({r.endpoint, absl::StrCat(absl::StatusCodeToString(r.status.code()), ": ",
+                                             r.status.message())});
+    } else if (stats) {
+      table.AddRow({r.endpoint, r.health, r.node_name, absl::StrFormat("%016x", r.node_id),
+                    absl::StrCat(r.key_count), r.root_digest});
+    } else {
+      table.AddRow({r.endpoint, r.health});
     }
-    absl::StrAppendFormat(&out, "%-*s %-17s", w, r.endpoint, r.health);
-    if (stats) {
-      absl::StrAppendFormat(&out, " %-12s %016x %9d %s", r.node_name, r.node_id, r.key_count,
-                            r.root_digest);
-    }
-    out += "\n";
   }
-  return out;
+  return table.Render();
 }
 
 std::string FormatReportJson(const std::vector<EndpointReport>& reports, bool stats) {

@@ -44,8 +44,9 @@ struct EndpointReport {
 std::vector<EndpointReport> ReportAll(const std::vector<std::string>& endpoints,
                                       const ClientOptions& options, bool stats);
 
-// A table: a header, then one row per endpoint (ENDPOINT STATUS, with stats
-// also NAME NODE ID KEYS ROOT; an unreachable node shows its error code).
+// A Table (client/kvctl_output.h): a header, then one row per endpoint
+// (ENDPOINT STATUS, with stats also NAME NODE ID KEYS ROOT; a node that
+// failed shows "CODE: message" in place of STATUS and the rest).
 std::string FormatReportTable(const std::vector<EndpointReport>& reports, bool stats);
 // One JSON object per line: {"endpoint","ok","health"[,"error"]
 // [,"node_name","node_id","key_count","root_digest"]}; node_id as a hex
