@@ -290,6 +290,36 @@ TEST_F(TlsTest, PeersReplicateOverMutualTlsAndRefuseAnotherCa) {
   EXPECT_EQ(stub->Gossip(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
+// Without --peer-listen peers share the client port: --tls-* secure it for
+// both, and the nodes dial each other with their --tls-cert.
+TEST_F(TlsTest, OnePortServesClientsAndPeersOverTls) {
+  const std::string la = absl::StrCat("127.0.0.1:", FreePort());
+  const std::string lb = absl::StrCat("127.0.0.1:", FreePort());
+  auto args = [&](const std::string& name, const std::string& cert) {
+    return std::vector<std::string>{
+        "--name", name, "--seeds", la + "," + lb, "--gossip-interval-ms", "100",
+        "--ae-interval-ms", "200", "--tls-cert", Cert(cert), "--tls-key", Key(cert),
+        "--tls-ca", Cert("ca"), "--client-cert-auth"};
+  };
+  KvdProcess a(KvdProcessOptions{.data_dir = tmp_.path() + "/a", .listen = la,
+                                 .args = args("a", "node1")});
+  KvdProcess b(KvdProcessOptions{.data_dir = tmp_.path() + "/b", .listen = lb,
+                                 .args = args("b", "node2")});
+  ASSERT_TRUE(a.Start().ok()) << a.LogTail();
+  ASSERT_TRUE(b.Start().ok()) << b.LogTail();
+  auto ca = Connect(la, "ca", "client"), cb = Connect(lb, "ca", "client");
+  ASSERT_TRUE(ca.ok() && cb.ok());
+  ASSERT_TRUE((*ca)->Put("one-port", "z").ok());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto r = (*cb)->Get("one-port");
+        return r.ok() && r->found && r->value == "z";
+      },
+      absl::Seconds(15)))
+      << b.LogTail();
+  EXPECT_EQ(PutCode(la, "ca"), absl::StatusCode::kUnavailable);  // Clients still need one.
+}
+
 TEST_F(TlsTest, CertificateReplacedOnDiskIsUsedWithoutRestart) {
   // The node starts with a certificate from the other CA, which clients
   // trusting the cluster CA refuse; then its files are replaced.
