@@ -32,6 +32,38 @@ absl::StatusOr<std::optional<uint64_t>> ReadMetaU64(Engine& engine,
   return absl::little_endian::Load64(v->data());
 }
 
+// Reads the Merkle column through `it`: `num_leaves` leaves, absent ones
+// zero. Errors: DATA_LOSS for a malformed key or value, or a leaf index out
+// of range (data made with a larger tree); the iterator's errors.
+absl::StatusOr<std::vector<LeafValue>> ReadLeaves(Iterator& it, size_t num_leaves) {
+  std::vector<LeafValue> leaves(num_leaves);
+  for (it.SeekToFirst(); it.Valid(); it.Next()) {
+    if (it.key().size() != 4) return absl::DataLossError("malformed Merkle leaf key");
+    const uint32_t index = absl::big_endian::Load32(it.key().data());
+    if (index >= leaves.size()) {
+      return absl::DataLossError(absl::StrCat("Merkle leaf ", index, " is out of range"));
+    }
+    KV_ASSIGN_OR_RETURN(leaves[index], DecodeLeafValue(it.value()));
+  }
+  KV_RETURN_IF_ERROR(it.status());
+  return leaves;
+}
+
+// Every record's leaf contribution, recomputed from the data column read
+// through `data`. Errors: DATA_LOSS for a malformed record; the iterator's.
+absl::StatusOr<std::vector<LeafValue>> RebuildLeaves(Iterator& data,
+                                                     const MerkleTree& tree) {
+  std::vector<LeafValue> leaves(tree.num_leaves());
+  for (data.SeekToFirst(); data.Valid(); data.Next()) {
+    KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(data.key(), data.value()));
+    LeafValue& leaf = leaves[tree.LeafOf(KeyHash(r.key))];
+    leaf.digest ^= EntryDigest(r);
+    ++leaf.count;
+  }
+  KV_RETURN_IF_ERROR(data.status());
+  return leaves;
+}
+
 uint64_t RandomNodeId() {
   std::random_device rd;
   uint64_t id = 0;
@@ -141,20 +173,8 @@ Store::~Store() {
 }
 
 absl::Status Store::LoadTree() {
-  std::vector<LeafValue> leaves(tree_.num_leaves());
   auto it = engine_->NewIterator(Column::kMerkle);
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (it->key().size() != 4) {
-      return absl::DataLossError("malformed Merkle leaf key");
-    }
-    const uint32_t index = absl::big_endian::Load32(it->key().data());
-    if (index >= leaves.size()) {
-      return absl::DataLossError(absl::StrCat("Merkle leaf ", index,
-                                              " is out of range"));
-    }
-    KV_ASSIGN_OR_RETURN(leaves[index], DecodeLeafValue(it->value()));
-  }
-  KV_RETURN_IF_ERROR(it->status());
+  KV_ASSIGN_OR_RETURN(std::vector<LeafValue> leaves, ReadLeaves(*it, tree_.num_leaves()));
   tree_.Reset(leaves);
   return absl::OkStatus();
 }
@@ -178,30 +198,33 @@ absl::StatusOr<std::optional<KeyState>> Store::ReadStateLocked(absl::string_view
   return KeyState{r->version, r->tombstone, EntryDigest(*r)};
 }
 
-void Store::RememberLocked(const absl::flat_hash_map<std::string, KeyState>& stored) {
-  for (const auto& [key, state] : stored) {
-    const uint64_t hash = KeyHash(key);
-    StripeOf(hash).AssertHeld();
-    key_cache_.Set(hash % kStripes, key, state);
-  }
-}
-
-KeyState Store::StageRecord(const Record& record, const std::optional<KeyState>& old,
-                            uint64_t key_hash, WriteBatch* batch,
-                            std::vector<LeafDelta>* deltas) {
+void Store::StageRecord(const Record& record, const std::optional<KeyState>& old,
+                        uint64_t key_hash, Staged* staged) {
   StripeOf(key_hash).AssertHeld();
   const Digest digest = EntryDigest(record);
   Digest delta = digest;
   if (old.has_value()) delta ^= old->digest;
   const int64_t count_delta = old.has_value() ? 0 : 1;
   const uint32_t leaf = tree_.LeafOf(key_hash);
-  batch->Put(Column::kData, record.key, EncodeRecordValue(record));
-  batch->Put(Column::kIndex, EncodeIndexKey(key_hash, record.key),
-             EncodeIndexValue(record.version, digest));
-  batch->Merge(Column::kMerkle, EncodeLeafKey(leaf),
-               EncodeLeafValue(LeafValue{delta, count_delta}));
-  deltas->push_back(LeafDelta{leaf, delta, count_delta});
-  return KeyState{record.version, record.tombstone, digest};
+  staged->batch.Put(Column::kData, record.key, EncodeRecordValue(record));
+  staged->batch.Put(Column::kIndex, EncodeIndexKey(key_hash, record.key),
+                    EncodeIndexValue(record.version, digest));
+  staged->batch.Merge(Column::kMerkle, EncodeLeafKey(leaf),
+                      EncodeLeafValue(LeafValue{delta, count_delta}));
+  staged->deltas.push_back(LeafDelta{leaf, delta, count_delta});
+  staged->states[record.key] = KeyState{record.version, record.tombstone, digest};
+}
+
+absl::Status Store::CommitStaged(Staged& staged) {
+  if (staged.batch.empty()) return absl::OkStatus();
+  KV_RETURN_IF_ERROR(engine_->Write(staged.batch));
+  for (const LeafDelta& d : staged.deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  for (const auto& [key, state] : staged.states) {
+    const uint64_t hash = KeyHash(key);
+    StripeOf(hash).AssertHeld();
+    key_cache_.Set(hash % kStripes, key, state);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Store::Prepare(WriteRequest& request) {
@@ -284,9 +307,7 @@ class StripeLocks {
 }  // namespace
 
 void Store::CommitGroup(std::vector<WriteRequest>& group) {
-  WriteBatch batch;
-  std::vector<LeafDelta> deltas;
-  absl::flat_hash_map<std::string, KeyState> staged_records;  // Newest per key.
+  Staged staged;
   absl::Status group_error;
   // Requests refused for a precondition on a record staged by an earlier
   // request of this group: the refusal stands only if the group is written.
@@ -299,8 +320,8 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
     absl::Status s;
     for (size_t i = 0; i < req.mutations.size(); ++i) {
       const Mutation& m = req.mutations[i];
-      auto it = staged_records.find(m.key);
-      if (it != staged_records.end()) {
+      auto it = staged.states.find(m.key);
+      if (it != staged.states.end()) {
         olds.emplace_back(it->second);
         refused_by_group[r] = true;  // Meaningful only if the check fails.
       } else {
@@ -333,12 +354,12 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
       }
       Record rec{m.key, Version{*hlc, node_id_}, m.tombstone,
                  m.tombstone ? std::string() : m.value};
-      staged_records[m.key] = StageRecord(rec, olds[i], req.hashes[i], &batch, &deltas);
+      StageRecord(rec, olds[i], req.hashes[i], &staged);
       versions.push_back(rec.version);
     }
     req.result = std::move(versions);
   }
-  if (group_error.ok() && !batch.empty()) group_error = engine_->Write(batch);
+  if (group_error.ok()) group_error = CommitStaged(staged);
   if (!group_error.ok()) {
     // Nothing of the batch was written: every request still OK (staged,
     // failing, or not reached) gets the error, and so does one refused on a
@@ -349,10 +370,7 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
         group[r].result = group_error;
       }
     }
-    return;
   }
-  for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
-  RememberLocked(staged_records);
 }
 
 void Store::CommitLocked(std::vector<WriteRequest>& group) {
@@ -489,12 +507,10 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
   // Persist the clock past every version first: it must stay above all
   // stored versions.
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
-  WriteBatch batch;
-  std::vector<LeafDelta> deltas;
-  absl::flat_hash_map<std::string, KeyState> staged;  // Newest per key so far.
+  Staged staged;
   for (const Item& it : items) {
     std::optional<KeyState> old;
-    if (auto st = staged.find(it.record->key); st != staged.end()) {
+    if (auto st = staged.states.find(it.record->key); st != staged.states.end()) {
       old = st->second;
     } else {
       KV_ASSIGN_OR_RETURN(old, ReadStateLocked(it.record->key, it.hash));
@@ -510,14 +526,11 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
       ++result.ties;
       if (incoming < old->digest) continue;
     }
-    staged[r.key] = StageRecord(r, old, it.hash, &batch, &deltas);
+    StageRecord(r, old, it.hash, &staged);
   }
-  if (batch.empty()) return result;
-  KV_RETURN_IF_ERROR(engine_->Write(batch));
-  for (const LeafDelta& d : deltas) tree_.Apply(d.leaf, d.digest, d.count);
-  RememberLocked(staged);
+  KV_RETURN_IF_ERROR(CommitStaged(staged));
   // A key replaced twice in the batch counts once.
-  result.applied = static_cast<int64_t>(staged.size());
+  result.applied = static_cast<int64_t>(staged.states.size());
   return result;
 }
 
@@ -575,35 +588,23 @@ absl::StatusOr<VerifyResult> Store::VerifyTree() {
   // One consistent moment: no read-compare-write is between its read and its
   // write (nor its in-memory tree update) while both iterators are created
   // and the in-memory leaves are copied.
-  std::unique_ptr<Iterator> data;
-  std::unique_ptr<Iterator> leaves_it;
-  std::vector<LeafValue> memory(tree_.num_leaves());
   LockAllStripes();
-  data = engine_->NewIterator(Column::kData);
-  leaves_it = engine_->NewIterator(Column::kMerkle);
+  std::unique_ptr<Iterator> data = engine_->NewIterator(Column::kData);
+  std::unique_ptr<Iterator> leaves = engine_->NewIterator(Column::kMerkle);
+  std::vector<LeafValue> memory(tree_.num_leaves());
   for (uint32_t i = 0; i < memory.size(); ++i) {
     memory[i] = LeafValue{tree_.NodeDigest(tree_.leaf_depth(), i),
                           tree_.NodeCount(tree_.leaf_depth(), i)};
   }
   UnlockAllStripes();
+  KV_ASSIGN_OR_RETURN(std::vector<LeafValue> rebuilt, RebuildLeaves(*data, tree_));
+  KV_ASSIGN_OR_RETURN(std::vector<LeafValue> stored, ReadLeaves(*leaves, tree_.num_leaves()));
+  return RepairLeaves(rebuilt, stored, memory);
+}
 
-  std::vector<LeafValue> rebuilt(tree_.num_leaves());
-  for (data->SeekToFirst(); data->Valid(); data->Next()) {
-    KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(data->key(), data->value()));
-    LeafValue& leaf = rebuilt[tree_.LeafOf(KeyHash(r.key))];
-    leaf.digest ^= EntryDigest(r);
-    ++leaf.count;
-  }
-  KV_RETURN_IF_ERROR(data->status());
-  std::vector<LeafValue> stored(tree_.num_leaves());
-  for (leaves_it->SeekToFirst(); leaves_it->Valid(); leaves_it->Next()) {
-    if (leaves_it->key().size() != 4) return absl::DataLossError("malformed Merkle leaf key");
-    const uint32_t index = absl::big_endian::Load32(leaves_it->key().data());
-    if (index >= stored.size()) continue;
-    KV_ASSIGN_OR_RETURN(stored[index], DecodeLeafValue(leaves_it->value()));
-  }
-  KV_RETURN_IF_ERROR(leaves_it->status());
-
+absl::StatusOr<VerifyResult> Store::RepairLeaves(const std::vector<LeafValue>& rebuilt,
+                                                 const std::vector<LeafValue>& stored,
+                                                 const std::vector<LeafValue>& memory) {
   // The differences are merged into the stored and in-memory leaves; XOR
   // and addition commute with writes made since the snapshot.
   auto differs = [](const LeafValue& a, const LeafValue& b) {

@@ -227,23 +227,38 @@ class Store {
     Digest digest;
     int64_t count;
   };
-  // Adds the record's data, index and leaf updates to `batch` and the leaf
-  // delta to `deltas`; returns the record's new state. `old` is the state it
-  // replaces. REQUIRES the key's stripe lock.
-  KeyState StageRecord(const Record& record, const std::optional<KeyState>& old,
-                       uint64_t key_hash, WriteBatch* batch,
-                       std::vector<LeafDelta>* deltas);
+  // The changes of one engine batch while it is built: the records' data,
+  // index and leaf updates, the in-memory leaf deltas, and the new state of
+  // each key (the newest when a key is staged twice).
+  struct Staged {
+    WriteBatch batch;
+    std::vector<LeafDelta> deltas;
+    absl::flat_hash_map<std::string, KeyState> states;
+  };
+  // Adds `record`, replacing a record in state `old`, to `staged`.
+  // REQUIRES the key's stripe lock.
+  void StageRecord(const Record& record, const std::optional<KeyState>& old,
+                   uint64_t key_hash, Staged* staged);
+  // Writes the staged batch to the engine, then applies its deltas to the
+  // in-memory tree and its states to the key cache; on an engine error
+  // nothing changes. The one commit step of local writes and applies.
+  // REQUIRES the stripe lock of every staged key.
+  absl::Status CommitStaged(Staged& staged);
   // The stored state of `key` (hash `key_hash`): from the cache, else read
   // from the engine. REQUIRES the key's stripe lock.
   absl::StatusOr<std::optional<KeyState>> ReadStateLocked(absl::string_view key,
                                                           uint64_t key_hash);
-  // Records in the cache the states of a batch the engine has just stored.
-  // REQUIRES the stripe lock of every key.
-  void RememberLocked(const absl::flat_hash_map<std::string, KeyState>& stored);
   absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
   // Checks a record received from a peer. Errors: as Apply.
   absl::Status CheckRemote(const Record& record) const;
   absl::Status LoadTree();
+  // VerifyTree's last step: compares the leaves rebuilt from the data with
+  // the stored and in-memory ones of the same moment, merges the
+  // differences into both, and reports them. REQUIRES verify_mu_.
+  absl::StatusOr<VerifyResult> RepairLeaves(const std::vector<LeafValue>& rebuilt,
+                                            const std::vector<LeafValue>& stored,
+                                            const std::vector<LeafValue>& memory)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(verify_mu_);
   // Every stripe, in ascending order (VerifyTree's consistent moment).
   void LockAllStripes();
   void UnlockAllStripes();
