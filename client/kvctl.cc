@@ -401,6 +401,7 @@ int CmdStats(Client& c, OutputFormat fmt) {
       {"bytes sent / received", absl::StrCat(r->bytes_sent(), " / ", r->bytes_received())},
       {"refused (clock ahead)", absl::StrCat(r->records_refused_clock())},
       {"skipped (over limits)", absl::StrCat(r->records_over_limits())},
+      {"refused (not asked)", absl::StrCat(r->records_not_asked())},
       {"tree verifications",
        absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(), " mismatches)")},
   };

@@ -410,7 +410,7 @@ absl::Status Exchange::SendDigests(const NodeId& node, uint32_t child_bits) {
 }
 
 absl::Status Exchange::SendFingerprints(const NodeId& node) {
-  std::vector<std::string> keys;
+  std::vector<std::pair<std::string, uint32_t>> keys;
   std::string fps;
   KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
       node.depth, node.index, [&](const storage::IndexEntry& e) {
@@ -420,8 +420,9 @@ absl::Status Exchange::SendFingerprints(const NodeId& node) {
             options_.max_received_fingerprints) {
           return false;
         }
-        AppendFingerprint(Fingerprint(e.digest, salt_), &fps);
-        keys.push_back(e.key);
+        const uint32_t fp = Fingerprint(e.digest, salt_);
+        AppendFingerprint(fp, &fps);
+        keys.emplace_back(e.key, fp);
         return true;
       }));
   peer::v1::Fingerprints& f = turn_.fingerprints.emplace_back();
@@ -498,13 +499,17 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
         ++entries;
         peer::v1::KeyVersion* kv = diff.add_entries();
         kv->set_key(e.key);
-        VersionToProto(e.version, kv->mutable_version());
+        storage::VersionToProto(e.version, kv->mutable_version());
         asking_.offered.insert(e.key);
+        asking_.record_keys.insert(e.key);  // The peer's, if newer or tied.
         return true;
       }));
   std::vector<uint32_t> missing;
   for (auto& [fp, list] : positions) {
     missing.insert(missing.end(), list.begin(), list.end());
+    // The peer sends the records of these entries: taken by fingerprint.
+    std::vector<NodeId>& nodes = asking_.record_fingerprints[fp];
+    nodes.insert(nodes.end(), list.size(), node);
   }
   std::sort(missing.begin(), missing.end());
   for (uint32_t p : missing) diff.add_missing(p);
@@ -519,7 +524,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     return Invalid("Diff: node ", NodeName(node.depth, node.index),
                    " was not sent fingerprints (or is answered twice)");
   }
-  const std::vector<std::string> keys = std::move(it->second);
+  const std::vector<std::pair<std::string, uint32_t>> keys = std::move(it->second);
   asked_.fingerprints.erase(it);
   if (diff.entries_size() > options_.max_list_entries) {
     return Invalid("Diff: ", diff.entries_size(),
@@ -562,7 +567,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     if (kv.key().size() > limits_.max_key_bytes) continue;
     KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
                         store_->Get(kv.key()));
-    const storage::Version theirs = VersionFromProto(kv.version());
+    const storage::Version theirs = storage::VersionFromProto(kv.version());
     if (refusals_ != nullptr && refusals_->Contains(kv.key(), theirs) &&
         !(own.has_value() && own->version > theirs)) {
       ++stats_.refusals_remembered;  // Refused before: not asked again.
@@ -583,8 +588,9 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     }
   }
   for (size_t p = 0; p < keys.size(); ++p) {
-    if (named[p] && !listed.contains(keys[p])) {
-      KV_RETURN_IF_ERROR(SendRecord(keys[p]));
+    if (named[p] && !listed.contains(keys[p].first)) {
+      // The peer takes it only with the fingerprint it was asked by.
+      KV_RETURN_IF_ERROR(SendRecord(keys[p].first, keys[p].second));
     }
   }
   return absl::OkStatus();
@@ -621,6 +627,13 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
       if (stats_.records_over_limits++ == 0) first_over_limits_ = record.status();
       continue;
     }
+    if (!TakeAsked(*record)) {
+      ++stats_.records_not_asked;
+      return Invalid("records: the record of key '", KeyForMessage(r.key()),
+                     "' was not asked for in this exchange (not wanted, not "
+                     "offered, not an entry named missing with this "
+                     "fingerprint), or was sent twice");
+    }
     records.push_back(*std::move(record));
   }
   stats_.records_received += static_cast<int64_t>(records.size());
@@ -630,10 +643,34 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
   return absl::OkStatus();
 }
 
-absl::Status Exchange::SendRecord(const std::string& key) {
+bool Exchange::TakeAsked(const storage::Record& record) {
+  if (asked_.record_keys.erase(record.key) > 0) return true;
+  auto it = asked_.record_fingerprints.find(
+      Fingerprint(storage::EntryDigest(record), salt_));
+  if (it == asked_.record_fingerprints.end()) return false;
+  const uint64_t hash = storage::KeyHash(record.key);
+  std::vector<NodeId>& nodes = it->second;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (storage::RangeOf(nodes[i].depth, nodes[i].index).Contains(hash)) {
+      nodes[i] = nodes.back();
+      nodes.pop_back();
+      if (nodes.empty()) asked_.record_fingerprints.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+absl::Status Exchange::SendRecord(const std::string& key,
+                                  std::optional<uint32_t> listed) {
   if (keys_sent_.contains(key)) return absl::OkStatus();
   KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own, store_->Get(key));
   if (!own.has_value()) return absl::OkStatus();  // Purged meanwhile.
+  if (listed.has_value() &&
+      Fingerprint(storage::EntryDigest(*own), salt_) != *listed) {
+    ++stats_.records_changed;  // Written over since it was listed.
+    return absl::OkStatus();
+  }
   const int64_t size =
       static_cast<int64_t>(own->key.size() + own->value.size());
   // At least one record per exchange, so that a record larger than the
@@ -652,6 +689,7 @@ absl::Status Exchange::SendRecord(const std::string& key) {
 
 void Exchange::AddWant(const std::string& key) {
   if (!keys_wanted_.insert(key).second) return;
+  asking_.record_keys.insert(key);
   turn_.wants.push_back(key);
   ++stats_.wants_sent;
 }

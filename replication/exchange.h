@@ -39,7 +39,17 @@
 // about (once), that every Fingerprints we sent is answered by one Diff in
 // the next turn, that wanted keys were offered in our Diffs, and each record
 // (RecordFromProto in wire.h). A violation makes Step return
-// INVALID_ARGUMENT and fails the exchange; nothing crashes. A well-formed
+// INVALID_ARGUMENT and fails the exchange; nothing crashes.
+// Records are taken only when our last turn asked for them, once each: a key
+// we wanted, a key we offered in a Diff (the peer sends its own when newer or
+// tied), or an entry the peer listed whose fingerprint our Diff named missing
+// (the record's fingerprint must be the listed one and its key under that
+// node). Any other record (a key not asked for, a second copy, contents other
+// than the fingerprint listed) fails the exchange with INVALID_ARGUMENT and
+// is counted (ExchangeStats::records_not_asked); no record of that message is
+// applied. The side answering a Diff sends the record of a missing position
+// only while it still has the listed fingerprint: one written over in
+// between waits for a later exchange. A well-formed
 // record or Diff key over this side's limits is not a violation (the peer
 // may run with larger limits): it is skipped and counted
 // (ExchangeStats::records_over_limits) and the exchange goes on.
@@ -59,12 +69,15 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -73,6 +86,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/peer.pb.h"
 #include "replication/wire.h"
+#include "storage/config.h"
 #include "storage/merkle.h"
 #include "storage/record.h"
 #include "storage/store.h"
@@ -100,8 +114,8 @@ struct ExchangeOptions {
   // always sent, whatever its size).
   int64_t max_record_bytes_per_exchange = int64_t{16} << 20;
   // Limits of received records and keys.
-  size_t max_key_bytes = 4096;
-  size_t max_value_bytes = size_t{1} << 20;
+  size_t max_key_bytes = storage::config::kDefaultMaxKeyBytes;
+  size_t max_value_bytes = storage::config::kDefaultMaxValueBytes;
   // Most entries accepted in one received Fingerprints item; also the most
   // this side sends in one (a longer local list is cut, which is safe).
   int64_t max_received_fingerprints = 16384;
@@ -129,6 +143,12 @@ struct ExchangeStats {
   // Well-formed records received with a key or value over this side's
   // limits (max_key_bytes, max_value_bytes): skipped, not applied.
   int64_t records_over_limits = 0;
+  // Records the peer sent that this side had not asked for (the exchange
+  // then failed): see the class comment.
+  int64_t records_not_asked = 0;
+  // Records of missing positions not sent because they changed since their
+  // fingerprint was listed (a later exchange repairs them).
+  int64_t records_changed = 0;
   int64_t wants_sent = 0;
   int64_t bytes_sent = 0;          // Sum of ByteSizeLong of sent messages.
   int64_t bytes_received = 0;
@@ -278,10 +298,16 @@ class Exchange {
   struct Asked {
     bool root = false;                   // We sent Hello.
     std::map<NodeId, uint32_t> digests;  // Parent -> child_bits we sent.
-    // Node -> our keys in the order of the fingerprints we sent.
-    std::map<NodeId, std::vector<std::string>> fingerprints;
+    // Node -> our entries (key, fingerprint) in the order of the
+    // fingerprints we sent.
+    std::map<NodeId, std::vector<std::pair<std::string, uint32_t>>> fingerprints;
     // Keys we listed in Diffs: the only keys the peer may want.
     absl::flat_hash_set<std::string> offered;
+    // The records the peer may send in its next turn, each once: the keys we
+    // wanted or offered, and, by fingerprint, the peer's entries our Diffs
+    // named missing (fingerprint -> the nodes they were listed under).
+    absl::flat_hash_set<std::string> record_keys;
+    absl::flat_hash_map<uint32_t, std::vector<NodeId>> record_fingerprints;
   };
 
   Exchange(storage::Store* store, const ExchangeOptions& options, Role role,
@@ -315,8 +341,12 @@ class Exchange {
   // Salted digests of the 2^child_bits children of `node`.
   absl::StatusOr<std::vector<uint32_t>> ChildDigests(const NodeId& node,
                                                      uint32_t child_bits);
-  // Queues our record of `key` (if we hold one and the budget allows).
-  absl::Status SendRecord(const std::string& key);
+  // Queues our record of `key` (if we hold one, the budget allows and, when
+  // `listed` is given, its fingerprint is still that one).
+  absl::Status SendRecord(const std::string& key,
+                          std::optional<uint32_t> listed = std::nullopt);
+  // Whether the peer's turn may carry `record` (see Asked); takes it off.
+  bool TakeAsked(const storage::Record& record);
   void AddWant(const std::string& key);
   // Splits the turn into messages and queues them.
   void FlushTurn();

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <memory>
@@ -636,6 +637,42 @@ class HostileTest : public ::testing::Test {
     return std::move(r).value();
   }
 
+  // A responder over `b` (leaf depth 0, holding none of `keys`) that asked
+  // the peer for `keys`: it answered Hello with the root's Fingerprints and
+  // the peer's Diff offered `keys`, which it wants.
+  std::unique_ptr<Exchange> ResponderWanting(Node& a, Node& b,
+                                             const std::vector<std::string>& keys,
+                                             ExchangeOptions o = Fanout8()) {
+    auto r = ResponderAfterHello(a, b, o);
+    EXPECT_EQ(last_turn_.at(0).fingerprints_size(), 1);
+    ExchangeMessage m;
+    peer::v1::Diff* d = m.add_diffs();
+    d->set_depth(0);
+    d->set_index(0);
+    for (const std::string& key : keys) {
+      peer::v1::KeyVersion* kv = d->add_entries();
+      kv->set_key(key);
+      kv->mutable_version()->set_hlc(1);
+      kv->mutable_version()->set_node_id(1);
+    }
+    m.set_end_of_turn(true);
+    EXPECT_TRUE(r->Step(m).ok());
+    std::vector<ExchangeMessage> out = r->TakeReady().messages;
+    EXPECT_EQ(out.at(0).wants_size(), static_cast<int>(keys.size()));
+    return r;
+  }
+
+  static ExchangeMessage WithRecord(const std::string& key, uint64_t hlc,
+                                    bool tombstone, const std::string& value) {
+    ExchangeMessage m;
+    peer::v1::Record* r = m.add_records();
+    r->set_key(key);
+    if (hlc != 0) r->mutable_version()->set_hlc(hlc);
+    r->set_tombstone(tombstone);
+    r->set_value(value);
+    return m;  // Not the end of the turn: records alone are fine mid-turn.
+  }
+
   std::vector<ExchangeMessage> last_turn_;
 };
 
@@ -977,18 +1014,12 @@ TEST_F(DiffTest, WantsMustHaveBeenOffered) {
 TEST_F(HostileTest, BadRecords) {
   Node a(1, 8), b(2, 8);
   a.Put("k", "v");
-  auto with_record = [&](const std::string& key, uint64_t hlc, bool tombstone,
-                         const std::string& value) {
-    ExchangeMessage m;
-    peer::v1::Record* r = m.add_records();
-    r->set_key(key);
-    if (hlc != 0) r->mutable_version()->set_hlc(hlc);
-    r->set_tombstone(tombstone);
-    r->set_value(value);
-    return m;  // Not the end of the turn: records alone are fine mid-turn.
-  };
+  // Leaf depth 0: the responder over d asks c for records by key.
+  Node c(3, 0), d(4, 0);
+  c.Put("k", "v");
+  auto with_record = &HostileTest::WithRecord;
   {
-    auto r = ResponderAfterHello(a, b);
+    auto r = ResponderWanting(c, d, {"k"});
     ASSERT_TRUE(r->Step(with_record("k", 5, false, "v")).ok());
     EXPECT_EQ(r->TakeReady().records_to_apply.size(), 1u);
   }
@@ -1012,7 +1043,7 @@ TEST_F(HostileTest, BadRecords) {
   for (const ExchangeMessage& m :
        {with_record(std::string(5000, 'k'), 5, false, "v"),
         with_record("k", 5, false, std::string(11, 'v'))}) {
-    auto r = ResponderAfterHello(a, b, o);
+    auto r = ResponderWanting(c, d, {"k2"}, o);
     ExchangeMessage two = m;
     *two.add_records() = with_record("k2", 5, false, "v").records(0);
     ASSERT_TRUE(r->Step(two).ok());
@@ -1025,7 +1056,7 @@ TEST_F(HostileTest, BadRecords) {
     EXPECT_FALSE(r->failed());
   }
   // Records of a message that fails are not handed out; earlier ones stay.
-  auto r = ResponderAfterHello(a, b);
+  auto r = ResponderWanting(c, d, {"k1", "k2"});
   ASSERT_TRUE(r->Step(with_record("k1", 5, false, "v")).ok());
   ExchangeMessage bad = with_record("k2", 5, false, "v");
   *bad.add_records() = with_record("", 5, false, "v").records(0);
@@ -1033,6 +1064,170 @@ TEST_F(HostileTest, BadRecords) {
   Ready ready = r->TakeReady();
   ASSERT_EQ(ready.records_to_apply.size(), 1u);
   EXPECT_EQ(ready.records_to_apply[0].key, "k1");
+}
+
+// A record is taken only if our last turn asked for it, once.
+TEST_F(HostileTest, RecordsNotAskedForEndTheExchange) {
+  Node a(1, 0), b(2, 0);
+  a.Put("k", "v");
+  // Before anything was asked (the answer to Hello is ours to send).
+  {
+    auto r = ResponderAfterHello(a, b);
+    absl::Status s = r->Step(WithRecord("k", 5, false, "v"));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("was not asked for"));
+    EXPECT_TRUE(r->failed());
+    EXPECT_EQ(r->stats().records_not_asked, 1);
+    EXPECT_TRUE(r->TakeReady().records_to_apply.empty());
+  }
+  // Another key than the ones wanted; the wanted one before it in the same
+  // message is not handed out either.
+  {
+    auto r = ResponderWanting(a, b, {"k"});
+    ExchangeMessage m = WithRecord("k", 5, false, "v");
+    *m.add_records() = WithRecord("x", 5, false, "v").records(0);
+    absl::Status s = r->Step(m);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("key 'x' was not asked for"));
+    EXPECT_EQ(r->stats().records_not_asked, 1);
+    EXPECT_EQ(r->stats().records_received, 0);
+    EXPECT_TRUE(r->TakeReady().records_to_apply.empty());
+  }
+  // A second copy of a wanted record, in a later message of the turn.
+  {
+    auto r = ResponderWanting(a, b, {"k"});
+    ASSERT_TRUE(r->Step(WithRecord("k", 5, false, "v")).ok());
+    ExpectInvalid(*r, WithRecord("k", 6, false, "w"), "sent twice");
+    EXPECT_EQ(r->stats().records_not_asked, 1);
+  }
+}
+
+// Runs an exchange between a (initiator) and b with Exchange objects,
+// applying the records each side hands out. `edit` sees every message before
+// the side `to` (0: the initiator, 1: the responder) takes it, and may change
+// it. Stops at the first Step error.
+struct Driven {
+  absl::Status status;
+  int failed_side = -1;
+  ExchangeStats stats[2];
+};
+
+Driven Drive(Node& a, Node& b, const ExchangeOptions& o,
+             const std::function<void(int to, ExchangeMessage&)>& edit) {
+  Driven out;
+  auto i = std::move(Exchange::Initiator(a.store.get(), o, 99)).value();
+  auto r = std::move(Exchange::Responder(b.store.get(), o)).value();
+  Exchange* side[2] = {i.get(), r.get()};
+  Node* node[2] = {&a, &b};
+  std::deque<ExchangeMessage> inbox[2];
+  for (auto& m : i->TakeReady().messages) inbox[1].push_back(std::move(m));
+  for (int guard = 0; guard < 10000 && (!inbox[0].empty() || !inbox[1].empty());
+       ++guard) {
+    const int s = !inbox[1].empty() ? 1 : 0;
+    ExchangeMessage m = std::move(inbox[s].front());
+    inbox[s].pop_front();
+    edit(s, m);
+    out.status = side[s]->Step(m);
+    Ready ready = side[s]->TakeReady();
+    for (const Record& rec : ready.records_to_apply) {
+      EXPECT_TRUE(node[s]->store->Apply(rec).ok());
+    }
+    if (!out.status.ok()) {
+      out.failed_side = s;
+      break;
+    }
+    for (auto& next : ready.messages) inbox[1 - s].push_back(std::move(next));
+  }
+  out.stats[0] = i->stats();
+  out.stats[1] = r->stats();
+  if (out.status.ok()) {
+    EXPECT_TRUE(i->done());
+    EXPECT_TRUE(r->done());
+  }
+  return out;
+}
+
+// In a real exchange (leaf depth 4): the initiator answers the root's
+// Digests with the Fingerprints of the differing leaves; the responder's
+// Diff names the initiator's entries it lacks as missing (their records are
+// then taken by fingerprint) and offers its own, which the initiator wants
+// (taken by key). A record slipped into either direction ends the exchange
+// there, and nothing of its message is applied.
+TEST(ExchangeTest, RecordsNotAskedForAreRefusedByEitherSide) {
+  ExchangeOptions o;
+  auto setup = [](Node& a, Node& b) {
+    Shared(a, b, 50);
+    for (int i = 100; i < 110; ++i) a.Put(Key(i), "only on a");
+    for (int i = 200; i < 210; ++i) b.Put(Key(i), "only on b");
+  };
+  {
+    // Sanity: untouched, it converges.
+    Node a(1, 4), b(2, 4);
+    setup(a, b);
+    Driven d = Drive(a, b, o, [](int, ExchangeMessage&) {});
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    EXPECT_EQ(d.stats[0].records_received, 10);
+    EXPECT_EQ(d.stats[1].records_received, 10);
+    ExpectConverged(a, b);
+  }
+  // `edit` changes the first message to side `to` that carries records.
+  auto run = [&](int to, const std::function<void(ExchangeMessage&)>& edit,
+                 const std::string& needle) {
+    SCOPED_TRACE(needle);
+    Node a(1, 4), b(2, 4);
+    setup(a, b);
+    Node* target = to == 0 ? &a : &b;
+    const int64_t keys_before = target->store->tree().KeyCount();
+    bool edited = false;
+    Driven d = Drive(a, b, o, [&](int side, ExchangeMessage& m) {
+      if (side != to || m.records_size() == 0 || edited) return;
+      edited = true;
+      edit(m);
+    });
+    ASSERT_TRUE(edited);
+    EXPECT_EQ(d.failed_side, to);
+    EXPECT_EQ(d.status.code(), absl::StatusCode::kInvalidArgument) << d.status;
+    EXPECT_THAT(std::string(d.status.message()), HasSubstr(needle));
+    EXPECT_EQ(d.stats[to].records_not_asked, 1);
+    EXPECT_EQ(target->store->tree().KeyCount(), keys_before);
+  };
+  auto add_intruder = [](ExchangeMessage& m) {
+    peer::v1::Record* r = m.add_records();
+    *r = m.records(0);
+    r->set_key("intruder");
+  };
+  // A key nobody asked about, to either side.
+  run(1, add_intruder, "'intruder' was not asked for");
+  run(0, add_intruder, "'intruder' was not asked for");
+  // A missing entry with other contents than the fingerprint listed.
+  run(1, [](ExchangeMessage& m) { m.mutable_records(0)->set_value("forged"); },
+      "was not asked for");
+  // A wanted record twice.
+  run(0, [](ExchangeMessage& m) { *m.add_records() = m.records(0); }, "sent twice");
+  run(1, [](ExchangeMessage& m) { *m.add_records() = m.records(0); }, "sent twice");
+}
+
+// An entry written over between its Fingerprints and the peer's Diff is not
+// sent (the peer asked for the listed contents): the exchange completes and
+// a later one repairs the key.
+TEST(ExchangeTest, EntryChangedAfterItsFingerprintWaitsForTheNextExchange) {
+  ExchangeOptions o;
+  Node a(1, 4), b(2, 4);
+  Shared(a, b, 50);
+  for (int i = 100; i < 110; ++i) a.Put(Key(i), "only on a");
+  bool written = false;
+  Driven d = Drive(a, b, o, [&](int to, ExchangeMessage& m) {
+    if (to != 1 || m.fingerprints_size() == 0 || written) return;
+    written = true;  // a's Fingerprints are on their way to b.
+    a.Put(Key(100), "written over");
+  });
+  ASSERT_TRUE(written);
+  ASSERT_TRUE(d.status.ok()) << d.status;
+  EXPECT_EQ(d.stats[0].records_changed, 1);
+  EXPECT_EQ(d.stats[1].records_received, 9);
+  EXPECT_FALSE(b.store->Get(Key(100))->has_value());
+  RunExchange(a, b, o);
+  ExpectConverged(a, b);
 }
 
 TEST_F(HostileTest, OversizedMessage) {

@@ -312,6 +312,8 @@ void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
                    driver->records_refused(),
                    std::string(driver->first_refusal().message()));
     }
+    // The exchange failed on it (INVALID_ARGUMENT, logged below).
+    not_asked_.fetch_add(st.records_not_asked);
     if (st.records_over_limits > 0) {
       over_limits_.fetch_add(st.records_over_limits);
       // One line per exchange: the peer runs with larger limits.
@@ -375,6 +377,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_bytes_received(bytes_received_.load());
   resp->set_records_refused_clock(refused_clock_.load());
   resp->set_records_over_limits(over_limits_.load());
+  resp->set_records_not_asked(not_asked_.load());
   absl::MutexLock lock(&mu_);
   for (const std::string& p : sessions_.peers()) {
     kv::v1::PeerStats* ps = resp->add_peers();

@@ -144,7 +144,7 @@ class AntiEntropy {
   // Counters (this node as either side).
   std::atomic<int64_t> started_{0}, completed_{0}, failed_{0}, equal_roots_{0},
       differing_leaves_{0}, keys_sent_{0}, keys_received_{0}, bytes_sent_{0},
-      bytes_received_{0}, refused_clock_{0}, over_limits_{0};
+      bytes_received_{0}, refused_clock_{0}, over_limits_{0}, not_asked_{0};
 
   // Never held while a driver runs (it blocks on storage and the limiter).
   mutable absl::Mutex mu_;

@@ -46,6 +46,10 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
     w.Counter("kvd_anti_entropy_records_refused_clock_total",
               "Replicated records refused: versioned too far ahead of this node's clock",
               static_cast<double>(s.records_refused_clock()));
+    w.Counter("kvd_anti_entropy_records_not_asked_total",
+              "Records a peer sent in an exchange without being asked (each ended "
+              "its exchange)",
+              static_cast<double>(s.records_not_asked()));
     w.Family("kvd_anti_entropy_peer_last_exchange_timestamp_seconds", "gauge",
              "Unix time of the last completed exchange with each peer (0: never)");
     for (const kv::v1::PeerStats& p : s.peers()) {

@@ -1,0 +1,95 @@
+// Issue 12: a responder applies only the records it asked for. A peer that
+// slips a record into an exchange (after a valid Hello, before anything was
+// asked) ends the exchange with INVALID_ARGUMENT; the record is not stored
+// and the refusal is counted in the Stats RPC (kvctl stats) and in /metrics.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "client/client.h"
+#include "proto/peer.grpc.pb.h"
+#include "replication/exchange.h"
+#include "storage/memory_engine.h"
+#include "storage/store.h"
+#include "tests/integration/kvd_process.h"
+
+namespace kv::testing {
+namespace {
+
+using peer::v1::ExchangeMessage;
+
+TEST(AntiEntropyUnaskedTest, RecordNotAskedForEndsTheExchangeAndIsCounted) {
+  TempDir dir;
+  const int metrics_port = FreePort();
+  KvdProcess kvd(dir.path() + "/node",
+                 {"--leaf-depth", "8", "--metrics-listen",
+                  absl::StrCat("127.0.0.1:", metrics_port)});
+  ASSERT_TRUE(kvd.Start().ok()) << kvd.LogTail();
+  auto c = client::Client::Connect(kvd.address());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->Put("k", "v").ok());
+
+  // A valid Hello from a store that differs from the node's.
+  storage::ManualClock clock(1'700'000'000'000);
+  storage::StoreOptions so;
+  so.leaf_depth = 8;
+  so.clock = &clock;
+  so.node_id = 0xbad;
+  auto fake = storage::Store::Open(std::make_unique<storage::MemoryEngine>(), so);
+  ASSERT_TRUE(fake.ok());
+  storage::Mutation m{"other", false, "x", {}};
+  ASSERT_TRUE((*fake)->Write({&m, 1}).ok());
+  auto initiator = replication::Exchange::Initiator(fake->get(), {}, 99);
+  ASSERT_TRUE(initiator.ok());
+  const ExchangeMessage hello = (*initiator)->TakeReady().messages.at(0);
+
+  auto stub = peer::v1::Peer::NewStub(
+      grpc::CreateChannel(kvd.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto stream = stub->Exchange(&ctx);
+  ASSERT_TRUE(stream->Write(hello));
+  ExchangeMessage answer;
+  ASSERT_TRUE(stream->Read(&answer));  // The Digests of the root.
+  ASSERT_GT(answer.digests_size(), 0);
+  // Instead of answering: a record nobody asked for.
+  ExchangeMessage push;
+  peer::v1::Record* r = push.add_records();
+  r->set_key("planted");
+  r->set_value("x");
+  r->mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16);
+  r->mutable_version()->set_node_id(0xbad);
+  push.set_end_of_turn(true);
+  ASSERT_TRUE(stream->Write(push));
+  stream->WritesDone();
+  while (stream->Read(&answer)) {
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("'planted' was not asked for"), std::string::npos)
+      << status.error_message();
+
+  auto got = (*c)->Get("planted");
+  ASSERT_TRUE(got.ok());
+  EXPECT_FALSE(got->found);
+  auto stats = (*c)->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->records_not_asked(), 1);
+  EXPECT_EQ(stats->exchanges_failed(), 1);
+  CommandResult scrape = RunCommand(
+      {"curl", "-sf", absl::StrCat("http://127.0.0.1:", metrics_port, "/metrics")});
+  if (scrape.exit_code == 0) {
+    EXPECT_NE(scrape.out.find("kvd_anti_entropy_records_not_asked_total 1"),
+              std::string::npos);
+  }
+  CommandResult kvctl = RunCommand({KvctlPath(), "--endpoint", kvd.address(), "stats"});
+  EXPECT_EQ(kvctl.exit_code, 0) << kvctl.err;
+  EXPECT_NE(kvctl.out.find("refused (not asked)      1"), std::string::npos) << kvctl.out;
+}
+
+}  // namespace
+}  // namespace kv::testing
