@@ -1,13 +1,32 @@
 #!/usr/bin/env bash
 # Single-node throughput and latency: ping (the gRPC floor), get, put, and
-# put with --sync, each with kvctl bench against a fresh kvd on loopback.
-# Usage: scripts/bench_kv.sh [DURATION_S] [CONCURRENCY] [KEYS] [VALUE_BYTES]
+# put with --sync, each with kvctl bench against a fresh kvd on loopback;
+# then a bulk load. Each line also gives kvd's CPU time per call (utime +
+# stime from /proc over the run, background threads included).
+# Usage: scripts/bench_kv.sh [--cores LIST] [DURATION_S] [CONCURRENCY] [KEYS] [VALUE_BYTES]
+#   --cores 1,2,4: the runs once per count N, kvd pinned (taskset) to CPUs
+#   0..N-1 and kvctl to the CPUs left (unpinned when none is left); the
+#   scaling table of a machine. Counts above nproc are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${1:-10}
-CONCURRENCY=${2:-64}
-KEYS=${3:-100000}
-VALUE=${4:-100}
+CORES=""
+ARGS=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --cores) CORES=${2:?--cores needs a list, e.g. 1,2,4}; shift 2 ;;
+    --cores=*) CORES=${1#--cores=}; shift ;;
+    -*) echo "bench_kv.sh: unknown option $1" >&2; exit 2 ;;
+    *) ARGS+=("$1"); shift ;;
+  esac
+done
+DURATION=${ARGS[0]:-10}
+CONCURRENCY=${ARGS[1]:-64}
+KEYS=${ARGS[2]:-100000}
+VALUE=${ARGS[3]:-100}
+NPROC=$(nproc)
+for n in ${CORES//,/ }; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "bench_kv.sh: --cores: '$n' is not a core count" >&2; exit 2; }
+done
 scripts/build.sh kvd kvctl >/dev/null
 BUILD_DIR=${BUILD_DIR:-build}
 KVD="$BUILD_DIR/server/kvd"
@@ -20,10 +39,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+KVD_PIN=()    # taskset prefix for kvd, set per core count
+KVCTL_PIN=()  # and for kvctl
 start_kvd() {  # start_kvd NAME [kvd flags...]
   local name=$1
   shift
-  "$KVD" --listen 127.0.0.1:0 --data-dir "$TMP/$name" --ready-file "$TMP/$name.ready" \
+  ${KVD_PIN[@]+"${KVD_PIN[@]}"} "$KVD" --listen 127.0.0.1:0 --data-dir "$TMP/$name" --ready-file "$TMP/$name.ready" \
     --log-level warn "$@" >"$TMP/$name.log" 2>&1 &
   PID=$!
   for _ in $(seq 200); do [ -s "$TMP/$name.ready" ] && break; sleep 0.05; done
@@ -31,25 +52,60 @@ start_kvd() {  # start_kvd NAME [kvd flags...]
 }
 stop_kvd() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 run() {  # run LABEL WORKLOAD [extra bench flags...]
   local label=$1 workload=$2
   shift 2
-  local line
-  line=$("$KVCTL" --endpoint "$ADDR" bench --workload "$workload" --duration "$DURATION" \
-    --concurrency "$CONCURRENCY" --keys "$KEYS" --value-size "$VALUE" "$@" 2>/dev/null)
-  echo "$label: ${line#*: }"
+  local line t0 t1 ops
+  if [ "$workload" = get ]; then  # Preload unmeasured, so the CPU is the gets'.
+    ${KVCTL_PIN[@]+"${KVCTL_PIN[@]}"} "$KVCTL" --endpoint "$ADDR" bench --workload get \
+      --duration 0.1 --concurrency "$CONCURRENCY" --keys "$KEYS" --value-size "$VALUE" \
+      --preload >/dev/null 2>&1
+  fi
+  t0=$(cpu_ticks)
+  line=$(${KVCTL_PIN[@]+"${KVCTL_PIN[@]}"} "$KVCTL" --endpoint "$ADDR" bench \
+    --workload "$workload" --duration "$DURATION" --concurrency "$CONCURRENCY" \
+    --keys "$KEYS" --value-size "$VALUE" "$@" 2>/dev/null)
+  t1=$(cpu_ticks)
+  ops=$(echo "$line" | sed -E 's/.* ([0-9]+) ops in .*/\1/')
+  echo "$label: ${line#*: } | kvd CPU $(( (t1 - t0) * 1000000 / HZ / (ops > 0 ? ops : 1) )) us/call"
 }
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "settings: ${DURATION}s per run, $CONCURRENCY in flight, $KEYS keys, $VALUE-byte values, kvd and kvctl unpinned on the same machine"
-start_kvd plain
-run "ping" ping
-run "get" get --preload
-run "put" put
-stop_kvd
-start_kvd sync --sync
-run "put --sync" put
-stop_kvd
+echo "machine: $NPROC cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "settings: ${DURATION}s per run, $CONCURRENCY in flight, $KEYS keys, $VALUE-byte values"
+sweep() {  # sweep PREFIX: the four runs
+  local p=$1
+  start_kvd plain
+  run "${p}ping" ping
+  run "${p}get" get
+  run "${p}put" put
+  stop_kvd
+  rm -rf "$TMP/plain"
+  start_kvd sync --sync
+  run "${p}put --sync" put
+  stop_kvd
+  rm -rf "$TMP/sync"
+}
+if [ -z "$CORES" ]; then
+  echo "kvd and kvctl unpinned on the same machine"
+  sweep ""
+else
+  for n in ${CORES//,/ }; do
+    if [ "$n" -gt "$NPROC" ]; then echo "cores=$n: skipped, this machine has $NPROC"; continue; fi
+    KVD_PIN=(taskset -c "0-$((n - 1))")
+    if [ "$n" -lt "$NPROC" ]; then
+      KVCTL_PIN=(taskset -c "$n-$((NPROC - 1))")
+      echo "cores=$n: kvd on CPUs 0-$((n - 1)), kvctl on CPUs $n-$((NPROC - 1))"
+    else
+      KVCTL_PIN=()
+      echo "cores=$n: kvd on CPUs 0-$((n - 1)), kvctl unpinned (no CPU left for it alone)"
+    fi
+    sweep "cores=$n "
+  done
+  KVD_PIN=()
+  KVCTL_PIN=()
+fi
 
 # Bulk load: 1M keys of VALUE bytes through BatchWrite (kvctl bench
 # --preload, 1000 keys per call), then kvd's peak resident memory.
