@@ -14,6 +14,12 @@ namespace kv::client {
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
+  if (status.error_code() == grpc::StatusCode::CANCELLED) {
+    // Not ours (see the header): gRPC on a node that began to shut down.
+    return absl::UnavailableError(absl::StrCat(
+        "the node ended the call without handling it (it is shutting down; gRPC "
+        "said: ", status.error_message(), ")"));
+  }
   // grpc::StatusCode and absl::StatusCode share their numeric values.
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());

@@ -40,7 +40,11 @@
 
 namespace kv::client {
 
-// Converts a gRPC status to an absl::Status with the same code and message.
+// Converts a gRPC status to an absl::Status with the same code and message,
+// except CANCELLED, which becomes UNAVAILABLE: this client reports no call it
+// cancelled itself (a scan it stops ends OK), so a CANCELLED comes from the
+// node, where gRPC ends so the calls it had not yet handed to kvd when kvd
+// began to shut down (none of them was applied; kv.proto).
 // This is the only place the client converts statuses.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 

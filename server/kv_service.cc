@@ -155,29 +155,57 @@ absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp)
   return absl::OkStatus();
 }
 
+bool KvService::BeginWrite() {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  ++writes_under_way_;
+  return true;
+}
+
+void KvService::FinishWrite(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
+  reactor->Finish(ToGrpcStatus(status));
+  absl::MutexLock lock(&mu_);
+  --writes_under_way_;
+}
+
+int64_t KvService::Drain(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](int64_t* n) { return *n == 0; }, &writes_under_way_),
+                       timeout);
+  return writes_under_way_;
+}
+
 grpc::ServerUnaryReactor* KvService::Commit(
     grpc::CallbackServerContext* ctx, std::vector<Mutation> muts,
     google::protobuf::RepeatedPtrField<kv::v1::Version>* versions,
     kv::v1::Version* version, kv::v1::Consistency consistency) {
   auto* reactor = ctx->DefaultReactor();
+  if (!BeginWrite()) {
+    reactor->Finish(ToGrpcStatus(absl::UnavailableError(
+        "the node is shutting down; the write was not applied (send it to another "
+        "node, or retry once this one is back)")));
+    return reactor;
+  }
   if (replicator_ == nullptr) {
     // Finished on the store's committer thread once the group is durable.
     store_->WriteAsync(
         std::move(muts),
-        [reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
+        [this, reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
           if (r.ok()) {
             for (const auto& v : *r) {
               replication::VersionToProto(v, versions != nullptr ? versions->Add() : version);
             }
           }
-          reactor->Finish(ToGrpcStatus(r.status()));
+          FinishWrite(reactor, r.status());
         });
     return reactor;
   }
   // Enough live members for the level? Checked before anything is written.
   absl::StatusOr<Replicator::Plan> plan = replicator_->PlanFor(LevelFromProto(consistency));
   if (!plan.ok()) {
-    reactor->Finish(ToGrpcStatus(plan.status()));
+    FinishWrite(reactor, plan.status());
     return reactor;
   }
   // The records to push; their versions are known once written.
@@ -194,7 +222,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
        plan = *std::move(plan),
        deadline](absl::StatusOr<std::vector<storage::Version>> r) mutable {
         if (!r.ok()) {
-          reactor->Finish(ToGrpcStatus(r.status()));
+          FinishWrite(reactor, r.status());
           return;
         }
         for (size_t i = 0; i < r->size(); ++i) {
@@ -203,9 +231,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
           records[i].version = (*r)[i];
         }
         replicator_->Replicate(std::move(records), plan, deadline,
-                               [reactor](absl::Status s) {
-                                 reactor->Finish(ToGrpcStatus(s));
-                               });
+                               [this, reactor](absl::Status s) { FinishWrite(reactor, s); });
       });
   return reactor;
 }

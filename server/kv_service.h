@@ -1,10 +1,19 @@
 // The public kv.v1.KV service over a Store.
 //
+// Shutdown: Drain() makes every later write fail with UNAVAILABLE (nothing
+// applied) and waits for the writes under way to be answered, so that the
+// server's shutdown, which cancels the calls still running at its deadline,
+// never cuts a write that was started (its client would not know whether it
+// was applied).
+//
 // Thread safety: handlers run concurrently on gRPC's threads; the Store is
-// thread-safe and the service keeps no other mutable state.
+// thread-safe; the drain state is guarded by a mutex.
 #ifndef KV_SERVER_KV_SERVICE_H_
 #define KV_SERVER_KV_SERVICE_H_
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "proto/kv.grpc.pb.h"
 #include "replication/fanout.h"
 #include "server/fanout_service.h"
@@ -41,7 +50,18 @@ class KvService final : public kv::v1::KV::CallbackService {
                                  const kv::v1::PingRequest* req,
                                  kv::v1::PingResponse* resp) override;
 
+  // Refuses the writes that arrive from now on (UNAVAILABLE: the node is
+  // shutting down) and waits up to `timeout` until every write under way has
+  // been answered. Returns how many were still under way at the timeout (0:
+  // all answered). Idempotent.
+  int64_t Drain(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
+  // Counts a write as under way; false (and nothing counted) once draining.
+  bool BeginWrite() ABSL_LOCKS_EXCLUDED(mu_);
+  // Answers a write begun with BeginWrite.
+  void FinishWrite(grpc::ServerUnaryReactor* reactor, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status DoGet(const std::string& key, kv::v1::GetResponse* resp);
   // Hands `muts` to the store's committer and, once the write is durable,
   // to the replicator; finishes the call when `consistency` is met, filling
@@ -55,6 +75,10 @@ class KvService final : public kv::v1::KV::CallbackService {
   storage::Store* const store_;
   const Limits limits_;
   Replicator* const replicator_;
+
+  absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t writes_under_way_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kv::server

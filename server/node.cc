@@ -296,6 +296,18 @@ void Node::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   stopping_.Notify();
+  // Writes from now on get UNAVAILABLE; those under way are answered before
+  // the server stops (at its deadline it cancels what still runs, and a
+  // client then cannot know whether its write was applied). Calls gRPC has
+  // not yet handed to a service when the server stops are ended by gRPC
+  // itself with CANCELLED, unapplied (kv.proto).
+  if (kv_service_ != nullptr) {
+    if (const int64_t left = kv_service_->Drain(absl::Seconds(10)); left > 0) {
+      spdlog::warn("shutdown: {} writes still under way after 10 s; the server's "
+                   "shutdown cancels them",
+                   left);
+    }
+  }
   if (metrics_http_ != nullptr) metrics_http_->Stop();
   // First, while the server still runs: tell the cluster this node leaves.
   if (gossip_service_ != nullptr) gossip_service_->Shutdown();
