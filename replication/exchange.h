@@ -86,6 +86,7 @@
 #include "absl/synchronization/mutex.h"
 #include "proto/peer.pb.h"
 #include "replication/wire.h"
+#include "storage/config.h"
 #include "storage/merkle.h"
 #include "storage/record.h"
 #include "storage/store.h"
@@ -113,8 +114,8 @@ struct ExchangeOptions {
   // always sent, whatever its size).
   int64_t max_record_bytes_per_exchange = int64_t{16} << 20;
   // Limits of received records and keys.
-  size_t max_key_bytes = 4096;
-  size_t max_value_bytes = size_t{1} << 20;
+  size_t max_key_bytes = storage::config::kDefaultMaxKeyBytes;
+  size_t max_value_bytes = storage::config::kDefaultMaxValueBytes;
   // Most entries accepted in one received Fingerprints item; also the most
   // this side sends in one (a longer local list is cut, which is safe).
   int64_t max_received_fingerprints = 16384;

@@ -7,6 +7,7 @@
 #include "absl/base/internal/endian.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "storage/status_macros.h"
 
 namespace kv::replication {
 
@@ -61,16 +62,6 @@ peer::v1::Record RecordToProto(const storage::Record& record) {
   return proto;
 }
 
-absl::Status ValidateKey(std::string_view key, const RecordLimits& limits) {
-  if (key.empty()) return absl::InvalidArgumentError("empty key");
-  if (key.size() > limits.max_key_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("key of ", key.size(), " bytes is over the limit of ",
-                     limits.max_key_bytes, " bytes (max_key_bytes)"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateVersion(const kv::v1::Version& version) {
   if (version.hlc() == 0) {
     return absl::InvalidArgumentError("missing or zero version");
@@ -89,15 +80,9 @@ absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
     return absl::InvalidArgumentError(absl::StrCat(
         "tombstone of key '", KeyForMessage(proto.key()), "' carries a value"));
   }
-  if (absl::Status s = ValidateKey(proto.key(), limits); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("record: ", s.message()));
-  }
-  if (proto.value().size() > limits.max_value_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "record of key '", KeyForMessage(proto.key()), "': value of ", proto.value().size(),
-        " bytes is over the limit of ", limits.max_value_bytes,
-        " bytes (max_value_bytes)"));
-  }
+  KV_RETURN_IF_ERROR(storage::CheckKey(limits, proto.key(), "record: "));
+  KV_RETURN_IF_ERROR(storage::CheckValue(
+      limits, proto.value(), absl::StrCat("record of key '", KeyForMessage(proto.key()), "': ")));
   storage::Record record;
   record.key = proto.key();
   record.version = VersionFromProto(proto.version());

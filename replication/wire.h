@@ -46,15 +46,10 @@ peer::v1::Record RecordToProto(const storage::Record& record);
 // `key` escaped and cut to at most 64 bytes, for error messages.
 std::string KeyForMessage(std::string_view key);
 
-// Limits applied to records and keys received from a peer.
-struct RecordLimits {
-  size_t max_key_bytes = 4096;
-  size_t max_value_bytes = size_t{1} << 20;
-};
-
-// Errors: INVALID_ARGUMENT when `key` is empty or longer than
-// limits.max_key_bytes (the message names the limit).
-absl::Status ValidateKey(std::string_view key, const RecordLimits& limits);
+// Limits applied to records and keys received from a peer: the node's own
+// record limits, checked by storage::CheckKey and storage::CheckValue (one
+// definition and one wording for clients and peers).
+using storage::RecordLimits;
 
 // Errors: INVALID_ARGUMENT when the version is missing or its hlc is zero.
 absl::Status ValidateVersion(const kv::v1::Version& version);
@@ -62,7 +57,7 @@ absl::Status ValidateVersion(const kv::v1::Version& version);
 // Validates a received record and converts it.
 // Errors: INVALID_ARGUMENT for an empty or oversized key, a missing or zero
 // version, a tombstone that carries a value, or a value over
-// limits.max_value_bytes.
+// limits.max_value_bytes (the messages of storage::CheckKey and CheckValue).
 absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
                                                 const RecordLimits& limits);
 

@@ -44,7 +44,7 @@ TEST(WireTest, RejectsBadRecords) {
   check(r, "empty key");
   r = good;
   r.set_key("123456789");
-  check(r, "max_key_bytes");
+  check(r, "record: key is 9 bytes, over the limit of 8 bytes (--max-key-bytes)");
   r = good;
   r.clear_version();
   check(r, "no version");
@@ -56,7 +56,7 @@ TEST(WireTest, RejectsBadRecords) {
   check(r, "carries a value");
   r = good;
   r.set_value(std::string(17, 'x'));
-  check(r, "max_value_bytes");
+  check(r, "record of key 'k': value is 17 bytes, over the limit of 16 bytes (--max-value-bytes)");
 }
 
 TEST(WireTest, KeyForMessageEscapesAndCuts) {

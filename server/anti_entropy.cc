@@ -44,10 +44,6 @@ class GrpcWriter final : public replication::ExchangeStream {
   RateLimiter* const limiter_;
 };
 
-absl::Status FromGrpc(const grpc::Status& s) {
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-}
-
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
 replication::SessionOptions ToSessionOptions(const AntiEntropyOptions& o) {
@@ -218,11 +214,11 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
   }
   if (s.ok()) {
     stream->WritesDone();
-    s = FromGrpc(stream->Finish());
+    s = FromGrpcStatus(stream->Finish());
   } else if (s.code() == absl::StatusCode::kUnavailable) {
     // The stream broke on the peer's side: its status (e.g. paused,
     // malformed message, deadline) says why better than "stream ended".
-    absl::Status remote = FromGrpc(stream->Finish());
+    absl::Status remote = FromGrpcStatus(stream->Finish());
     if (!remote.ok()) s = remote;
   } else {
     ctx.TryCancel();  // Our side failed (bad peer message, storage error).

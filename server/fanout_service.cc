@@ -522,7 +522,7 @@ grpc::ServerUnaryReactor* ReplicaService::Read(grpc::CallbackServerContext* ctx,
                                                const peer::v1::ReadRequest* req,
                                                peer::v1::ReadReply* reply) {
   auto* reactor = ctx->DefaultReactor();
-  absl::Status s = replication::ValidateKey(req->key(), limits_);
+  absl::Status s = storage::CheckKey(limits_, req->key());
   if (s.ok()) {
     absl::StatusOr<std::optional<storage::Record>> rec = store_->Get(req->key());
     if (!rec.ok()) {

@@ -145,7 +145,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> 
 }  // namespace
 
 absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp) {
-  KV_RETURN_IF_ERROR(CheckKey(limits_, key));
+  KV_RETURN_IF_ERROR(storage::CheckKey(limits_, key));
   KV_ASSIGN_OR_RETURN(auto rec, store_->Get(key));
   if (!rec.has_value()) return absl::OkStatus();
   replication::VersionToProto(rec->version, resp->mutable_version());
@@ -242,7 +242,7 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
   if (replicator_ == nullptr || req->consistency() == kv::v1::ONE) {
     return Finish(ctx, DoGet(req->key(), resp));
   }
-  absl::Status s = CheckKey(limits_, req->key());
+  absl::Status s = storage::CheckKey(limits_, req->key());
   if (!s.ok()) return Finish(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   replicator_->Read(
@@ -264,8 +264,8 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
                                          const kv::v1::PutRequest* req,
                                          kv::v1::PutResponse* resp) {
-  absl::Status s = CheckKey(limits_, req->key());
-  if (s.ok()) s = CheckValue(limits_, req->value());
+  absl::Status s = storage::CheckKey(limits_, req->key());
+  if (s.ok()) s = storage::CheckValue(limits_, req->value());
   if (!s.ok()) return Finish(ctx, s);
   std::vector<Mutation> muts{Mutation{req->key(), false, req->value(),
                                       PreconditionFromProto(req->precondition())}};
@@ -276,7 +276,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvService::Delete(grpc::CallbackServerContext* ctx,
                                             const kv::v1::DeleteRequest* req,
                                             kv::v1::DeleteResponse* resp) {
-  absl::Status s = CheckKey(limits_, req->key());
+  absl::Status s = storage::CheckKey(limits_, req->key());
   if (!s.ok()) return Finish(ctx, s);
   std::vector<Mutation> muts{
       Mutation{req->key(), true, "", PreconditionFromProto(req->precondition())}};
@@ -326,8 +326,8 @@ grpc::ServerUnaryReactor* KvService::BatchWrite(
   for (int i = 0; i < n; ++i) {
     const kv::v1::Mutation& m = req->mutations(i);
     const std::string what = absl::StrCat("mutation ", i, ": ");
-    absl::Status s = CheckKey(limits_, m.key(), what);
-    if (s.ok() && !m.delete_()) s = CheckValue(limits_, m.value(), what);
+    absl::Status s = storage::CheckKey(limits_, m.key(), what);
+    if (s.ok() && !m.delete_()) s = storage::CheckValue(limits_, m.value(), what);
     if (!s.ok()) return Finish(ctx, s);
     muts.push_back(Mutation{m.key(), m.delete_(), m.delete_() ? "" : m.value(),
                             PreconditionFromProto(m.precondition())});
@@ -352,7 +352,7 @@ grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,
   first_index.reserve(n);
   for (int i = 0; i < n; ++i) {
     const std::string& key = req->keys(i);
-    absl::Status s = CheckKey(limits_, key, absl::StrCat("key ", i, ": "));
+    absl::Status s = storage::CheckKey(limits_, key, absl::StrCat("key ", i, ": "));
     if (!s.ok()) return Finish(ctx, s);
     auto [it, inserted] = first_index.emplace(key, i);
     if (!inserted) {

@@ -19,6 +19,7 @@
 #include "server/log_format.h"
 #include "server/node.h"
 #include "server/snapshot.h"
+#include "storage/config.h"
 
 namespace {
 
@@ -143,7 +144,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{0}, int64_t{INT_MAX}));
   app.add_option("--leaf-depth", o.leaf_depth, "Merkle tree leaf depth D (2^D leaves)")
       ->capture_default_str()
-      ->check(CLI::Range(0, 24));
+      ->check(CLI::Range(0u, kv::storage::config::kMaxLeafDepth));
   app.add_option("--verify-interval", o.verify_interval_s,
                  "Seconds between background Merkle tree verifications (0: never)")
       ->capture_default_str()
@@ -152,8 +153,11 @@ int main(int argc, char** argv) {
                  "Test only: shift this node's wall clock")
       ->capture_default_str();
   std::vector<std::string> seed_lists;
-  int64_t ae_interval_ms = 1000, ae_deadline_s = 30;
+  // Defaults from AntiEntropyOptions (one definition); the flags are in ms
+  // and s.
   auto& ae = o.anti_entropy;
+  int64_t ae_interval_ms = absl::ToInt64Milliseconds(ae.interval);
+  int64_t ae_deadline_s = absl::ToInt64Seconds(ae.exchange_deadline);
   app.add_option("--seeds,--peers", seed_lists,
                  "Comma-separated host:port of nodes to join through (this node's own "
                  "address may be among them); --peers is an alias")
@@ -206,8 +210,8 @@ int main(int argc, char** argv) {
                  "clock (0: no limit)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
-  bool fanout_enabled = true;
-  int64_t fanout_ack_timeout_ms = 2000;
+  bool fanout_enabled = o.fanout.enabled;
+  int64_t fanout_ack_timeout_ms = absl::ToInt64Milliseconds(o.fanout.ack_timeout);
   app.add_option("--fanout-enabled", fanout_enabled,
                  "Push every write to the live members at once (false: ONE writes "
                  "spread by anti-entropy alone; QUORUM/ALL still push)")

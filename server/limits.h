@@ -1,4 +1,5 @@
-// Request size limits and the checks that enforce them, and the per-server
+// Request size limits (the key and value limits are storage::RecordLimits,
+// checked by storage::CheckKey and CheckValue), and the per-server
 // connection limits (gRPC channel arguments) that keep many idle or slow
 // clients from taking a node's memory or connections.
 //
@@ -9,8 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "absl/status/status.h"
-#include "absl/strings/string_view.h"
+#include "storage/record.h"
 
 namespace grpc {
 class ServerBuilder;
@@ -18,9 +18,9 @@ class ServerBuilder;
 
 namespace kv::server {
 
-struct Limits {
-  size_t max_key_bytes = 4096;
-  size_t max_value_bytes = 1 << 20;
+// The record limits (max_key_bytes, max_value_bytes; checked by
+// storage::CheckKey and storage::CheckValue) and the server's own.
+struct Limits : storage::RecordLimits {
   size_t max_batch = 1000;  // Mutations or keys per batch call.
   // gRPC's own limit on one message: sized so one maximal put fits, plus room
   // for framing. 0 = derive it from the key and value limits.
@@ -47,13 +47,6 @@ struct Limits {
                                   : max_key_bytes + max_value_bytes + (64 << 10);
   }
 };
-
-// INVALID_ARGUMENT naming the limit (and the flag that sets it) when the key
-// is empty or too long. `what` prefixes the message (e.g. "mutation 3: ").
-absl::Status CheckKey(const Limits& limits, absl::string_view key,
-                      absl::string_view what = "");
-absl::Status CheckValue(const Limits& limits, absl::string_view value,
-                        absl::string_view what = "");
 
 // Sets the per-server limits of `limits` (streams, memory quota, idle,
 // handshake and keepalive timeouts) on `builder`, before BuildAndStart.

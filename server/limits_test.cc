@@ -12,24 +12,17 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(LimitsTest, KeyChecksNameTheLimit) {
+// The server's key and value limits are the record limits: one check
+// (storage::CheckKey, CheckValue; tested in storage/record_test.cc).
+TEST(LimitsTest, KeyAndValueLimitsAreTheRecordLimits) {
   Limits l;
   l.max_key_bytes = 8;
-  EXPECT_TRUE(CheckKey(l, "12345678").ok());
-  absl::Status s = CheckKey(l, "123456789");
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("9 bytes, over the limit of 8 bytes (--max-key-bytes)"));
-  s = CheckKey(l, "", "mutation 2: ");
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(s.message(), "mutation 2: key is empty");
-}
-
-TEST(LimitsTest, ValueChecksNameTheLimit) {
-  Limits l;
   l.max_value_bytes = 4;
-  EXPECT_TRUE(CheckValue(l, "").ok());
-  EXPECT_TRUE(CheckValue(l, "1234").ok());
-  EXPECT_THAT(CheckValue(l, "12345").message(), HasSubstr("(--max-value-bytes)"));
+  EXPECT_TRUE(storage::CheckKey(l, "12345678").ok());
+  EXPECT_THAT(storage::CheckKey(l, "123456789").message(),
+              HasSubstr("over the limit of 8 bytes (--max-key-bytes)"));
+  EXPECT_THAT(storage::CheckValue(l, "12345").message(),
+              HasSubstr("over the limit of 4 bytes (--max-value-bytes)"));
 }
 
 TEST(LimitsTest, MessageLimitFollowsKeyAndValueLimits) {
@@ -46,6 +39,12 @@ TEST(StatusMappingTest, KeepsCodeAndMessage) {
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
   EXPECT_EQ(ToGrpcStatus(absl::UnavailableError("x")).error_code(),
             grpc::StatusCode::UNAVAILABLE);
+  absl::Status back = FromGrpcStatus(ToGrpcStatus(absl::AbortedError("yield")));
+  EXPECT_EQ(back.code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(back.message(), "yield");
+  EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
+  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "late")).code(),
+            absl::StatusCode::kDeadlineExceeded);
 }
 
 }  // namespace

@@ -58,7 +58,7 @@ struct NodeOptions {
   std::string data_dir = "data/kvd";
   bool sync = false;
   Limits limits;
-  uint32_t leaf_depth = 16;
+  uint32_t leaf_depth = storage::config::kDefaultLeafDepth;
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).
   int64_t clock_offset_ms = 0;       // Test-only: skews this node's wall clock.
   int64_t max_clock_drift_ms = 3'600'000;  // See StoreOptions.

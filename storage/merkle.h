@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "storage/config.h"
 #include "storage/record.h"
 
 namespace kv::storage {
@@ -34,9 +35,7 @@ HashRange RangeOf(uint32_t depth, uint64_t index);
 
 class MerkleTree {
  public:
-  static constexpr uint32_t kMaxLeafDepth = 24;
-
-  // REQUIRES: leaf_depth <= kMaxLeafDepth.
+  // REQUIRES: leaf_depth <= config::kMaxLeafDepth.
   explicit MerkleTree(uint32_t leaf_depth);
 
   uint32_t leaf_depth() const { return leaf_depth_; }

@@ -30,6 +30,27 @@ std::string Version::ToString() const { return absl::StrCat(hlc, ":", node_id); 
 
 std::string Digest::Hex() const { return absl::StrFormat("%016x%016x", hi, lo); }
 
+absl::Status CheckKey(const RecordLimits& limits, absl::string_view key,
+                      absl::string_view what) {
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(what, "key is empty"));
+  if (key.size() > limits.max_key_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, "key is ", key.size(), " bytes, over the limit of ",
+        limits.max_key_bytes, " bytes (--max-key-bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckValue(const RecordLimits& limits, absl::string_view value,
+                        absl::string_view what) {
+  if (value.size() > limits.max_value_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, "value is ", value.size(), " bytes, over the limit of ",
+        limits.max_value_bytes, " bytes (--max-value-bytes)"));
+  }
+  return absl::OkStatus();
+}
+
 uint64_t KeyHash(absl::string_view key) {
   return XXH3_64bits(key.data(), key.size());
 }

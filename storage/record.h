@@ -5,12 +5,14 @@
 #define KV_STORAGE_RECORD_H_
 
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
-
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "storage/config.h"
 
 namespace kv::storage {
 
@@ -54,6 +56,25 @@ struct Record {
 
   friend bool operator==(const Record&, const Record&) = default;
 };
+
+// The largest key and value a node accepts, from clients (server::Limits)
+// and from peers (replication). Set by kvd's --max-key-bytes and
+// --max-value-bytes, which the error messages below name.
+struct RecordLimits {
+  size_t max_key_bytes = config::kDefaultMaxKeyBytes;
+  size_t max_value_bytes = config::kDefaultMaxValueBytes;
+};
+
+// The one key and value check. `what` prefixes the message (e.g.
+// "mutation 3: ").
+// Errors: INVALID_ARGUMENT "key is empty", or "key is N bytes, over the
+// limit of M bytes (--max-key-bytes)".
+absl::Status CheckKey(const RecordLimits& limits, absl::string_view key,
+                      absl::string_view what = "");
+// Errors: INVALID_ARGUMENT "value is N bytes, over the limit of M bytes
+// (--max-value-bytes)".
+absl::Status CheckValue(const RecordLimits& limits, absl::string_view value,
+                        absl::string_view what = "");
 
 // Where a key sits in the hash space (XXH3-64 of the key bytes).
 uint64_t KeyHash(absl::string_view key);

@@ -6,6 +6,31 @@
 namespace kv::storage {
 namespace {
 
+TEST(RecordLimitsTest, KeyChecksNameTheLimitAndItsFlag) {
+  RecordLimits l;
+  EXPECT_EQ(l.max_key_bytes, config::kDefaultMaxKeyBytes);
+  l.max_key_bytes = 8;
+  EXPECT_TRUE(CheckKey(l, "12345678").ok());
+  absl::Status s = CheckKey(l, "123456789");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "key is 9 bytes, over the limit of 8 bytes (--max-key-bytes)");
+  s = CheckKey(l, "", "mutation 2: ");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "mutation 2: key is empty");
+}
+
+TEST(RecordLimitsTest, ValueChecksNameTheLimitAndItsFlag) {
+  RecordLimits l;
+  EXPECT_EQ(l.max_value_bytes, config::kDefaultMaxValueBytes);
+  l.max_value_bytes = 4;
+  EXPECT_TRUE(CheckValue(l, "").ok());
+  EXPECT_TRUE(CheckValue(l, "1234").ok());
+  absl::Status s = CheckValue(l, "12345", "record of key 'k': ");
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "record of key 'k': value is 5 bytes, over the limit of 4 bytes (--max-value-bytes)");
+}
+
 TEST(RecordTest, ValueRoundTrip) {
   Record r{"key", Version{123456789, 42}, false, std::string("v\0al", 4)};
   auto decoded = DecodeRecordValue(r.key, EncodeRecordValue(r));

@@ -75,10 +75,10 @@ uint64_t RandomNodeId() {
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(
     std::unique_ptr<Engine> engine, StoreOptions options) {
-  if (options.leaf_depth > MerkleTree::kMaxLeafDepth) {
+  if (options.leaf_depth > config::kMaxLeafDepth) {
     return absl::InvalidArgumentError(
         absl::StrCat("leaf depth ", options.leaf_depth, " is over the maximum ",
-                     MerkleTree::kMaxLeafDepth));
+                     config::kMaxLeafDepth));
   }
   KV_ASSIGN_OR_RETURN(auto node_id, ReadMetaU64(*engine, kMetaNodeId));
   KV_ASSIGN_OR_RETURN(auto depth, ReadMetaU64(*engine, kMetaLeafDepth));
@@ -114,7 +114,7 @@ absl::StatusOr<StoreInfo> Store::Inspect(std::unique_ptr<Engine> engine) {
   if (!node_id.has_value() || !depth.has_value()) {
     return absl::FailedPreconditionError("no kvd store here (no node id or leaf depth)");
   }
-  if (*depth > MerkleTree::kMaxLeafDepth) {
+  if (*depth > config::kMaxLeafDepth) {
     return absl::DataLossError(absl::StrCat("stored leaf depth ", *depth, " is invalid"));
   }
   StoreOptions options;

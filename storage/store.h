@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "storage/config.h"
 #include "storage/engine.h"
 #include "storage/hlc.h"
 #include "storage/key_state_cache.h"
@@ -48,7 +49,8 @@
 namespace kv::storage {
 
 struct StoreOptions {
-  uint32_t leaf_depth = 16;          // Merkle leaves: 2^leaf_depth.
+  // Merkle leaves: 2^leaf_depth, leaf_depth <= config::kMaxLeafDepth.
+  uint32_t leaf_depth = config::kDefaultLeafDepth;
   // Runs a committer thread for WriteAsync: pending writes are committed in
   // groups, one engine batch (one WAL write, one fsync with sync) per group.
   // Without it WriteAsync commits on the calling thread (the simulator).
