@@ -499,7 +499,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
         ++entries;
         peer::v1::KeyVersion* kv = diff.add_entries();
         kv->set_key(e.key);
-        VersionToProto(e.version, kv->mutable_version());
+        storage::VersionToProto(e.version, kv->mutable_version());
         asking_.offered.insert(e.key);
         asking_.record_keys.insert(e.key);  // The peer's, if newer or tied.
         return true;
@@ -567,7 +567,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     if (kv.key().size() > limits_.max_key_bytes) continue;
     KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
                         store_->Get(kv.key()));
-    const storage::Version theirs = VersionFromProto(kv.version());
+    const storage::Version theirs = storage::VersionFromProto(kv.version());
     if (refusals_ != nullptr && refusals_->Contains(kv.key(), theirs) &&
         !(own.has_value() && own->version > theirs)) {
       ++stats_.refusals_remembered;  // Refused before: not asked again.

@@ -44,19 +44,10 @@ uint32_t ReadFingerprint(const char* p) {
   return v;
 }
 
-storage::Version VersionFromProto(const kv::v1::Version& proto) {
-  return storage::Version{proto.hlc(), proto.node_id()};
-}
-
-void VersionToProto(const storage::Version& version, kv::v1::Version* proto) {
-  proto->set_hlc(version.hlc);
-  proto->set_node_id(version.node_id);
-}
-
 peer::v1::Record RecordToProto(const storage::Record& record) {
   peer::v1::Record proto;
   proto.set_key(record.key);
-  VersionToProto(record.version, proto.mutable_version());
+  storage::VersionToProto(record.version, proto.mutable_version());
   proto.set_tombstone(record.tombstone);
   if (!record.tombstone) proto.set_value(record.value);
   return proto;
@@ -85,7 +76,7 @@ absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
       limits, proto.value(), absl::StrCat("record of key '", KeyForMessage(proto.key()), "': ")));
   storage::Record record;
   record.key = proto.key();
-  record.version = VersionFromProto(proto.version());
+  record.version = storage::VersionFromProto(proto.version());
   record.tombstone = proto.tombstone();
   record.value = proto.value();
   return record;

@@ -37,9 +37,6 @@ void AppendFingerprint(uint32_t fingerprint, std::string* out);
 // REQUIRES: `p` points at kFingerprintBytes readable bytes.
 uint32_t ReadFingerprint(const char* p);
 
-storage::Version VersionFromProto(const kv::v1::Version& proto);
-void VersionToProto(const storage::Version& version, kv::v1::Version* proto);
-
 // Copies `record` into a wire record (a tombstone carries no value).
 peer::v1::Record RecordToProto(const storage::Record& record);
 

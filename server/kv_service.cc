@@ -38,7 +38,7 @@ Precondition PreconditionFromProto(const kv::v1::Precondition& p) {
   switch (p.condition_case()) {
     case kv::v1::Precondition::kExpectedVersion:
       out.kind = Precondition::Kind::kVersion;
-      out.version = replication::VersionFromProto(p.expected_version());
+      out.version = storage::VersionFromProto(p.expected_version());
       break;
     case kv::v1::Precondition::kMustNotExist:
       if (p.must_not_exist()) out.kind = Precondition::Kind::kAbsent;
@@ -114,7 +114,7 @@ class ScanReactor final : public grpc::ServerWriteReactor<kv::v1::ScanResponse> 
       kv::v1::Entry* e = chunk_.add_entries();
       e->set_key(r.key);
       e->set_value(r.value);
-      replication::VersionToProto(r.version, e->mutable_version());
+      storage::VersionToProto(r.version, e->mutable_version());
       bytes += entry_bytes;
       next_ = r.key;
       next_.push_back('\0');  // The smallest key after r.key.
@@ -148,7 +148,7 @@ absl::Status KvService::DoGet(const std::string& key, kv::v1::GetResponse* resp)
   KV_RETURN_IF_ERROR(storage::CheckKey(limits_, key));
   KV_ASSIGN_OR_RETURN(auto rec, store_->Get(key));
   if (!rec.has_value()) return absl::OkStatus();
-  replication::VersionToProto(rec->version, resp->mutable_version());
+  storage::VersionToProto(rec->version, resp->mutable_version());
   if (rec->tombstone) return absl::OkStatus();
   resp->set_found(true);
   resp->set_value(std::move(rec->value));
@@ -195,7 +195,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
         [this, reactor, versions, version](absl::StatusOr<std::vector<storage::Version>> r) {
           if (r.ok()) {
             for (const auto& v : *r) {
-              replication::VersionToProto(v, versions != nullptr ? versions->Add() : version);
+              storage::VersionToProto(v, versions != nullptr ? versions->Add() : version);
             }
           }
           FinishWrite(reactor, r.status());
@@ -226,7 +226,7 @@ grpc::ServerUnaryReactor* KvService::Commit(
           return;
         }
         for (size_t i = 0; i < r->size(); ++i) {
-          replication::VersionToProto((*r)[i],
+          storage::VersionToProto((*r)[i],
                                       versions != nullptr ? versions->Add() : version);
           records[i].version = (*r)[i];
         }
@@ -250,7 +250,7 @@ grpc::ServerUnaryReactor* KvService::Get(grpc::CallbackServerContext* ctx,
       [reactor, resp](absl::StatusOr<std::optional<storage::Record>> rec) {
         if (rec.ok() && rec->has_value()) {
           storage::Record& r = **rec;
-          replication::VersionToProto(r.version, resp->mutable_version());
+          storage::VersionToProto(r.version, resp->mutable_version());
           if (!r.tombstone) {
             resp->set_found(true);
             resp->set_value(std::move(r.value));
@@ -383,7 +383,7 @@ grpc::ServerUnaryReactor* KvService::BatchGet(grpc::CallbackServerContext* ctx,
                              " bytes, the node's message limit (--max-message-bytes), "
                              "at key ", i, " of ", n, "; ask for fewer keys at a time")));
     }
-    replication::VersionToProto(r.version, result->mutable_version());
+    storage::VersionToProto(r.version, result->mutable_version());
     if (r.tombstone) continue;
     result->set_found(true);
     result->set_value(std::move((*rec)->value));

@@ -47,6 +47,20 @@ struct Digest {
   std::string Hex() const;  // 32 lowercase hex digits, hi first.
 };
 
+// A version in a message: kv.v1.Version (proto/kv.proto), which carries
+// {hlc, node_id} for clients and peers alike. The one conversion for the KV
+// service and the peer protocol; templates, so that storage needs none of
+// the generated code (`VersionProto` is kv::v1::Version).
+template <typename VersionProto>
+Version VersionFromProto(const VersionProto& proto) {
+  return Version{proto.hlc(), proto.node_id()};
+}
+template <typename VersionProto>
+void VersionToProto(const Version& version, VersionProto* proto) {
+  proto->set_hlc(version.hlc);
+  proto->set_node_id(version.node_id);
+}
+
 // One stored entry. A tombstone has an empty value.
 struct Record {
   std::string key;
