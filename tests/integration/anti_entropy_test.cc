@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,24 @@ namespace kv::testing {
 namespace {
 
 using ::testing::HasSubstr;
+
+// Polls `done` every 50 ms until it holds; false when `timeout` passes first.
+bool WaitFor(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// The value `c` reads for `key`: "<not found>" when there is none, the error
+// when the Get fails (so that EXPECT_EQ shows it).
+std::string ValueOf(client::Client& c, const std::string& key) {
+  absl::StatusOr<client::GetResult> r = c.Get(key);
+  if (!r.ok()) return absl::StrCat("<Get failed: ", r.status().ToString(), ">");
+  return r->found ? r->value : "<not found>";
+}
 
 class Cluster {
  public:
@@ -58,14 +78,26 @@ class Cluster {
   }
   // Waits until the given nodes report equal roots; false on timeout.
   bool WaitConverged(std::vector<int> which, std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
+    return WaitFor(timeout, [&] {
       std::set<std::string> roots;
       for (int i : which) roots.insert(Stats(i).root_digest());
-      if (roots.size() == 1) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
+      return roots.size() == 1;
+    });
+  }
+  // Waits until no exchange is under way on the given nodes (each counts
+  // the exchanges it takes part in as started, then completed or failed),
+  // seen on two polls in a row; false on timeout.
+  bool WaitNoExchangeUnderWay(std::vector<int> which, std::chrono::seconds timeout) {
+    int quiet_polls = 0;
+    return WaitFor(timeout, [&] {
+      bool quiet = true;
+      for (int i : which) {
+        const kv::v1::StatsResponse s = Stats(i);
+        quiet = quiet && s.exchanges_started() == s.exchanges_completed() + s.exchanges_failed();
+      }
+      quiet_polls = quiet ? quiet_polls + 1 : 0;
+      return quiet_polls >= 2;
+    });
   }
 
  private:
@@ -93,7 +125,9 @@ TEST(AntiEntropyTest, DivergentPairConvergesAndStreamsOnlyTheDifference) {
   ASSERT_TRUE(cluster.WaitConverged({0, 1}, std::chrono::seconds(20)));
   ASSERT_TRUE(cluster.c(0).SetAntiEntropy(false).ok());
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // In-flight ones end.
+  // Exchanges under way finish before the counters are read (both nodes
+  // paused, a new one is refused and streams nothing).
+  ASSERT_TRUE(cluster.WaitNoExchangeUnderWay({0, 1}, std::chrono::seconds(30)));
   const auto before0 = cluster.Stats(0), before1 = cluster.Stats(1);
 
   // 10 keys differ: 5 overwritten on each side, plus a delete on one side.
@@ -111,9 +145,9 @@ TEST(AntiEntropyTest, DivergentPairConvergesAndStreamsOnlyTheDifference) {
   const int64_t streamed = (after0.keys_sent() - before0.keys_sent()) +
                            (after1.keys_sent() - before1.keys_sent());
   EXPECT_EQ(streamed, 11);  // Exactly the differing keys, no overstreaming.
-  EXPECT_EQ(cluster.c(1).Get("base/3")->value, "from-0");
-  EXPECT_EQ(cluster.c(0).Get("base/104")->value, "from-1");
-  EXPECT_FALSE(cluster.c(0).Get("base/200")->found);
+  EXPECT_EQ(ValueOf(cluster.c(1), "base/3"), "from-0");
+  EXPECT_EQ(ValueOf(cluster.c(0), "base/104"), "from-1");
+  EXPECT_EQ(ValueOf(cluster.c(0), "base/200"), "<not found>");
   EXPECT_EQ(after0.key_count(), 500);
   EXPECT_GT(after0.exchanges_completed(), before0.exchanges_completed());
 }
@@ -140,9 +174,9 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   auto s2 = cluster.Stats(2);
   EXPECT_EQ(s2.key_count(), 2100 + 300);
   EXPECT_EQ(s2.root_digest(), cluster.Stats(0).root_digest());
-  EXPECT_FALSE(cluster.c(2).Get("n0/5")->found);
-  EXPECT_EQ(cluster.c(2).Get("n1/7")->value, "changed");
-  EXPECT_EQ(cluster.c(2).Get("while-down/299")->value, "y");
+  EXPECT_EQ(ValueOf(cluster.c(2), "n0/5"), "<not found>");
+  EXPECT_EQ(ValueOf(cluster.c(2), "n1/7"), "changed");
+  EXPECT_EQ(ValueOf(cluster.c(2), "while-down/299"), "y");
   auto all = cluster.c(2).Scan({});
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 2399u);  // Live keys: one is a tombstone.
@@ -156,13 +190,11 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
   // Node 0's next exchanges are refused with node 1's reason.
   kv::v1::StatsResponse s0;
-  for (int i = 0; i < 200; ++i) {
+  EXPECT_TRUE(WaitFor(std::chrono::seconds(10), [&] {
     s0 = cluster.Stats(0);
-    if (s0.peers_size() == 1 && s0.peers(0).last_error().find("paused") != std::string::npos) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+    return s0.peers_size() == 1 &&
+           s0.peers(0).last_error().find("paused") != std::string::npos;
+  }));
   EXPECT_GT(s0.exchanges_failed(), 0);
   ASSERT_EQ(s0.peers_size(), 1);
   EXPECT_THAT(s0.peers(0).last_error(), HasSubstr("paused"));
@@ -170,8 +202,9 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   // A peer that is down: failures counted, the node keeps serving.
   cluster.node(1).Kill();
   const int64_t failed = cluster.Stats(0).exchanges_failed();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
-  EXPECT_GT(cluster.Stats(0).exchanges_failed(), failed);
+  EXPECT_TRUE(WaitFor(std::chrono::seconds(20), [&] {
+    return cluster.Stats(0).exchanges_failed() > failed;
+  })) << "no failed exchange counted with the peer down";
   EXPECT_TRUE(cluster.c(0).Put("still", "serving").ok());
 }
 
@@ -189,23 +222,22 @@ TEST(AntiEntropyTest, RecordsFromAClockFarAheadAreRefusedAndCounted) {
   n1.set_listen(a1);
   ASSERT_TRUE(n0.Start().ok());
   ASSERT_TRUE(n1.Start().ok());
-  auto c0 = *client::Client::Connect(n0.address());
-  auto c1 = *client::Client::Connect(n1.address());
-  ASSERT_TRUE(c0->Put("from-the-future", "x").ok());
-  ASSERT_TRUE(c1->Put("from-now", "y").ok());
-  int64_t refused = 0;
-  for (int i = 0; i < 200 && refused == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    refused = c1->Stats()->records_refused_clock();
-  }
-  EXPECT_GT(refused, 0);
-  EXPECT_FALSE(c1->Get("from-the-future")->found);
+  auto c0 = client::Client::Connect(n0.address());
+  ASSERT_TRUE(c0.ok()) << c0.status();
+  auto c1 = client::Client::Connect(n1.address());
+  ASSERT_TRUE(c1.ok()) << c1.status();
+  ASSERT_TRUE((*c0)->Put("from-the-future", "x").ok());
+  ASSERT_TRUE((*c1)->Put("from-now", "y").ok());
+  EXPECT_TRUE(WaitFor(std::chrono::seconds(10), [&] {
+    absl::StatusOr<kv::v1::StatsResponse> s = (*c1)->Stats();
+    return s.ok() && s->records_refused_clock() > 0;
+  })) << "node 1 refused nothing from the node two hours ahead";
+  EXPECT_EQ(ValueOf(**c1, "from-the-future"), "<not found>");
   EXPECT_THAT(n1.Log(), HasSubstr("--max-clock-drift-ms"));
   // The other direction is fine: node 0's clock is ahead of node 1's record.
-  for (int i = 0; i < 200 && !c0->Get("from-now")->found; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(c0->Get("from-now")->value, "y");
+  EXPECT_TRUE(WaitFor(std::chrono::seconds(10),
+                      [&] { return ValueOf(**c0, "from-now") == "y"; }))
+      << ValueOf(**c0, "from-now");
 }
 
 }  // namespace
