@@ -404,6 +404,23 @@ int CmdStats(Client& c, OutputFormat fmt) {
       {"refused (not asked)", absl::StrCat(r->records_not_asked())},
       {"tree verifications",
        absl::StrCat(r->tree_verifications(), " (", r->tree_mismatches(), " mismatches)")},
+      {"fan-out pushes", absl::StrFormat("%d sent, %d failed", r->fanout().pushes_sent(),
+                                         r->fanout().pushes_failed())},
+      {"fan-out records",
+       absl::StrFormat("%d queued, %d acked, %d dropped, %d retried, %d coalesced",
+                       r->fanout().records_queued(), r->fanout().records_acked(),
+                       r->fanout().records_dropped(), r->fanout().records_retried(),
+                       r->fanout().records_coalesced())},
+      {"fan-out rumors", absl::StrFormat("%d writes, %d records forwarded",
+                                         r->fanout().rumor_writes(),
+                                         r->fanout().records_forwarded())},
+      {"quorum/all writes", absl::StrFormat("%d acked, %d failed", r->fanout().writes_acked(),
+                                            r->fanout().writes_failed())},
+      {"read repairs", absl::StrCat(r->fanout().reads_repaired())},
+      {"pushed to this node",
+       absl::StrFormat("%d applied, %d refused (clock ahead), %d skipped (over limits)",
+                       r->fanout().received_applied(), r->fanout().received_refused_clock(),
+                       r->fanout().received_over_limits())},
   };
   if (fmt == OutputFormat::kTable) {
     Table t({"FIELD", "VALUE"});
@@ -601,7 +618,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--consistency", f.consistency,
                  "Replicas a get/put/delete/bench call involves: one (the node "
-                 "called), quorum (a majority of the cluster) or all")
+                 "called), quorum (a majority of the cluster) or all; scan takes one "
+                 "only (it reads the node called)")
       ->check(CLI::IsMember({"one", "quorum", "all"}))
       ->capture_default_str();
   app.add_option("--token", f.token,
@@ -749,6 +767,14 @@ int Main(int argc, char** argv) {
   const bool json = *fmt == OutputFormat::kJson;
 
   if (*bench) return CmdBench(f, copt, json, seed_opt->count() > 0);
+  if (*scan && copt.consistency != Consistency::kOne) {
+    // Scan streams the called node's own data (ScanRequest has no
+    // consistency): merging several replicas' streams is not built.
+    return Usage(absl::StrCat("--consistency ", f.consistency,
+                              " does not work with scan: a scan reads the node called "
+                              "only; read single keys with get --consistency ",
+                              f.consistency));
+  }
 
   const std::vector<std::string> endpoints = ParseEndpoints(f.endpoints);
   if (f.all) {

@@ -59,12 +59,26 @@ std::vector<std::string> Fanout::ChoosePeers(size_t k, const std::string& exclud
   return pool;
 }
 
-void Fanout::SetPeers(std::vector<std::string> peers) {
-  std::sort(peers.begin(), peers.end());
-  peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+void Fanout::SetPeers(std::vector<std::string> peers, std::vector<std::string> down) {
+  auto normalize = [](std::vector<std::string>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+  };
+  normalize(peers);
+  normalize(down);
   peers_ = std::move(peers);
+  down_.clear();
+  for (std::string& d : down) {
+    if (!std::binary_search(peers_.begin(), peers_.end(), d)) down_.push_back(std::move(d));
+  }
   for (auto it = queues_.begin(); it != queues_.end();) {
     if (std::binary_search(peers_.begin(), peers_.end(), it->first)) {
+      it->second.held = false;
+      ++it;
+      continue;
+    }
+    if (std::binary_search(down_.begin(), down_.end(), it->first)) {
+      if (!it->second.held) Hold(it->first, it->second);
       ++it;
       continue;
     }
@@ -73,6 +87,21 @@ void Fanout::SetPeers(std::vector<std::string> peers) {
     it = queues_.erase(it);
     ready_.erase(peer);
     DropQueue(peer, q);
+  }
+}
+
+void Fanout::Hold(const std::string& peer, PeerQueue& q) {
+  q.held = true;
+  // Its tracked writes fail for it now (it is down); the records stay.
+  for (auto& [key, item] : q.items) {
+    Resolve(peer, item.write_ids, false);
+    item.write_ids.clear();
+  }
+  for (auto& [id, items] : q.in_flight) {
+    for (Item& item : items) {
+      Resolve(peer, item.write_ids, false);
+      item.write_ids.clear();
+    }
   }
 }
 
@@ -92,7 +121,7 @@ void Fanout::DropQueue(const std::string& peer, PeerQueue& q) {
 uint64_t Fanout::Write(std::span<const storage::Record> records, int needed,
                        int64_t now_ms, int64_t deadline_ms,
                        const std::optional<std::vector<std::string>>& targets) {
-  (void)now_ms;
+  now_ms_ = std::max(now_ms_, now_ms);
   // Rumor mongering: an untracked write without targets, with more peers
   // than the fanout, goes to `fanout` random peers.
   const bool rumor = !targets.has_value() && needed <= 1 && options_.fanout > 0 &&
@@ -126,6 +155,15 @@ uint64_t Fanout::Write(std::span<const storage::Record> records, int needed,
   for (const std::string& peer : to) {
     PeerQueue& q = queues_[peer];
     for (const storage::Record& r : records) Enqueue(q, peer, r, id, hops);
+  }
+  // Hinted handoff: a direct write is kept for the members that are down,
+  // to be pushed when they are back.
+  if (!rumor) {
+    for (const std::string& peer : down_) {
+      PeerQueue& q = queues_[peer];
+      q.held = true;
+      for (const storage::Record& r : records) Enqueue(q, peer, r, 0, 0);
+    }
   }
   if (id != 0) MaybeComplete(id);
   return id;
@@ -201,6 +239,10 @@ std::vector<FanoutBatch> Fanout::TakeBatches() {
   for (auto rit = ready_.begin(); rit != ready_.end();) {
     const std::string& peer = *rit;
     PeerQueue& q = queues_[peer];
+    if (q.held || q.retry_at_ms > now_ms_) {  // Down, or backing off.
+      ++rit;
+      continue;
+    }
     while (static_cast<int>(q.in_flight.size()) < options_.max_in_flight_per_peer &&
            !q.order.empty()) {
       FanoutBatch batch;
@@ -218,9 +260,8 @@ std::vector<FanoutBatch> Fanout::TakeBatches() {
         batch.bytes += bytes;
         Item item = std::move(it->second);
         q.items.erase(it);
-        batch.records.push_back(std::move(item.record));
+        batch.records.push_back(item.record);  // Kept: a failed batch is retried.
         batch.hops.push_back(item.hops);
-        item.record = storage::Record{};  // The batch holds the copy.
         items.push_back(std::move(item));
       }
       q.in_flight.emplace(batch.batch_id, std::move(items));
@@ -237,17 +278,39 @@ void Fanout::OnBatchDone(const std::string& peer, uint64_t batch_id, bool ok) {
   if (qit == queues_.end()) return;
   auto bit = qit->second.in_flight.find(batch_id);
   if (bit == qit->second.in_flight.end()) return;
+  PeerQueue& q = qit->second;
   std::vector<Item> items = std::move(bit->second);
-  qit->second.in_flight.erase(bit);
-  if (!ok) ++stats_.batches_failed;
-  for (const Item& item : items) {
-    if (ok) {
-      ++stats_.records_acked;
-    } else {
-      ++stats_.records_dropped;
-    }
-    Resolve(peer, item.write_ids, ok);
+  q.in_flight.erase(bit);
+  if (ok) {
+    q.backoff_ms = 0;
+    q.retry_at_ms = 0;
+  } else {
+    ++stats_.batches_failed;
+    q.backoff_ms = q.backoff_ms == 0
+                       ? options_.retry_min_ms
+                       : std::min(q.backoff_ms * 2, options_.retry_max_ms);
+    q.retry_at_ms = now_ms_ + q.backoff_ms;
   }
+  for (const Item& item : items) {
+    if (ok) ++stats_.records_acked;
+    Resolve(peer, item.write_ids, ok);
+    if (!ok) {
+      // Queued again, untracked (its writes failed for this peer), unless a
+      // newer version is queued meanwhile or the queue is full (dropped).
+      ++stats_.records_retried;
+      Enqueue(q, peer, item.record, 0, item.hops);
+    }
+  }
+}
+
+std::optional<int64_t> Fanout::NextRetryMs() const {
+  std::optional<int64_t> next;
+  for (const std::string& peer : ready_) {
+    auto it = queues_.find(peer);
+    if (it == queues_.end() || it->second.held || it->second.retry_at_ms <= now_ms_) continue;
+    if (!next.has_value() || it->second.retry_at_ms < *next) next = it->second.retry_at_ms;
+  }
+  return next;
 }
 
 void Fanout::Resolve(const std::string& peer, const std::vector<uint64_t>& write_ids,
@@ -294,6 +357,7 @@ void Fanout::Complete(uint64_t write_id, bool timed_out) {
 }
 
 void Fanout::Tick(int64_t now_ms) {
+  now_ms_ = std::max(now_ms_, now_ms);
   std::vector<uint64_t> expired;
   for (const auto& [id, p] : writes_) {
     if (p.deadline_ms <= now_ms) expired.push_back(id);

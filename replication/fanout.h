@@ -11,6 +11,14 @@
 // repairs it). TakeBatches() cuts each peer's queue into batches (bounded in
 // records and bytes) while the peer has fewer than max_in_flight_per_peer
 // batches in flight; the driver sends each batch and reports OnBatchDone.
+// The records of a failed batch are queued again (within the bounds) and
+// the peer is backed off (retry_min_ms, doubling up to retry_max_ms).
+//
+// Hinted handoff: members that are down (SetPeers' `down`) keep their queue,
+// and a direct (not rumor) write is queued for them too; nothing is sent to
+// them until they are live again, and then the queue goes out. So after a
+// partition heals or a node restarts, what it missed arrives by push (up to
+// the queue bounds; the rest is anti-entropy's).
 //
 // A write that needs K acknowledgements (ConsistencyLevel; the local durable
 // apply counts as one) is tracked by id: a target peer acknowledges it when
@@ -65,10 +73,11 @@ int RequiredReplicas(ConsistencyLevel level, int members);
 // The default of FanoutOptions::fanout (kvd --fanout), picked from the
 // fan-out simulator's table (tests/bench/fanout_sim_bench; README): up to 9
 // members every write is pushed directly (a 5-node cluster included); above,
-// at fanout 8 a rumor reached every node of 50 in every simulated write
-// (p99 16 ms until all held it) and 99.97% of the nodes of 500, where
-// fanout 4 and 6 left 1.5% and 0.1% of the nodes of 50 to anti-entropy
-// (p99 1.4 s and 0.3 s). A rumor costs about fanout x N Push messages.
+// at fanout 8 a rumor reached 99.99% of the nodes of 50 (99.7% of writes
+// reached every node; p99 19 ms until all held one) and 99.97% of the nodes
+// of 500, where fanout 4 and 6 left 1.5% and 0.1% of the nodes of 50 to
+// anti-entropy (p99 1.1 s and 0.9 s). A rumor costs about fanout x N Push
+// messages (a direct push N - 1): it spreads the sending, not the total.
 inline constexpr int kDefaultFanout = 8;
 
 // The most hops a rumor travels in a cluster of `members` members (self
@@ -113,6 +122,10 @@ struct FanoutOptions {
   int rumor_hops = 0;
   // Seeds the random choice of rumor targets.
   uint64_t seed = 1;
+  // Backoff of a peer after a failed batch: the first retry waits this long,
+  // each further failure twice as long, up to retry_max_ms.
+  int64_t retry_min_ms = 50;
+  int64_t retry_max_ms = 1000;
 };
 
 struct FanoutStats {
@@ -126,6 +139,7 @@ struct FanoutStats {
   int64_t writes_failed = 0;  // Tracked writes that did not.
   int64_t rumor_writes = 0;      // Writes sent to `fanout` random peers.
   int64_t records_forwarded = 0;  // Copies queued by Forward (rumor hops).
+  int64_t records_retried = 0;    // Copies of failed batches queued again.
 };
 
 // One Push call to make.
@@ -151,10 +165,13 @@ class Fanout {
  public:
   explicit Fanout(FanoutOptions options = {});
 
-  // The peers that Write targets when it is given none. A peer dropped from
-  // the set loses its queue (counted as dropped) and its tracked writes fail
-  // for it; answers of its batches in flight are then ignored.
-  void SetPeers(std::vector<std::string> peers);
+  // The live peers, which Write targets when it is given none, and the
+  // members that are down (not removed), whose queues are held (hinted
+  // handoff, above). A peer in neither loses its queue (counted as dropped)
+  // and its tracked writes fail for it; answers of its batches in flight
+  // are then ignored. A peer that goes down keeps its records, but its
+  // tracked writes fail for it.
+  void SetPeers(std::vector<std::string> peers, std::vector<std::string> down = {});
   const std::vector<std::string>& peers() const { return peers_; }
 
   // Queues copies of `records` (already durable locally; distinct keys) for
@@ -188,8 +205,13 @@ class Fanout {
   // Unknown (peer, batch_id) pairs are ignored.
   void OnBatchDone(const std::string& peer, uint64_t batch_id, bool ok);
 
-  // Fails the tracked writes whose deadline is at or before `now_ms`.
+  // Fails the tracked writes whose deadline is at or before `now_ms`, and
+  // advances the time that ends backoffs (TakeBatches).
   void Tick(int64_t now_ms);
+
+  // When the earliest backed-off peer with records queued may be sent to
+  // again (a Tick at or after it, then TakeBatches); nullopt when none waits.
+  std::optional<int64_t> NextRetryMs() const;
 
   std::vector<WriteOutcome> TakeOutcomes();
 
@@ -213,6 +235,9 @@ class Fanout {
     size_t bytes = 0;
     uint64_t next_batch_id = 1;
     std::map<uint64_t, std::vector<Item>> in_flight;
+    bool held = false;         // Down: kept, not sent to.
+    int64_t backoff_ms = 0;    // After failed batches; 0 after a success.
+    int64_t retry_at_ms = 0;   // No batch before this.
   };
   struct Pending {
     int needed_peers = 0;  // Peer acknowledgements needed.
@@ -232,11 +257,15 @@ class Fanout {
   void Resolve(const std::string& peer, const std::vector<uint64_t>& write_ids,
                bool ok);
   void DropQueue(const std::string& peer, PeerQueue& q);
+  // The peer went down: its tracked writes fail for it, its records stay.
+  void Hold(const std::string& peer, PeerQueue& q);
   void MaybeComplete(uint64_t write_id);
   void Complete(uint64_t write_id, bool timed_out);
 
   const FanoutOptions options_;
   std::vector<std::string> peers_;
+  std::vector<std::string> down_;  // Sorted; never in peers_.
+  int64_t now_ms_ = 0;             // The latest time given to Write or Tick.
   std::map<std::string, PeerQueue> queues_;
   std::set<std::string> ready_;  // Peers whose queue holds records.
   uint64_t next_write_id_ = 1;

@@ -280,9 +280,6 @@ TEST(FanoutTest, ExplicitTargetsAndRepair) {
   EXPECT_EQ(b[1].peer, "c");
 }
 
-// ---------------------------------------------------------------------------
-// Rumor mongering
-
 std::vector<std::string> Peers(int n) {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) out.push_back("p" + std::to_string(i));
@@ -520,6 +517,112 @@ TEST(RumorTest, TwoHopsStopAtTheTargetsOfTheTargets) {
   EXPECT_LE(pushes, fanout + fanout * fanout);
   EXPECT_LE(c.Holding("k"), 1 + fanout + fanout * fanout);
   EXPECT_GT(c.Holding("k"), 1 + fanout);  // The first hop was forwarded.
+}
+
+// ---------------------------------------------------------------------------
+// Retries and hinted handoff
+
+TEST(RetryTest, AFailedBatchIsQueuedAgainAndSentAfterABackoff) {
+  Fanout f;  // retry_min_ms 50, retry_max_ms 1000.
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k", 10)}, 1, 0, 0);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  f.OnBatchDone("a", b[0].batch_id, false);
+  EXPECT_EQ(f.stats().records_retried, 1);
+  EXPECT_EQ(f.stats().records_dropped, 0);
+  EXPECT_EQ(f.QueuedRecords("a"), 1u);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());  // Backing off.
+  EXPECT_EQ(f.NextRetryMs(), std::optional<int64_t>(50));
+  f.Tick(49);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  f.Tick(50);
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(b[0].records[0].key, "k");
+  f.OnBatchDone("a", b[0].batch_id, false);  // Twice as long now.
+  EXPECT_EQ(f.NextRetryMs(), std::optional<int64_t>(150));
+  f.Tick(150);
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  EXPECT_EQ(f.QueuedRecords("a"), 0u);
+  EXPECT_EQ(f.NextRetryMs(), std::nullopt);
+  EXPECT_EQ(f.stats().records_acked, 1);
+}
+
+TEST(RetryTest, ANewerVersionQueuedMeanwhileWinsOverTheRetry) {
+  Fanout f;
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k", 10, "old")}, 1, 0, 0);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  f.Write(std::vector{Rec("k", 12, "new")}, 1, 0, 0);
+  f.OnBatchDone("a", b[0].batch_id, false);
+  f.Tick(1000);
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  ASSERT_THAT(b[0].records, SizeIs(1));
+  EXPECT_EQ(b[0].records[0].value, "new");
+}
+
+TEST(RetryTest, RetriesStayWithinTheQueueBound) {
+  FanoutOptions o;
+  o.max_queue_records = 2;
+  o.max_in_flight_per_peer = 1;
+  o.max_batch_records = 2;
+  Fanout f(o);
+  f.SetPeers({"frozen"});
+  f.Write(std::vector{Rec("a", 1), Rec("b", 1)}, 1, 0, 0);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  f.Write(std::vector{Rec("c", 1), Rec("d", 1)}, 1, 0, 0);  // The queue is full again.
+  f.OnBatchDone("frozen", b[0].batch_id, false);
+  EXPECT_EQ(f.QueuedRecords("frozen"), 2u);
+  EXPECT_EQ(f.stats().records_dropped, 2);  // a and b found no room.
+}
+
+TEST(HintedHandoffTest, ADownMemberGetsDirectWritesOnceLiveAgain) {
+  Fanout f;
+  f.SetPeers({"a"}, {"b"});
+  f.Write(std::vector{Rec("k1", 10)}, 1, 0, 0);
+  f.Write(std::vector{Rec("k2", 11)}, 1, 0, 0);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(b[0].peer, "a");
+  EXPECT_EQ(f.QueuedRecords("b"), 2u);
+  f.SetPeers({"a", "b"});  // Back.
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(b[0].peer, "b");
+  EXPECT_THAT(b[0].records, SizeIs(2));
+}
+
+TEST(HintedHandoffTest, GoingDownFailsTrackedWritesButKeepsTheRecords) {
+  Fanout f;
+  f.SetPeers({"a", "b"});
+  const uint64_t id = f.Write(std::vector{Rec("k", 10)}, 3, 0, 1000);  // ALL of 3.
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(2));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  f.SetPeers({"a"}, {"b"});
+  std::vector<WriteOutcome> out = f.TakeOutcomes();
+  ASSERT_THAT(out, SizeIs(1));
+  EXPECT_EQ(out[0].write_id, id);
+  EXPECT_FALSE(out[0].ok);
+  f.OnBatchDone("b", b[1].batch_id, false);  // Its batch in flight fails...
+  EXPECT_EQ(f.QueuedRecords("b"), 1u);       // ...and the record waits for b.
+  f.Tick(5000);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  f.SetPeers({}, {});  // Removed: gone.
+  EXPECT_EQ(f.QueuedRecords("b"), 0u);
+}
+
+TEST(HintedHandoffTest, RumorWritesAreNotHeld) {
+  FanoutOptions o;
+  o.fanout = 2;
+  Fanout f(o);
+  f.SetPeers(Peers(5), {"x"});
+  f.Write(std::vector{Rec("k", 10)}, 1, 0, 0);
+  EXPECT_EQ(f.QueuedRecords("x"), 0u);
 }
 
 TEST(ReadCollectorTest, NewestWinsAndStaleReplicasAreNamed) {

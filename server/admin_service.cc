@@ -39,6 +39,9 @@ grpc::ServerUnaryReactor* AdminService::Stats(grpc::CallbackServerContext* ctx,
   resp->set_tree_verifications(verify_->runs.load());
   resp->set_tree_mismatches(verify_->mismatches.load());
   anti_entropy_->FillStats(resp);
+  if (replicator_ != nullptr || replica_ != nullptr) {
+    FillFanoutStats(replicator_, replica_, resp->mutable_fanout());
+  }
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

@@ -11,6 +11,7 @@
 
 #include "proto/kv.grpc.pb.h"
 #include "server/anti_entropy.h"
+#include "server/fanout_service.h"
 #include "server/gossip_service.h"
 #include "storage/store.h"
 
@@ -34,6 +35,13 @@ class AdminService final : public kv::v1::Admin::CallbackService {
         verify_(verify),
         anti_entropy_(anti_entropy),
         gossip_(gossip) {}
+
+  // The fan-out counters Stats reports (none until set). Call before
+  // serving; both must outlive the service.
+  void set_fanout(const Replicator* replicator, const ReplicaService* replica) {
+    replicator_ = replicator;
+    replica_ = replica;
+  }
 
   grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
                                   const kv::v1::StatsRequest* req,
@@ -67,6 +75,9 @@ class AdminService final : public kv::v1::Admin::CallbackService {
   VerifyCounters* const verify_;
   AntiEntropy* const anti_entropy_;
   GossipService* const gossip_;
+  // Set before serving (set_fanout), read-only after.
+  const Replicator* replicator_ = nullptr;
+  const ReplicaService* replica_ = nullptr;
 };
 
 // One member as kv.v1.Member (status is HealthName's word).

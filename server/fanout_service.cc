@@ -262,9 +262,13 @@ void Replicator::Loop() {
       if (view.has_value()) {
         self_address_ = view->self_address;
         std::sort(view->live_peers.begin(), view->live_peers.end());
-        if (view->live_peers != core_.peers()) {
-          spdlog::info("fanout: pushing to [{}]", absl::StrJoin(view->live_peers, ","));
-          core_.SetPeers(std::move(view->live_peers));
+        std::sort(view->down_peers.begin(), view->down_peers.end());
+        if (view->live_peers != core_.peers() || view->down_peers != down_peers_) {
+          spdlog::info("fanout: pushing to [{}], holding for [{}]",
+                       absl::StrJoin(view->live_peers, ","),
+                       absl::StrJoin(view->down_peers, ","));
+          down_peers_ = view->down_peers;
+          core_.SetPeers(std::move(view->live_peers), std::move(view->down_peers));
         }
       }
       core_.Tick(now);
@@ -428,6 +432,30 @@ ReplicatorStats Replicator::stats() const {
   s.push_calls_failed = push_calls_failed_;
   s.reads_repaired = reads_repaired_;
   return s;
+}
+
+void FillFanoutStats(const Replicator* replicator, const ReplicaService* replica,
+                     kv::v1::FanoutStats* out) {
+  if (replicator != nullptr) {
+    const ReplicatorStats s = replicator->stats();
+    out->set_records_queued(s.fanout.records_queued);
+    out->set_records_coalesced(s.fanout.records_coalesced);
+    out->set_records_dropped(s.fanout.records_dropped);
+    out->set_records_acked(s.fanout.records_acked);
+    out->set_pushes_sent(s.fanout.batches_sent);
+    out->set_pushes_failed(s.fanout.batches_failed);
+    out->set_writes_acked(s.fanout.writes_ok);
+    out->set_writes_failed(s.fanout.writes_failed);
+    out->set_rumor_writes(s.fanout.rumor_writes);
+    out->set_records_forwarded(s.fanout.records_forwarded);
+    out->set_reads_repaired(s.reads_repaired);
+    out->set_records_retried(s.fanout.records_retried);
+  }
+  if (replica != nullptr) {
+    out->set_received_applied(replica->records_applied());
+    out->set_received_refused_clock(replica->records_refused_clock());
+    out->set_received_over_limits(replica->records_over_limits());
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@
 // write is durable locally (Replicate); it queues the records for the live
 // peers and starts one async unary Replica.Push call per batch per peer
 // (at most FanoutOptions::max_in_flight_per_peer at once, each with
-// push_deadline), so a write spreads in about one round trip. A ONE write is
+// push_deadline), so a write spreads in about one round trip; a failed push
+// is retried after a backoff, and writes for members that are down are held
+// for them within the queue bounds (hinted handoff, replication/fanout.h).
+// A ONE write is
 // acknowledged before any push; a QUORUM/ALL write's callback runs when the
 // core reports its outcome (enough durable peer acks, impossible, or the
 // deadline). A frozen peer holds at most its queue bound plus the batches in
@@ -49,6 +52,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "proto/kv.pb.h"
 #include "proto/peer.grpc.pb.h"
 #include "replication/fanout.h"
 #include "replication/wire.h"
@@ -76,6 +80,9 @@ struct ReplicatorOptions {
 struct ClusterView {
   int members = 1;                      // N: self included.
   std::vector<std::string> live_peers;  // Peer addresses, self excluded.
+  // Members marked down (not left or removed): their fan-out queues are
+  // held and pushed when they are live again (hinted handoff).
+  std::vector<std::string> down_peers;
   std::string self_address;             // This node's peer address ("" unknown).
 };
 
@@ -182,6 +189,7 @@ class Replicator {
   int64_t push_calls_failed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t reads_repaired_ ABSL_GUARDED_BY(mu_) = 0;
   std::string self_address_ ABSL_GUARDED_BY(mu_);  // Sent as PushRequest.sender.
+  std::vector<std::string> down_peers_ ABSL_GUARDED_BY(mu_);  // As last given.
 };
 
 // The Replica service: pushed records and replica reads from other nodes.
@@ -215,11 +223,16 @@ class ReplicaService final : public peer::v1::Replica::CallbackService {
  private:
   storage::Store* const store_;
   const replication::RecordLimits limits_;
-  Replicator* const forwarder_;
+  Replicator* const forwarder_;  // May be null.
   std::atomic<int64_t> applied_{0};
   std::atomic<int64_t> refused_clock_{0};
   std::atomic<int64_t> over_limits_{0};
 };
+
+// The fan-out counters of `replicator` and `replica` (either may be null:
+// its fields stay 0) as kv.v1.FanoutStats (Admin.Stats).
+void FillFanoutStats(const Replicator* replicator, const ReplicaService* replica,
+                     kv::v1::FanoutStats* out);
 
 }  // namespace kv::server
 

@@ -92,6 +92,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
           }
           ++view.members;
           if (m.is_self) view.self_address = m.state.peer_address();
+          if (!m.is_self && m.health == replication::MemberHealth::kDown) {
+            view.down_peers.push_back(m.state.peer_address());
+          }
           if (!m.is_self && (m.health == replication::MemberHealth::kAlive ||
                              m.health == replication::MemberHealth::kSuspect)) {
             view.live_peers.push_back(m.state.peer_address());
@@ -109,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   node->admin_service_ = std::make_unique<AdminService>(
       o.name, node->store_.get(), &g_verify_counters, node->anti_entropy_.get(),
       node->gossip_service_.get(), o.build_version);
+  node->admin_service_->set_fanout(node->replicator_.get(), node->replica_service_.get());
 
   // Keep grpc.health.v1's descriptor linked in so reflection can serve it.
   (void)grpc::health::v1::HealthCheckRequest::descriptor();

@@ -110,6 +110,8 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
              static_cast<double>(r.fanout.records_dropped));
     w.Sample("kvd_fanout_records_total", {{"outcome", "acked"}},
              static_cast<double>(r.fanout.records_acked));
+    w.Sample("kvd_fanout_records_total", {{"outcome", "retried"}},
+             static_cast<double>(r.fanout.records_retried));
     w.Family("kvd_fanout_batches_total", "counter", "Push batches, by outcome");
     w.Sample("kvd_fanout_batches_total", {{"outcome", "sent"}},
              static_cast<double>(r.fanout.batches_sent));
@@ -121,6 +123,12 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
              static_cast<double>(r.fanout.writes_ok));
     w.Sample("kvd_fanout_writes_total", {{"outcome", "failed"}},
              static_cast<double>(r.fanout.writes_failed));
+    w.Counter("kvd_fanout_rumor_writes_total",
+              "ONE writes pushed to --fanout random peers instead of every live peer",
+              static_cast<double>(r.fanout.rumor_writes));
+    w.Counter("kvd_fanout_records_forwarded_total",
+              "Copies of pushed records this node forwarded (rumor mongering)",
+              static_cast<double>(r.fanout.records_forwarded));
     w.Counter("kvd_fanout_reads_repaired_total",
               "Stale replicas sent the newest record by replica reads",
               static_cast<double>(r.reads_repaired));

@@ -29,6 +29,7 @@ struct FanoutSimulation::Node {
   std::unique_ptr<Fanout> core;           // Volatile.
   std::vector<std::string> view;          // Live peers as this node sees them.
   std::map<uint64_t, Tracked> tracked;    // QUORUM/ALL writes by write id.
+  int64_t wake_at = -1;                   // A Pump scheduled for a retry.
 };
 
 namespace {
@@ -140,14 +141,42 @@ void FanoutSimulation::MakeCore(int n) {
   replication::FanoutOptions o = options_.fanout;
   o.seed = rng_();
   node.core = std::make_unique<Fanout>(o);
-  node.core->SetPeers(node.view);
+  node.core->SetPeers(node.view, DownPeers(n));
+}
+
+std::vector<std::string> FanoutSimulation::ComputeView(int n) const {
+  std::vector<std::string> out;
+  for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
+    if (j != n && Up(j) && Connected(n, j)) out.push_back(Address(j));
+  }
+  return out;
+}
+
+std::vector<std::string> FanoutSimulation::DownPeers(int n) const {
+  if (!options_.hinted_handoff) return {};
+  std::vector<std::string> out;
+  for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
+    if (j != n && !(Up(j) && Connected(n, j))) out.push_back(Address(j));
+  }
+  return out;
 }
 
 void FanoutSimulation::Pump(int n) {
   Node& node = *nodes_[n];
   if (!node.up) return;
+  node.core->Tick(now_);  // Ends backoffs (and fails expired writes).
   TakeOutcomes(n);
-  for (FanoutBatch& b : node.core->TakeBatches()) {
+  std::vector<FanoutBatch> batches = node.core->TakeBatches();
+  // A peer backing off after a failed push: wake up when it may be retried.
+  if (std::optional<int64_t> wake = node.core->NextRetryMs();
+      wake.has_value() && *wake > now_ && node.wake_at != *wake) {
+    node.wake_at = *wake;
+    const uint64_t inc = node.incarnation;
+    At(*wake, [this, n, inc] {
+      if (nodes_[n]->up && nodes_[n]->incarnation == inc) Pump(n);
+    });
+  }
+  for (FanoutBatch& b : batches) {
     ++result_.push_calls;
     const int to = Index(b.peer);
     Trace(absl::StrCat("push ", n, ">", to, " #", b.batch_id, " x", b.records.size()));
@@ -452,10 +481,7 @@ void FanoutSimulation::Restart(int n) {
   Trace(absl::StrCat("restart ", n));
   node.up = true;
   ++node.incarnation;
-  node.view.clear();
-  for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
-    if (j != n && Up(j) && Connected(n, j)) node.view.push_back(Address(j));
-  }
+  node.view = ComputeView(n);
   MakeCore(n);
   if (options_.anti_entropy) {
     const uint64_t inc = node.incarnation;
@@ -501,11 +527,8 @@ void FanoutSimulation::ScheduleViews() {
 void FanoutSimulation::UpdateView(int n) {
   Node& node = *nodes_[n];
   if (!node.up) return;
-  node.view.clear();
-  for (int j = 0; j < static_cast<int>(nodes_.size()); ++j) {
-    if (j != n && Up(j) && Connected(n, j)) node.view.push_back(Address(j));
-  }
-  node.core->SetPeers(node.view);
+  node.core->SetPeers(ComputeView(n), DownPeers(n));
+  node.view = node.core->peers();
   Pump(n);
 }
 
@@ -549,7 +572,9 @@ FanoutSimResult FanoutSimulation::Run() {
   loss_ = options_.loss;
   if (options_.anti_entropy) {
     for (int i = 0; i < n; ++i) {
-      At(static_cast<int64_t>(rng_.Uniform(0, static_cast<uint64_t>(options_.ae_interval_ms))),
+      // First tick one jittered interval in, as the later ones.
+      At(options_.ae_interval_ms / 2 +
+             static_cast<int64_t>(rng_.Uniform(0, static_cast<uint64_t>(options_.ae_interval_ms))),
          [this, i] { AntiEntropyTick(i, 1); });
     }
   }

@@ -13,7 +13,9 @@
 // the records that changed its data to Fanout::Forward, as ReplicaService
 // does. Membership is an oracle with a lag: a node sees a crash, a restart,
 // a partition or its healing `detect_ms` (jittered) later, and then its
-// core's peer set changes (Replicator::Loop's refresh).
+// core's peer set changes (Replicator::Loop's refresh): the others are down
+// to it (their queues held: hinted handoff). A failed push is retried after
+// the core's backoff.
 //
 // Anti-entropy is abstract here (tests/sim/simulator.h tests the exchange
 // itself): every `ae_interval_ms` (jittered) a node picks a random peer it
@@ -79,6 +81,9 @@ struct FanoutSimOptions {
   int partitions = 2;          // Partition into two sides + heal.
   int64_t max_partition_ms = 4000;
 
+  // Down members are given to the cores (SetPeers' `down`), which hold
+  // direct writes for them (as Replicator does).
+  bool hinted_handoff = true;
   bool anti_entropy = true;
   int64_t ae_interval_ms = 1000;  // Per node, jittered +-50%.
   // After healing, convergence must happen within this much virtual time.
@@ -169,6 +174,9 @@ class FanoutSimulation {
   // Every node updates its view of who is live detect_ms (jittered) later.
   void ScheduleViews();
   void UpdateView(int n);
+  // The peers n would see live now, and the others (down to it).
+  std::vector<std::string> ComputeView(int n) const;
+  std::vector<std::string> DownPeers(int n) const;
   // Empty when converged; else what differs.
   std::string CheckConverged() const;
   void RunUntil(int64_t until);
