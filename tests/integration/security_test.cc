@@ -107,15 +107,27 @@ TEST(PortsTest, PeerServicesOnlyOnThePeerPortAndReplicationUsesIt) {
       },
       absl::Seconds(10)))
       << b.LogTail();
-  auto members = (*ca)->Members();
-  ASSERT_TRUE(members.ok());
-  ASSERT_EQ(members->members_size(), 2);
-  for (const auto& m : members->members()) {
-    if (m.name() == "b") {
-      EXPECT_EQ(m.peer_address(), peer_b);
-      EXPECT_EQ(m.client_address(), b.address());
-    }
-  }
+  // The key can reach b (fan-out to the seed's peer port) before gossip has
+  // shown b to a: wait for a's view to hold b with both of its addresses.
+  std::string last_view;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto members = (*ca)->Members();
+        if (!members.ok()) {
+          last_view = members.status().ToString();
+          return false;
+        }
+        last_view = members->ShortDebugString();
+        if (members->members_size() != 2) return false;
+        for (const auto& m : members->members()) {
+          if (m.name() == "b") {
+            return m.peer_address() == peer_b && m.client_address() == b.address();
+          }
+        }
+        return false;
+      },
+      absl::Seconds(15)))
+      << "a's members: " << last_view << "\n" << a.LogTail();
 }
 
 // Scrapes http://ADDRESS/metrics with Python's prometheus_client parser
