@@ -156,7 +156,7 @@ for p in json.load(sys.stdin).get("peers", []):
 # The lines shown: anti-entropy, fan-out, gossip members and down events,
 # store keys, and the per-peer ages from kvctl stats.
 # kvd_anti_entropy_peer_last_exchange_timestamp_seconds is left out: /metrics
-# prints it with 6 significant digits (e.g. 1.79652e+09), +-5000 s.
+# prints it with 6 significant digits (e.g. 1.79602e+09), +-5000 s.
 SHOWN='^(kvd_(anti_entropy_[a-z_]+|fanout_(records|batches)_total|gossip_members|gossip_down_events_total|store_keys)|kvctl_stats_last_exchange_age_s)'
 HIDDEN='^kvd_anti_entropy_(peer_last_exchange_timestamp_seconds|records_refused_clock_total)|status="(left|removed)"'
 show() {  # show K: "metric: before -> at heal -> after" for node K.
@@ -213,7 +213,7 @@ echo "3 nodes up: clients $(client 1),$(client 2),$(client 3); metrics $(metrics
 
 "$KVCTL" -e "$(client 1)" bench -w put -c 4 -k "$KEYS" -d 1 --seed 1 >"$WORK/bench0.txt" 2>&1 ||
   { cat "$WORK/bench0.txt" >&2; exit 1; }
-echo "before: $(grep -Eo '[0-9]+ ops' "$WORK/bench0.txt" | head -1 || echo '? ops') put on node1 (key space $KEYS)"
+echo "before: $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench0.txt" | head -1 || echo '? ops') put on node1 (key space $KEYS)"
 wait_equal_roots "before"
 scrape before
 
@@ -226,7 +226,7 @@ b1=$!
   >"$WORK/bench3.txt" 2>&1 &
 b3=$!
 wait $b1 $b3
-echo "partition writes: node1 $(grep -Eo '[0-9]+ ops' "$WORK/bench1.txt" | head -1 || echo '?'), node3 $(grep -Eo '[0-9]+ ops' "$WORK/bench3.txt" | head -1 || echo '?')"
+echo "partition writes: node1 $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench1.txt" | head -1 || echo '?'), node3 $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench3.txt" | head -1 || echo '?')"
 echo "at heal: roots:$(roots)"
 scrape heal
 
