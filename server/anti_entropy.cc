@@ -70,11 +70,16 @@ AntiEntropy::AntiEntropy(storage::Store* store, AntiEntropyOptions options)
 AntiEntropy::~AntiEntropy() { Stop(); }
 
 void AntiEntropy::Start() {
+  absl::MutexLock lock(&threads_mu_);
+  if (thread_.joinable() || stop_.HasBeenNotified()) return;
   thread_ = std::thread([this] { Loop(); });
   watchdog_ = std::thread([this] { Watchdog(); });
 }
 
 void AntiEntropy::Stop() {
+  // Under threads_mu_: one of racing Stops notifies, and a racing Start
+  // either starts first (and its threads are joined here) or sees stop_.
+  absl::MutexLock threads_lock(&threads_mu_);
   if (!stop_.HasBeenNotified()) stop_.Notify();
   limiter_.Cancel();
   {
@@ -229,7 +234,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
         "the exchange passed its deadline or got no message for ",
         absl::FormatDuration(options_.idle_timeout)));
   }
-  Record(peer, driver.ok() ? driver->get() : nullptr, s);
+  CountExchange(peer, driver.ok() ? driver->get() : nullptr, s);
   return s;
 }
 
@@ -287,12 +292,12 @@ absl::Status AntiEntropy::Serve(
   }
   // Refusals (paused, full, a yield) and streams without a valid Hello are
   // not exchanges.
-  if (admitted) Record(ctx->peer(), driver->get(), s);
+  if (admitted) CountExchange(ctx->peer(), driver->get(), s);
   return s;
 }
 
-void AntiEntropy::Record(const std::string& peer, const ExchangeDriver* driver,
-                         const absl::Status& status) {
+void AntiEntropy::CountExchange(const std::string& peer, const ExchangeDriver* driver,
+                                const absl::Status& status) {
   if (driver != nullptr) {
     const replication::ExchangeStats& st = driver->stats();
     if (st.equal_roots) equal_roots_.fetch_add(1);

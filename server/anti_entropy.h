@@ -71,9 +71,13 @@ class AntiEntropy {
   AntiEntropy(storage::Store* store, AntiEntropyOptions options);
   ~AntiEntropy();  // Stops the background thread.
 
-  // Starts the background loop (a no-op loop while there are no peers).
-  void Start();
-  void Stop();
+  // Starts the background loop (a no-op loop while there are no peers) and
+  // the watchdog. Thread-safe; only the first call starts them, and a call
+  // after Stop() does nothing.
+  void Start() ABSL_LOCKS_EXCLUDED(threads_mu_);
+  // Ends the exchanges under way and joins the threads. Thread-safe and
+  // idempotent; returns once the threads have ended.
+  void Stop() ABSL_LOCKS_EXCLUDED(threads_mu_);
 
   // Pause (false) or resume (true). While paused no exchange starts and
   // incoming ones are refused with UNAVAILABLE.
@@ -126,9 +130,10 @@ class AntiEntropy {
   template <typename Stream>
   bool ReadMessage(Stream* stream, replication::Sessions::Id id,
                    peer::v1::ExchangeMessage* msg);
-  // Adds one finished exchange to the counters.
-  void Record(const std::string& peer, const replication::ExchangeDriver* driver,
-              const absl::Status& status);
+  // Adds one finished exchange to the counters and the peer's state, and
+  // logs it.
+  void CountExchange(const std::string& peer, const replication::ExchangeDriver* driver,
+                     const absl::Status& status);
   peer::v1::Peer::Stub* StubFor(const std::string& peer);
 
   // Constant after construction.
@@ -138,8 +143,13 @@ class AntiEntropy {
   std::atomic<bool> running_;
   RateLimiter limiter_;
   absl::Notification stop_;
-  std::thread thread_;
-  std::thread watchdog_;
+
+  // Held by Start() and Stop() (never by the threads themselves), so that
+  // they may race: the threads are made and joined under it. Lock order:
+  // threads_mu_, then mu_.
+  absl::Mutex threads_mu_;
+  std::thread thread_ ABSL_GUARDED_BY(threads_mu_);
+  std::thread watchdog_ ABSL_GUARDED_BY(threads_mu_);
 
   // Counters (this node as either side).
   std::atomic<int64_t> started_{0}, completed_{0}, failed_{0}, equal_roots_{0},
