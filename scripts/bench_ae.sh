@@ -8,11 +8,14 @@
 # e.g.  scripts/bench_ae.sh --n 20000 --d 0,1,100 --output json
 #       scripts/bench_ae.sh --help
 # The 1M-key load and full sync take a minute or two; ae_bench prints its
-# progress on stderr and the results on stdout, and exits 0 when every target
-# is met, 1 when one is not, 2 when it could not run.
+# progress on stderr and the results on stdout (--output json: its
+# AeBenchReport, tests/bench/ae_bench_report.proto, through protobuf's JSON
+# printer: int64 fields are strings), and exits 0 when every target is met,
+# 1 when one is not, 2 when it could not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh kvd ae_bench
+# Build output goes to stderr: stdout is the report (--output json parses).
+scripts/build.sh kvd ae_bench >&2
 BUILD_DIR=${BUILD_DIR:-build}
 if [ $# -eq 0 ]; then
   set -- --n 1000000 --d 0,1,100,10000

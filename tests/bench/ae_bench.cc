@@ -2,7 +2,8 @@
 // processes.
 //
 // 1. Starts nodes A and B on loopback, each the other's only peer, with
-//    anti-entropy paused (--ae-paused) and a short interval.
+//    anti-entropy paused (--ae-paused), a short interval and the write
+//    fan-out off (--fanout-enabled false: anti-entropy is what is measured).
 // 2. Loads n keys ("key%010d", --value-size byte values) into A with
 //    BatchWrite, resumes anti-entropy and times the full sync to B (equal
 //    roots), then pauses it again and waits for exchanges in flight to end.
@@ -30,6 +31,8 @@
 // not run (bad flags, a node did not start, an RPC failed).
 #include <unistd.h>
 
+#include <google/protobuf/util/json_util.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
@@ -56,8 +59,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/client.h"
-#include "client/kvctl_util.h"
 #include "proto/kv.pb.h"
+#include "tests/bench/ae_bench_report.pb.h"
 #include "tests/integration/kvd_process.h"
 
 namespace kv::bench {
@@ -194,9 +197,14 @@ class Pair {
       const int interval_ms = config_.single_initiator && i == 1
                                   ? kNeverIntervalMs
                                   : config_.interval_ms;
-      o.args = {"--name",         kNames[i],          "--peers",
-                addresses[1 - i], "--ae-interval-ms", absl::StrCat(interval_ms),
-                "--ae-paused"};
+      // Anti-entropy alone: with the write fan-out on, a case's overwrites
+      // would reach the other node at once and there would be nothing to
+      // repair.
+      o.args = {"--name",          kNames[i],
+                "--peers",         addresses[1 - i],
+                "--ae-interval-ms", absl::StrCat(interval_ms),
+                "--ae-paused",     "--fanout-enabled",
+                "false"};
       o.cpu = config_.pin ? static_cast<int>(i % cpus) : -1;
       nodes_[i] = std::make_unique<KvdProcess>(std::move(o));
       if (absl::Status s = nodes_[i]->Start(absl::Seconds(60)); !s.ok())
@@ -345,17 +353,6 @@ std::string HumanBytes(double b) {
   if (b >= 1e6) return absl::StrFormat("%.2f MB", b / 1e6);
   if (b >= 1e3) return absl::StrFormat("%.1f kB", b / 1e3);
   return absl::StrFormat("%.0f B", b);
-}
-
-std::string CountersJson(const Counters& c) {
-  return absl::StrFormat(
-      "{\"exchanges_started\": %d, \"exchanges_completed\": %d, "
-      "\"exchanges_failed\": %d, "
-      "\"rounds_equal_roots\": %d, \"differing_leaves\": %d, \"keys_sent\": "
-      "%d, "
-      "\"keys_received\": %d, \"bytes_sent\": %d, \"bytes_received\": %d}",
-      c.started, c.completed, c.failed, c.equal_roots, c.differing_leaves,
-      c.keys_sent, c.keys_received, c.bytes_sent, c.bytes_received);
 }
 
 // The "anti-entropy with ..." and warning lines a node logged from `offset`.
@@ -597,91 +594,362 @@ absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text) {
   return out;
 }
 
-int Main(int argc, char** argv) {
-  Config config;
+// The report's counters.
+void ToProto(const Counters& c, AeCounters* out) {
+  out->set_exchanges_started(c.started);
+  out->set_exchanges_completed(c.completed);
+  out->set_exchanges_failed(c.failed);
+  out->set_rounds_equal_roots(c.equal_roots);
+  out->set_differing_leaves(c.differing_leaves);
+  out->set_keys_sent(c.keys_sent);
+  out->set_keys_received(c.keys_received);
+  out->set_bytes_sent(c.bytes_sent);
+  out->set_bytes_received(c.bytes_received);
+}
+
+// Parses the flags into `config`. Returns the exit code when the program
+// should end now (--help, bad flags), nullopt to go on.
+std::optional<int> ParseFlags(int argc, char** argv, Config* config) {
   std::string ds_text = "0,1,100,10000";
   CLI::App app{
       "ae_bench: anti-entropy traffic, convergence and restart time between "
-      "two real kvd "
-      "nodes on loopback"};
-  app.add_option("--n", config.n, "Keys loaded into both nodes")
+      "two real kvd nodes on loopback"};
+  app.add_option("--n", config->n, "Keys loaded into both nodes")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{9999999999}));
   app.add_option("--d", ds_text,
                  "Comma-separated numbers of differing keys, one case each")
       ->capture_default_str();
-  app.add_option("--value-size", config.value_size, "Value bytes")
+  app.add_option("--value-size", config->value_size, "Value bytes")
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   app.add_option(
-      "--dir", config.dir,
+      "--dir", config->dir,
       "Keep the data here (DIR/a, DIR/b and their .log files) instead of a "
       "temporary directory; when DIR/a already holds n keys, the load is "
       "skipped");
-  app.add_option("--kvd", config.kvd, "kvd binary")->capture_default_str();
-  app.add_option("--output", config.output,
+  app.add_option("--kvd", config->kvd, "kvd binary")->capture_default_str();
+  app.add_option("--output", config->output,
                  "text|json (progress always goes to stderr)")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
-  app.add_option("--ae-interval-ms", config.interval_ms, "kvd --ae-interval-ms")
+  app.add_option("--ae-interval-ms", config->interval_ms, "kvd --ae-interval-ms")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
-  app.add_flag("--pin", config.pin,
+  app.add_flag("--pin", config->pin,
                "Pin node A to CPU 0 and node B to CPU 1 (default: unpinned)");
   app.add_flag(
-      "--single-initiator", config.single_initiator,
+      "--single-initiator", config->single_initiator,
       "Only A starts exchanges (B runs with a 1 h interval and only answers); "
       "default: both nodes start exchanges, as deployed");
-  app.add_option("--batch", config.batch, "Mutations per BatchWrite")
+  app.add_option("--batch", config->batch, "Mutations per BatchWrite")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  app.add_option("--d0-exchanges", config.d0_exchanges,
+  app.add_option("--d0-exchanges", config->d0_exchanges,
                  "Exchanges to let run at equal roots in the d = 0 case")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
   bool no_restart = false;
   app.add_flag("--no-restart", no_restart, "Skip the restart timing");
   app.add_option(
-         "--sync-timeout", config.sync_timeout_s,
+         "--sync-timeout", config->sync_timeout_s,
          "Seconds the initial full sync may take before it counts as FAIL")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   app.add_option(
-         "--case-timeout", config.case_timeout_s,
+         "--case-timeout", config->case_timeout_s,
          "Seconds one case may take to converge before it counts as FAIL")
       ->capture_default_str()
       ->check(CLI::Range(1, 86400));
   CLI11_PARSE(app, argc, argv);
-  config.restart = !no_restart;
+  config->restart = !no_restart;
   auto ds = ParseList(ds_text);
   if (!ds.ok()) {
     std::fprintf(stderr, "ae_bench: %s\n", ds.status().ToString().c_str());
     return 2;
   }
-  config.ds = *ds;
-  for (int64_t d : config.ds) {
-    if (d > config.n) {
+  config->ds = *ds;
+  for (int64_t d : config->ds) {
+    if (d > config->n) {
       std::fprintf(stderr,
                    "ae_bench: --d %" PRId64 " is larger than --n %" PRId64 "\n",
-                   d, config.n);
+                   d, config->n);
       return 2;
     }
   }
-  if (access(config.kvd.c_str(), X_OK) != 0) {
+  if (access(config->kvd.c_str(), X_OK) != 0) {
     std::fprintf(stderr,
                  "ae_bench: %s is not executable (build kvd, or pass --kvd)\n",
-                 config.kvd.c_str());
+                 config->kvd.c_str());
     return 2;
   }
-  const bool json = config.output == "json";
+  return std::nullopt;
+}
+
+// Loads n keys into A unless --dir's A already holds them. Errors:
+// FAILED_PRECONDITION when A holds neither 0 nor n keys; the load's error.
+absl::Status Load(Pair& pair, const Config& config, const std::string& dir,
+                  AeLoad* out) {
+  auto initial = pair.Stats();
+  if (!initial.ok()) return initial.status();
+  const int64_t keys = (*initial)[0].key_count();
+  if (keys == config.n) {
+    std::fprintf(stderr,
+                 "ae_bench: %s/a already holds %" PRId64 " keys; no load\n",
+                 dir.c_str(), config.n);
+    return absl::OkStatus();
+  }
+  if (keys != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, "/a holds ", keys,
+                     " keys, neither 0 nor n; use an empty --dir"));
+  }
+  const auto t0 = Clock::now();
+  if (absl::Status s = Write(pair.client(0), config, 0, config.n, 0, true);
+      !s.ok()) {
+    return s;
+  }
+  out->set_ms(MsSince(t0));
+  out->set_loaded(true);
+  return absl::OkStatus();
+}
+
+// The initial full sync, into the report; false when it failed.
+bool FullSync(Pair& pair, const Config& config, AeFullSync* out) {
+  std::fprintf(stderr, "ae_bench: full sync A -> B ...\n");
+  const SyncResult sync = Sync(pair, config);
+  out->set_ok(sync.ok);
+  out->set_ms(sync.ms);
+  out->set_records(sync.delta.keys_sent);
+  out->set_bytes(sync.delta.bytes_sent);
+  out->set_exchanges(Exchanges(sync.delta));
+  out->set_error(sync.error);
+  ToProto(sync.delta, out->mutable_counters());
+  out->add_peak_rss_bytes(PeakRss(pair.node(0).pid()));
+  out->add_peak_rss_bytes(PeakRss(pair.node(1).pid()));
+  if (!sync.ok) {
+    std::fprintf(stderr, "ae_bench: full sync FAILED after %.0f ms: %s\n",
+                 sync.ms, sync.error.c_str());
+  } else {
+    std::fprintf(stderr,
+                 "ae_bench: full sync %.0f ms, %" PRId64
+                 " records, %s, %.1f exchanges (%" PRId64 " refused/failed)\n",
+                 sync.ms, sync.delta.keys_sent,
+                 HumanBytes(sync.delta.bytes_sent).c_str(),
+                 Exchanges(sync.delta), sync.delta.failed);
+  }
+  return sync.ok;
+}
+
+void ToProto(const CaseResult& c, AeCase* out) {
+  out->set_d(c.d);
+  out->set_converged(c.converged);
+  out->set_converge_ms(c.converge_ms);
+  out->set_records(c.delta.keys_sent);
+  out->set_bytes(c.delta.bytes_sent);
+  out->set_bound(c.bound);
+  out->set_exchanges(Exchanges(c.delta));
+  out->set_bytes_per_exchange(c.bytes_per_exchange);
+  out->set_pass(c.pass);
+  for (const std::string& f : c.failures) out->add_failures(f);
+  ToProto(c.delta, out->mutable_counters());
+}
+
+// One case per d of --d, into the report; false when one failed. A case
+// that could not run is a failure, and the nodes are synced again for the
+// next one.
+bool RunCases(Pair& pair, const Config& config, AeBenchReport* report) {
+  bool all_pass = true;
+  // Overwrite tags differ from run to run (hlc-ish), so that a reused --dir
+  // still sees changed values.
+  uint64_t tag =
+      static_cast<uint64_t>(Clock::now().time_since_epoch().count()) | 1;
+  int64_t first = 0;
+  for (int64_t d : config.ds) {
+    std::fprintf(stderr, "ae_bench: case d=%" PRId64 " ...\n", d);
+    auto r = RunCase(pair, config, d, first, tag);
+    if (r.ok()) {
+      all_pass = all_pass && r->pass;
+      ToProto(*r, report->add_cases());
+      first = (first + d) % config.n;
+      tag += 2;
+      continue;
+    }
+    std::fprintf(stderr, "ae_bench: case d=%" PRId64 " could not run: %s\n", d,
+                 r.status().ToString().c_str());
+    CaseResult failed;
+    failed.d = d;
+    failed.failures.push_back(r.status().ToString());
+    ToProto(failed, report->add_cases());
+    all_pass = false;
+    // Bring the nodes back together for the next case.
+    const SyncResult resync = Sync(pair, config);
+    if (!resync.ok) {
+      std::fprintf(stderr, "ae_bench: re-sync failed: %s\n",
+                   resync.error.c_str());
+      break;
+    }
+  }
+  return all_pass;
+}
+
+// Restarts A after SIGTERM, then after SIGKILL, into the report; false when
+// one failed.
+bool RunRestarts(Pair& pair, const Config& config, AeBenchReport* report) {
+  bool all_pass = true;
+  for (bool kill : {false, true}) {
+    std::fprintf(stderr, "ae_bench: restart of A after %s ...\n",
+                 kill ? "SIGKILL" : "SIGTERM");
+    const RestartResult r = Restart(pair, config, 0, kill);
+    AeRestart* out = report->add_restarts();
+    out->set_kind(r.kind);
+    out->set_ok(r.ok);
+    out->set_stop_ms(r.stop_ms);
+    out->set_ready_ms(r.ready_ms);
+    out->set_first_stats_ms(r.first_stats_ms);
+    out->set_key_count(r.key_count);
+    out->set_same_root(r.same_root);
+    out->set_pass(r.pass);
+    out->set_error(r.error);
+    all_pass = all_pass && r.pass;
+    if (!r.ok) {
+      std::fprintf(stderr, "ae_bench: restart failed: %s\n", r.error.c_str());
+      break;
+    }
+  }
+  return all_pass;
+}
+
+// The setup part of the report.
+AeBenchReport NewReport(const Config& config) {
+  AeBenchReport report;
+  report.set_n(config.n);
+  report.set_value_size(config.value_size);
+  report.set_record_bytes(config.RecordBytes());
+  report.set_ae_interval_ms(config.interval_ms);
+  report.set_pinned(config.pin);
+  report.set_single_initiator(config.single_initiator);
+  report.set_kvd(config.kvd);
+  report.add_notes(
+      "bytes on wire = sum over both nodes of Admin.Stats bytes_sent deltas: "
+      "serialized peer.v1.ExchangeMessage bytes (ByteSizeLong), without "
+      "gRPC/HTTP2/TCP framing");
+  report.add_notes(
+      "exchanges = sum over both nodes of exchanges_completed deltas / 2 (each "
+      "side counts an exchange); refused ones (a peer still paused) are not "
+      "included");
+  return report;
+}
+
+// --output json: protobuf's JSON printer, snake_case names as in the .proto,
+// zeros and falses printed too.
+absl::Status PrintJson(const AeBenchReport& report) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  const auto status =
+      google::protobuf::util::MessageToJsonString(report, &json, options);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("report to JSON: ", status.ToString()));
+  }
+  std::fputs(json.c_str(), stdout);
+  return absl::OkStatus();
+}
+
+void PrintText(const Config& config, const AeBenchReport& report) {
+  std::printf("ae_bench: n=%" PRId64 ", value %d B, record %" PRId64
+              " B (key + value + 16), %s\n",
+              config.n, config.value_size, config.RecordBytes(),
+              config.Setup().c_str());
+  const AeLoad& load = report.load();
+  if (load.loaded()) {
+    std::printf("load: %" PRId64 " keys into A in %.1f s (%.0f keys/s)\n",
+                config.n, load.ms() / 1000,
+                config.n / std::max(load.ms() / 1000, 1e-9));
+  }
+  const AeFullSync& sync = report.full_sync();
+  if (sync.ok()) {
+    std::printf("full sync A -> B: %.0f ms, %" PRId64
+                " records streamed (%.2f per key), %" PRId64
+                " bytes on wire (%s), %g exchanges completed, %" PRId64
+                " exchange sides failed\n",
+                sync.ms(), sync.records(),
+                static_cast<double>(sync.records()) / config.n, sync.bytes(),
+                HumanBytes(sync.bytes()).c_str(), sync.exchanges(),
+                sync.counters().exchanges_failed());
+    if (sync.peak_rss_bytes_size() == 2) {
+      std::printf("kvd peak RSS (VmHWM) after the full sync: A %s, B %s\n",
+                  HumanBytes(sync.peak_rss_bytes(0)).c_str(),
+                  HumanBytes(sync.peak_rss_bytes(1)).c_str());
+    }
+  } else {
+    std::printf("full sync A -> B: FAIL after %.0f ms: %s\n", sync.ms(),
+                sync.error().c_str());
+  }
+  std::printf("\n%8s | %11s | %16s | %13s | %13s | %9s | %s\n", "d",
+              "converge ms", "records streamed", "bytes on wire", "bound",
+              "exchanges", "pass/fail");
+  for (const AeCase& c : report.cases()) {
+    std::printf("%8" PRId64 " | %11.0f | %16" PRId64 " | %13" PRId64
+                " | %13" PRId64 " | %9g | %s\n",
+                c.d(), c.converge_ms(), c.records(), c.bytes(), c.bound(),
+                c.exchanges(), c.pass() ? "PASS" : "FAIL");
+  }
+  for (const AeCase& c : report.cases()) {
+    if (c.d() == 0 && c.converged()) {
+      std::printf(
+          "\nd=0: %g exchanges at equal roots, %.1f bytes per exchange "
+          "(target <= %d): %s\n",
+          c.exchanges(), c.bytes_per_exchange(), kIdleBytesTarget,
+          c.bytes_per_exchange() <= kIdleBytesTarget &&
+                  c.counters().exchanges_completed() > 0
+              ? "PASS"
+              : "FAIL");
+    }
+    if (!c.pass()) {
+      std::printf("d=%" PRId64 " failed: %s\n", c.d(),
+                  absl::StrJoin(c.failures(), "; ").c_str());
+    }
+    if (c.counters().exchanges_failed() > 0) {
+      std::printf("d=%" PRId64 ": %" PRId64
+                  " exchange sides failed or were refused\n",
+                  c.d(), c.counters().exchanges_failed());
+    }
+  }
+  if (report.restarts_size() > 0) std::printf("\n");
+  for (const AeRestart& r : report.restarts()) {
+    if (!r.ok()) {
+      std::printf("restart of A after %s: FAIL: %s\n", r.kind().c_str(),
+                  r.error().c_str());
+      continue;
+    }
+    std::printf(
+        "restart of A after %s (stop took %.0f ms): exec -> ready %.0f ms, "
+        "exec -> first Admin.Stats %.0f ms (target < %.0f), keys %" PRId64
+        ", root %s: %s\n",
+        r.kind().c_str(), r.stop_ms(), r.ready_ms(), r.first_stats_ms(),
+        kRestartTargetMs, r.key_count(), r.same_root() ? "unchanged" : "CHANGED",
+        r.pass() ? "PASS" : "FAIL");
+  }
+  std::printf("\n");
+  for (const std::string& note : report.notes()) std::printf("%s.\n", note.c_str());
+  std::printf("overall: %s\n", report.pass() ? "PASS" : "FAIL");
+}
+
+int Main(int argc, char** argv) {
+  Config config;
+  if (std::optional<int> exit_code = ParseFlags(argc, argv, &config)) {
+    return *exit_code;
+  }
   auto fail_setup = [](const std::string& what, const absl::Status& s) {
     std::fprintf(stderr, "ae_bench: %s: %s\n", what.c_str(),
                  s.ToString().c_str());
     return 2;
   };
-
-  std::optional<kv::testing::TempDir>
-      tmp;  // Outlives the nodes (declared first).
+  // Outlives the nodes (declared first).
+  std::optional<kv::testing::TempDir> tmp;
   std::string dir = config.dir;
   if (dir.empty()) {
     tmp.emplace();
@@ -701,248 +969,25 @@ int Main(int argc, char** argv) {
   if (absl::Status s = pair.Start(dir); !s.ok()) return fail_setup("start", s);
   std::fprintf(stderr, "ae_bench: A on %s, B on %s\n",
                pair.node(0).address().c_str(), pair.node(1).address().c_str());
-
-  // Load.
-  auto initial = pair.Stats();
-  if (!initial.ok()) return fail_setup("stats", initial.status());
-  double load_ms = 0;
-  bool loaded_now = false;
-  if ((*initial)[0].key_count() == 0) {
-    const auto t0 = Clock::now();
-    if (absl::Status s = Write(pair.client(0), config, 0, config.n, 0, true);
-        !s.ok()) {
-      return fail_setup("load", s);
-    }
-    load_ms = MsSince(t0);
-    loaded_now = true;
-  } else if ((*initial)[0].key_count() == config.n) {
-    std::fprintf(stderr,
-                 "ae_bench: %s/a already holds %" PRId64 " keys; no load\n",
-                 dir.c_str(), config.n);
-  } else {
-    return fail_setup("--dir",
-                      absl::FailedPreconditionError(absl::StrCat(
-                          dir, "/a holds ", (*initial)[0].key_count(),
-                          " keys, neither 0 nor n; use an empty --dir")));
+  AeBenchReport report = NewReport(config);
+  if (absl::Status s = Load(pair, config, dir, report.mutable_load()); !s.ok()) {
+    return fail_setup("load", s);
   }
-
-  // Initial full sync.
-  std::fprintf(stderr, "ae_bench: full sync A -> B ...\n");
-  const SyncResult sync = Sync(pair, config);
-  const std::array<int64_t, 2> rss_after_sync = {PeakRss(pair.node(0).pid()),
-                                                 PeakRss(pair.node(1).pid())};
-  if (!sync.ok) {
-    std::fprintf(stderr, "ae_bench: full sync FAILED after %.0f ms: %s\n",
-                 sync.ms, sync.error.c_str());
-  } else {
-    std::fprintf(stderr,
-                 "ae_bench: full sync %.0f ms, %" PRId64
-                 " records, %s, %.1f exchanges (%" PRId64 " refused/failed)\n",
-                 sync.ms, sync.delta.keys_sent,
-                 HumanBytes(sync.delta.bytes_sent).c_str(),
-                 Exchanges(sync.delta), sync.delta.failed);
-  }
-
-  // Cases.
-  std::vector<CaseResult> cases;
-  bool all_pass = sync.ok;
-  if (sync.ok) {
-    // Overwrite tags differ from run to run (hlc-ish), so that a reused --dir
-    // still sees changed values.
-    uint64_t tag =
-        static_cast<uint64_t>(Clock::now().time_since_epoch().count()) | 1;
-    int64_t first = 0;
-    for (int64_t d : config.ds) {
-      std::fprintf(stderr, "ae_bench: case d=%" PRId64 " ...\n", d);
-      auto r = RunCase(pair, config, d, first, tag);
-      if (!r.ok()) {
-        std::fprintf(stderr, "ae_bench: case d=%" PRId64 " could not run: %s\n",
-                     d, r.status().ToString().c_str());
-        CaseResult failed;
-        failed.d = d;
-        failed.failures.push_back(r.status().ToString());
-        cases.push_back(failed);
-        all_pass = false;
-        // Bring the nodes back together for the next case.
-        const SyncResult resync = Sync(pair, config);
-        if (!resync.ok) {
-          std::fprintf(stderr, "ae_bench: re-sync failed: %s\n",
-                       resync.error.c_str());
-          break;
-        }
-        continue;
-      }
-      all_pass = all_pass && r->pass;
-      cases.push_back(*std::move(r));
-      first = (first + d) % config.n;
-      tag += 2;
-    }
-  }
-
-  // Restarts.
-  std::vector<RestartResult> restarts;
-  if (config.restart) {
-    for (bool kill : {false, true}) {
-      std::fprintf(stderr, "ae_bench: restart of A after %s ...\n",
-                   kill ? "SIGKILL" : "SIGTERM");
-      restarts.push_back(Restart(pair, config, 0, kill));
-      all_pass = all_pass && restarts.back().pass;
-      if (!restarts.back().ok) {
-        std::fprintf(stderr, "ae_bench: restart failed: %s\n",
-                     restarts.back().error.c_str());
-        break;
-      }
-    }
-  }
+  bool pass = FullSync(pair, config, report.mutable_full_sync());
+  if (pass) pass = RunCases(pair, config, &report);
+  if (config.restart) pass = RunRestarts(pair, config, &report) && pass;
   for (int i = 0; i < 2; ++i) {
     if (pair.node(i).running()) (void)pair.node(i).Terminate(absl::Seconds(30));
   }
+  report.set_pass(pass);
 
-  // Report.
-  const std::string wire_note =
-      "bytes on wire = sum over both nodes of Admin.Stats bytes_sent deltas: "
-      "serialized "
-      "peer.v1.ExchangeMessage bytes (ByteSizeLong), without gRPC/HTTP2/TCP "
-      "framing";
-  const std::string exch_note =
-      "exchanges = sum over both nodes of exchanges_completed deltas / 2 (each "
-      "side counts "
-      "an exchange); refused ones (a peer still paused) are not included";
-  if (json) {
-    std::string out = "{\n";
-    absl::StrAppendFormat(
-        &out,
-        "  \"n\": %d, \"value_size\": %d, \"record_bytes\": %d, "
-        "\"ae_interval_ms\": %d, \"pinned\": %s, \"single_initiator\": %s, "
-        "\"kvd\": %s,\n",
-        config.n, config.value_size, config.RecordBytes(), config.interval_ms,
-        config.pin ? "true" : "false",
-        config.single_initiator ? "true" : "false", kv::client::JsonQuote(config.kvd));
-    absl::StrAppendFormat(&out, "  \"load\": {\"loaded\": %s, \"ms\": %.1f},\n",
-                          loaded_now ? "true" : "false", load_ms);
-    absl::StrAppendFormat(
-        &out,
-        "  \"full_sync\": {\"ok\": %s, \"ms\": %.1f, \"records\": %d, "
-        "\"bytes\": %d, \"exchanges\": %.1f, \"error\": %s, \"counters\": %s, "
-        "\"peak_rss_bytes\": [%d, %d]},\n",
-        sync.ok ? "true" : "false", sync.ms, sync.delta.keys_sent,
-        sync.delta.bytes_sent, Exchanges(sync.delta), kv::client::JsonQuote(sync.error),
-        CountersJson(sync.delta), rss_after_sync[0], rss_after_sync[1]);
-    out += "  \"cases\": [";
-    for (size_t i = 0; i < cases.size(); ++i) {
-      const CaseResult& c = cases[i];
-      absl::StrAppendFormat(
-          &out,
-          "%s\n    {\"d\": %d, \"converged\": %s, \"converge_ms\": %.1f, "
-          "\"records\": %d, "
-          "\"bytes\": %d, \"bound\": %d, \"exchanges\": %.1f, "
-          "\"bytes_per_exchange\": %.1f, "
-          "\"pass\": %s, \"failures\": [%s], \"counters\": %s}",
-          i ? "," : "", c.d, c.converged ? "true" : "false", c.converge_ms,
-          c.delta.keys_sent, c.delta.bytes_sent, c.bound, Exchanges(c.delta),
-          c.bytes_per_exchange, c.pass ? "true" : "false",
-          absl::StrJoin(c.failures, ", ",
-                        [](std::string* o, const std::string& f) {
-                          o->append(kv::client::JsonQuote(f));
-                        }),
-          CountersJson(c.delta));
-    }
-    out += "\n  ],\n  \"restarts\": [";
-    for (size_t i = 0; i < restarts.size(); ++i) {
-      const RestartResult& r = restarts[i];
-      absl::StrAppendFormat(
-          &out,
-          "%s\n    {\"kind\": %s, \"ok\": %s, \"stop_ms\": %.1f, "
-          "\"ready_ms\": %.1f, \"first_stats_ms\": %.1f, \"key_count\": %d, "
-          "\"same_root\": %s, \"pass\": %s, \"error\": %s}",
-          i ? "," : "", kv::client::JsonQuote(r.kind), r.ok ? "true" : "false", r.stop_ms,
-          r.ready_ms, r.first_stats_ms, r.key_count,
-          r.same_root ? "true" : "false", r.pass ? "true" : "false",
-          kv::client::JsonQuote(r.error));
-    }
-    absl::StrAppendFormat(&out,
-                          "\n  ],\n  \"notes\": [%s, %s],\n  \"pass\": %s\n}\n",
-                          kv::client::JsonQuote(wire_note), kv::client::JsonQuote(exch_note),
-                          all_pass ? "true" : "false");
-    std::fputs(out.c_str(), stdout);
+  if (config.output == "json") {
+    if (absl::Status s = PrintJson(report); !s.ok()) return fail_setup("report", s);
   } else {
-    std::printf("ae_bench: n=%" PRId64 ", value %d B, record %" PRId64
-                " B (key + value + 16), %s\n",
-                config.n, config.value_size, config.RecordBytes(),
-                config.Setup().c_str());
-    if (loaded_now) {
-      std::printf("load: %" PRId64 " keys into A in %.1f s (%.0f keys/s)\n",
-                  config.n, load_ms / 1000,
-                  config.n / std::max(load_ms / 1000, 1e-9));
-    }
-    if (sync.ok) {
-      std::printf("full sync A -> B: %.0f ms, %" PRId64
-                  " records streamed (%.2f per key), %" PRId64
-                  " bytes on wire (%s), %g exchanges completed, %" PRId64
-                  " exchange sides failed\n",
-                  sync.ms, sync.delta.keys_sent,
-                  static_cast<double>(sync.delta.keys_sent) / config.n,
-                  sync.delta.bytes_sent,
-                  HumanBytes(sync.delta.bytes_sent).c_str(),
-                  Exchanges(sync.delta), sync.delta.failed);
-      std::printf("kvd peak RSS (VmHWM) after the full sync: A %s, B %s\n",
-                  HumanBytes(rss_after_sync[0]).c_str(),
-                  HumanBytes(rss_after_sync[1]).c_str());
-    } else {
-      std::printf("full sync A -> B: FAIL after %.0f ms: %s\n", sync.ms,
-                  sync.error.c_str());
-    }
-    std::printf("\n%8s | %11s | %16s | %13s | %13s | %9s | %s\n", "d",
-                "converge ms", "records streamed", "bytes on wire", "bound",
-                "exchanges", "pass/fail");
-    for (const CaseResult& c : cases) {
-      std::printf("%8" PRId64 " | %11.0f | %16" PRId64 " | %13" PRId64
-                  " | %13" PRId64 " | %9g | %s\n",
-                  c.d, c.converge_ms, c.delta.keys_sent, c.delta.bytes_sent,
-                  c.bound, Exchanges(c.delta), c.pass ? "PASS" : "FAIL");
-    }
-    for (const CaseResult& c : cases) {
-      if (c.d == 0 && c.converged) {
-        std::printf(
-            "\nd=0: %g exchanges at equal roots, %.1f bytes per exchange "
-            "(target <= %d): "
-            "%s\n",
-            Exchanges(c.delta), c.bytes_per_exchange, kIdleBytesTarget,
-            c.bytes_per_exchange <= kIdleBytesTarget && c.delta.completed > 0
-                ? "PASS"
-                : "FAIL");
-      }
-      if (!c.pass) {
-        std::printf("d=%" PRId64 " failed: %s\n", c.d,
-                    absl::StrJoin(c.failures, "; ").c_str());
-      }
-      if (c.delta.failed > 0) {
-        std::printf("d=%" PRId64 ": %" PRId64
-                    " exchange sides failed or were refused\n",
-                    c.d, c.delta.failed);
-      }
-    }
-    if (!restarts.empty()) std::printf("\n");
-    for (const RestartResult& r : restarts) {
-      if (!r.ok) {
-        std::printf("restart of A after %s: FAIL: %s\n", r.kind.c_str(),
-                    r.error.c_str());
-        continue;
-      }
-      std::printf(
-          "restart of A after %s (stop took %.0f ms): exec -> ready %.0f ms, "
-          "exec -> "
-          "first Admin.Stats %.0f ms (target < %.0f), keys %" PRId64
-          ", root %s: %s\n",
-          r.kind.c_str(), r.stop_ms, r.ready_ms, r.first_stats_ms,
-          kRestartTargetMs, r.key_count, r.same_root ? "unchanged" : "CHANGED",
-          r.pass ? "PASS" : "FAIL");
-    }
-    std::printf("\n%s.\n%s.\n", wire_note.c_str(), exch_note.c_str());
-    std::printf("overall: %s\n", all_pass ? "PASS" : "FAIL");
+    PrintText(config, report);
   }
   std::fflush(stdout);
-  return all_pass ? 0 : 1;
+  return pass ? 0 : 1;
 }
 
 }  // namespace
