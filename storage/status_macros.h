@@ -1,4 +1,10 @@
 // Status helpers shared by every library (abseil 20220623 has none).
+//
+// Why in storage/: kv_storage is the base library. replication/ and server/
+// link it (and use these macros); client/ uses none. The top-level layout
+// has no common folder, and proto/ holds generated code only, so the bottom
+// of the dependency graph is the one place every user already depends on.
+// Header-only: including it adds no link dependency.
 #ifndef KV_STORAGE_STATUS_MACROS_H_
 #define KV_STORAGE_STATUS_MACROS_H_
 
