@@ -43,18 +43,19 @@ bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeou
 
 class FanoutTest : public ::testing::Test {
  protected:
-  void StartCluster(bool fanout_enabled) {
+  void StartCluster(bool fanout_enabled, std::vector<std::string> extra_flags = {}) {
     for (int i = 0; i < kNodes; ++i) {
       addresses_.push_back(absl::StrCat("127.0.0.1:", FreePort()));
     }
     for (int i = 0; i < kNodes; ++i) {
-      nodes_.push_back(std::make_unique<KvdProcess>(
-          absl::StrCat(tmp_.path(), "/n", i),
-          std::vector<std::string>{
-              "--name", absl::StrCat("n", i), "--seeds", addresses_[0],
-              "--gossip-interval-ms", "100", "--ae-interval-ms", "3600000",
-              "--fanout-enabled", fanout_enabled ? "true" : "false",
-              "--fanout-ack-timeout-ms", "1000"}));
+      std::vector<std::string> flags = {
+          "--name", absl::StrCat("n", i), "--seeds", addresses_[0],
+          "--gossip-interval-ms", "100", "--ae-interval-ms", "3600000",
+          "--fanout-enabled", fanout_enabled ? "true" : "false",
+          "--fanout-ack-timeout-ms", "1000"};
+      flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+      nodes_.push_back(
+          std::make_unique<KvdProcess>(absl::StrCat(tmp_.path(), "/n", i), flags));
       nodes_[i]->set_listen(addresses_[i]);
     }
     for (int i = 0; i < kNodes; ++i) {
@@ -225,6 +226,35 @@ TEST_F(FanoutTest, FrozenPeerDoesNotSlowOneWrites) {
   // The live peer still got every write at once.
   EXPECT_TRUE(WaitFor([&] { return HasValue(1, "frozen299", std::string(1000, 'x')); },
                       std::chrono::milliseconds(500), std::chrono::milliseconds(5)));
+}
+
+TEST_F(FanoutTest, FrozenPeerQueueStaysWithinItsBound) {
+  // A frozen peer answers nothing: what the writer queues for it must stop
+  // at --fanout-queue-records, the rest dropped (left to anti-entropy) and
+  // counted, not held in memory.
+  constexpr int kBound = 50, kWrites = 400;
+  StartCluster(true, {"--fanout-queue-records", absl::StrCat(kBound)});
+  auto dropped = [&] {
+    auto stats = one(0).Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return stats.ok() ? stats->fanout().records_dropped() : -1;
+  };
+  const int64_t dropped_before = dropped();
+  ASSERT_EQ(kill(nodes_[2]->pid(), SIGSTOP), 0);
+  for (int k = 0; k < kWrites; ++k) {
+    ASSERT_TRUE(one(0).Put(absl::StrCat("bounded", k), std::string(1000, 'x')).ok());
+  }
+  const int64_t dropped_frozen = dropped() - dropped_before;
+  ASSERT_EQ(kill(nodes_[2]->pid(), SIGCONT), 0);
+  std::printf("frozen peer: %d writes, %lld copies dropped for it (queue bound %d)\n",
+              kWrites, static_cast<long long>(dropped_frozen), kBound);
+  // At most kBound queued plus the few records of the pushes in flight to
+  // it (sent before the queue filled); everything else was dropped.
+  EXPECT_GE(dropped_frozen, kWrites - kBound - 20);
+  EXPECT_LE(dropped_frozen, kWrites);
+  // The live peer got every write.
+  EXPECT_TRUE(WaitFor([&] { return HasValue(1, "bounded399", std::string(1000, 'x')); },
+                      std::chrono::milliseconds(2000), std::chrono::milliseconds(5)));
 }
 
 }  // namespace
