@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 
 namespace kv::server {
@@ -20,7 +21,16 @@ std::string FormatValue(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) {
     return absl::StrCat(static_cast<int64_t>(v));
   }
-  return absl::StrCat(v);
+  // The shortest form that reads back as the same double: StrCat keeps only
+  // 6 significant digits, which turned a Unix timestamp into 1.79602e+09
+  // (thousands of seconds off) and blurred histogram sums.
+  std::string text;
+  for (int precision = 15; precision <= 17; ++precision) {
+    text = absl::StrFormat("%.*g", precision, v);
+    double back = 0;
+    if (absl::SimpleAtod(text, &back) && back == v) break;
+  }
+  return text;
 }
 
 std::string EscapeLabel(const std::string& v) {

@@ -40,6 +40,16 @@ TEST(MetricsTest, WriterEscapesLabelValues) {
   EXPECT_EQ(w.text(), "# HELP x a\\nb\n# TYPE x gauge\nx{peer=\"a\\\"b\\\\c\"} 1.5\n");
 }
 
+TEST(MetricsTest, ValuesKeepEveryDigitTheyNeed) {
+  MetricsWriter w;
+  w.Family("t", "gauge", "h");
+  w.Sample("t", {}, 1796020123.25);  // A Unix timestamp with a fraction.
+  w.Sample("t", {}, 0.1);
+  w.Sample("t", {}, 2.5e-7);
+  w.Sample("t", {}, 42);
+  EXPECT_EQ(w.text(), "# HELP t h\n# TYPE t gauge\nt 1796020123.25\nt 0.1\nt 2.5e-07\nt 42\n");
+}
+
 TEST(MetricsTest, RegistryRunsCollectorsAndProcessMetrics) {
   MetricsRegistry registry;
   registry.AddCollector([](MetricsWriter& w) { w.Counter("kvd_test_total", "t", 7); });
