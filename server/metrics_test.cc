@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
+
+#include "server/node_metrics.h"
 
 namespace kv::server {
 namespace {
@@ -48,6 +51,14 @@ TEST(MetricsTest, ValuesKeepEveryDigitTheyNeed) {
   w.Sample("t", {}, 2.5e-7);
   w.Sample("t", {}, 42);
   EXPECT_EQ(w.text(), "# HELP t h\n# TYPE t gauge\nt 1796020123.25\nt 0.1\nt 2.5e-07\nt 42\n");
+}
+
+TEST(MetricsTest, PeerSyncAgeIsInfiniteUntilTheFirstExchange) {
+  EXPECT_TRUE(std::isinf(PeerSyncAgeSeconds(0, 1'700'000'000'000)));
+  EXPECT_GT(PeerSyncAgeSeconds(0, 1'700'000'000'000), 0);
+  EXPECT_DOUBLE_EQ(PeerSyncAgeSeconds(1'700'000'000'000, 1'700'000'002'500), 2.5);
+  // The wall clock went back: not a negative age.
+  EXPECT_DOUBLE_EQ(PeerSyncAgeSeconds(1'700'000'002'500, 1'700'000'000'000), 0);
 }
 
 TEST(MetricsTest, RegistryRunsCollectorsAndProcessMetrics) {

@@ -1,11 +1,20 @@
 #include "server/node_metrics.h"
 
+#include <limits>
 #include <map>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "proto/kv.pb.h"
 #include "replication/gossip.h"
 
 namespace kv::server {
+
+double PeerSyncAgeSeconds(int64_t last_exchange_unix_ms, int64_t now_unix_ms) {
+  if (last_exchange_unix_ms <= 0) return std::numeric_limits<double>::infinity();
+  if (now_unix_ms <= last_exchange_unix_ms) return 0;
+  return static_cast<double>(now_unix_ms - last_exchange_unix_ms) / 1000.0;
+}
 
 void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
                        AntiEntropy* anti_entropy, GossipService* gossip,
@@ -56,6 +65,14 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
       w.Sample("kvd_anti_entropy_peer_last_exchange_timestamp_seconds",
                {{"peer", p.address()}},
                static_cast<double>(p.last_exchange_unix_ms()) / 1000.0);
+    }
+    w.Family("kvd_anti_entropy_peer_sync_age_seconds", "gauge",
+             "Seconds since the last completed exchange this node started with each "
+             "peer (+Inf: never)");
+    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+    for (const kv::v1::PeerStats& p : s.peers()) {
+      w.Sample("kvd_anti_entropy_peer_sync_age_seconds", {{"peer", p.address()}},
+               PeerSyncAgeSeconds(p.last_exchange_unix_ms(), now_ms));
     }
   });
   registry->AddCollector([gossip](MetricsWriter& w) {
