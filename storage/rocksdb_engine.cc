@@ -10,8 +10,12 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <array>
+#include <cstdarg>
+#include <cstdio>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "storage/record.h"
 
 namespace kv::storage {
@@ -24,6 +28,9 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.ok()) return absl::OkStatus();
   std::string msg = absl::StrCat(what, ": ", s.ToString());
   if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNoSpace()) {
+    return absl::ResourceExhaustedError(absl::StrCat(msg, " (the disk is full)"));
+  }
   if (s.IsBusy() || s.IsTryAgain() || s.IsTimedOut()) {
     return absl::UnavailableError(msg);
   }
@@ -34,6 +41,21 @@ absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
   if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
   return absl::InternalError(msg);
 }
+
+// RocksDB's own log, warnings and errors only, to stderr (kvd's log) instead
+// of a LOG file in the data directory: on a full disk RocksDB wrote its error
+// report to a LOG file that had just failed, and Debian's build asserts on
+// that (kvd aborted).
+class StderrLogger final : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[2048];
+    std::vsnprintf(line, sizeof(line), format, ap);
+    std::fprintf(stderr, "rocksdb: %s\n", line);
+  }
+};
 
 // Merkle leaves: XOR of digests, sum of counts (see record.h).
 class LeafMergeOperator final : public rocksdb::AssociativeMergeOperator {
@@ -117,7 +139,29 @@ class RocksDbEngine final : public Engine {
       }
       if (!s.ok()) return FromRocks(s, "building write batch");
     }
-    return FromRocks(db_->Write(write_options_, &wb), "writing");
+    {
+      absl::MutexLock lock(&write_error_mu_);
+      if (!write_error_.ok()) return write_error_;
+    }
+    rocksdb::Status s = db_->Write(write_options_, &wb);
+    if (s.ok()) return absl::OkStatus();
+    absl::Status status = FromRocks(s, "writing");
+    if (s.IsIOError()) {
+      // The log writer is left in an error state, and another append to it
+      // trips an assertion in Debian's RocksDB build. Refuse every later
+      // write until the restart, which replays the log up to the last good
+      // write.
+      absl::MutexLock lock(&write_error_mu_);
+      if (write_error_.ok()) {
+        write_error_ = absl::Status(
+            status.code(),
+            absl::StrCat(status.message(),
+                         "; this node takes no more writes until it is restarted "
+                         "(free space first if the disk is full)"));
+      }
+      return write_error_;
+    }
+    return status;
   }
 
   std::unique_ptr<Iterator> NewIterator(Column column) override {
@@ -149,6 +193,9 @@ class RocksDbEngine final : public Engine {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::WriteOptions write_options_;
+  // The first failed log write (an I/O error); OK while writes work.
+  absl::Mutex write_error_mu_;
+  absl::Status write_error_ ABSL_GUARDED_BY(write_error_mu_);
 };
 
 }  // namespace
@@ -163,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
 
   rocksdb::DBOptions db_options;
   db_options.create_if_missing = true;
+  db_options.info_log = std::make_shared<StderrLogger>();
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   // Memtables are not charged to the block cache: the cache keeps data
