@@ -285,7 +285,7 @@ absl::Status Exchange::HandleHello(const peer::v1::Hello& hello) {
   if (SaltedDigest(store_->tree().Root(), salt_) == hello.root()) {
     stats_.equal_roots = true;
   } else {
-    KV_RETURN_IF_ERROR(ExpandNode(NodeId{0, 0}));
+    KV_RETURN_IF_ERROR(ExpandNode(TreePos{0, 0}));
   }
   return EndPeerTurn();
 }
@@ -300,10 +300,11 @@ absl::Status Exchange::ValidateNode(uint32_t depth, uint64_t index,
   return absl::OkStatus();
 }
 
-absl::Status Exchange::ClaimSubject(const NodeId& node, const char* what) {
-  bool asked = asked_.root && node == NodeId{0, 0};
+absl::Status Exchange::ClaimSubject(const TreePos& node, const char* what) {
+  bool asked = asked_.root && node == TreePos{0, 0};
   for (uint32_t bits = 1; !asked && bits <= 8 && bits <= node.depth; ++bits) {
-    auto it = asked_.digests.find(NodeId{node.depth - bits, node.index >> bits});
+    auto it =
+        asked_.digests.find(TreePos{node.depth - bits, node.index >> bits});
     asked = it != asked_.digests.end() && it->second == bits;
   }
   if (!asked) {
@@ -318,7 +319,7 @@ absl::Status Exchange::ClaimSubject(const NodeId& node, const char* what) {
 }
 
 absl::StatusOr<std::vector<uint32_t>> Exchange::ChildDigests(
-    const NodeId& node, uint32_t child_bits) {
+    const TreePos& node, uint32_t child_bits) {
   const uint32_t child_depth = node.depth + child_bits;
   const uint64_t n = uint64_t{1} << child_bits;
   std::vector<storage::Digest> digests(n);
@@ -359,19 +360,19 @@ absl::Status Exchange::HandleDigests(const peer::v1::Digests& d) {
     return Invalid("Digests: ", d.digests().size(), " bytes of digests, not ",
                    size_t{4} << bits, " for child_bits ", bits);
   }
-  const NodeId parent{d.parent_depth(), d.parent_index()};
+  const TreePos parent{d.parent_depth(), d.parent_index()};
   KV_RETURN_IF_ERROR(ClaimSubject(parent, "Digests"));
   KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(parent, bits));
   const char* theirs = d.digests().data();
   for (uint64_t j = 0; j < own.size(); ++j) {
     if (absl::little_endian::Load32(theirs + 4 * j) == own[j]) continue;
     KV_RETURN_IF_ERROR(
-        ExpandNode(NodeId{child_depth, (parent.index << bits) | j}));
+        ExpandNode(TreePos{child_depth, (parent.index << bits) | j}));
   }
   return absl::OkStatus();
 }
 
-absl::Status Exchange::ExpandNode(const NodeId& node) {
+absl::Status Exchange::ExpandNode(const TreePos& node) {
   if (node.depth < leaf_depth_) {
     return SendDigests(node,
                        std::min(options_.fanout_bits, leaf_depth_ - node.depth));
@@ -394,7 +395,7 @@ absl::Status Exchange::ExpandNode(const NodeId& node) {
   return SendDigests(node, std::min(options_.finer_bits, 64 - node.depth));
 }
 
-absl::Status Exchange::SendDigests(const NodeId& node, uint32_t child_bits) {
+absl::Status Exchange::SendDigests(const TreePos& node, uint32_t child_bits) {
   KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(node, child_bits));
   std::string bytes(own.size() * 4, '\0');
   for (size_t j = 0; j < own.size(); ++j) {
@@ -409,7 +410,7 @@ absl::Status Exchange::SendDigests(const NodeId& node, uint32_t child_bits) {
   return absl::OkStatus();
 }
 
-absl::Status Exchange::SendFingerprints(const NodeId& node) {
+absl::Status Exchange::SendFingerprints(const TreePos& node) {
   std::vector<std::pair<std::string, uint32_t>> keys;
   std::string fps;
   KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
@@ -449,7 +450,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
     return Invalid("Fingerprints: ", count, " entries is over the limit of ",
                    options_.max_received_fingerprints);
   }
-  const NodeId node{f.depth(), f.index()};
+  const TreePos node{f.depth(), f.index()};
   KV_RETURN_IF_ERROR(ClaimSubject(node, "Fingerprints"));
 
   // Fingerprint -> its positions not yet matched by one of our entries.
@@ -508,7 +509,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
   for (auto& [fp, list] : positions) {
     missing.insert(missing.end(), list.begin(), list.end());
     // The peer sends the records of these entries: taken by fingerprint.
-    std::vector<NodeId>& nodes = asking_.record_fingerprints[fp];
+    std::vector<TreePos>& nodes = asking_.record_fingerprints[fp];
     nodes.insert(nodes.end(), list.size(), node);
   }
   std::sort(missing.begin(), missing.end());
@@ -518,7 +519,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
 
 absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
   KV_RETURN_IF_ERROR(ValidateNode(diff.depth(), diff.index(), "Diff"));
-  const NodeId node{diff.depth(), diff.index()};
+  const TreePos node{diff.depth(), diff.index()};
   auto it = asked_.fingerprints.find(node);
   if (it == asked_.fingerprints.end()) {
     return Invalid("Diff: node ", NodeName(node.depth, node.index),
@@ -649,7 +650,7 @@ bool Exchange::TakeAsked(const storage::Record& record) {
       Fingerprint(storage::EntryDigest(record), salt_));
   if (it == asked_.record_fingerprints.end()) return false;
   const uint64_t hash = storage::KeyHash(record.key);
-  std::vector<NodeId>& nodes = it->second;
+  std::vector<TreePos>& nodes = it->second;
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (storage::RangeOf(nodes[i].depth, nodes[i].index).Contains(hash)) {
       nodes[i] = nodes.back();
@@ -696,7 +697,7 @@ void Exchange::AddWant(const std::string& key) {
 
 absl::Status Exchange::EndPeerTurn() {
   if (!asked_.fingerprints.empty()) {
-    const NodeId& n = asked_.fingerprints.begin()->first;
+    const TreePos& n = asked_.fingerprints.begin()->first;
     return Invalid("the peer's turn ended without a Diff for node ",
                    NodeName(n.depth, n.index));
   }

@@ -275,10 +275,12 @@ class Exchange {
   enum class Role { kInitiator, kResponder };
   enum class State { kAwaitingHello, kAwaitingTurn, kDone, kFailed };
 
-  struct NodeId {
+  // A node of the Merkle tree by its position: depth and index at that
+  // depth (not a replica: that is peer_node_id_).
+  struct TreePos {
     uint32_t depth = 0;
     uint64_t index = 0;
-    friend auto operator<=>(const NodeId&, const NodeId&) = default;
+    friend auto operator<=>(const TreePos&, const TreePos&) = default;
   };
 
   // The turn being built, sent when the peer's turn ends.
@@ -296,18 +298,19 @@ class Exchange {
 
   // What our last turn asked, which the peer's next turn may answer.
   struct Asked {
-    bool root = false;                   // We sent Hello.
-    std::map<NodeId, uint32_t> digests;  // Parent -> child_bits we sent.
+    bool root = false;                    // We sent Hello.
+    std::map<TreePos, uint32_t> digests;  // Parent -> child_bits we sent.
     // Node -> our entries (key, fingerprint) in the order of the
     // fingerprints we sent.
-    std::map<NodeId, std::vector<std::pair<std::string, uint32_t>>> fingerprints;
+    std::map<TreePos, std::vector<std::pair<std::string, uint32_t>>>
+        fingerprints;
     // Keys we listed in Diffs: the only keys the peer may want.
     absl::flat_hash_set<std::string> offered;
     // The records the peer may send in its next turn, each once: the keys we
     // wanted or offered, and, by fingerprint, the peer's entries our Diffs
     // named missing (fingerprint -> the nodes they were listed under).
     absl::flat_hash_set<std::string> record_keys;
-    absl::flat_hash_map<uint32_t, std::vector<NodeId>> record_fingerprints;
+    absl::flat_hash_map<uint32_t, std::vector<TreePos>> record_fingerprints;
   };
 
   Exchange(storage::Store* store, const ExchangeOptions& options, Role role,
@@ -331,15 +334,15 @@ class Exchange {
                             const char* what) const;
   // Checks that `node` is one the peer may address now (a child of a node we
   // sent Digests of, or the root after Hello) and that it does so once.
-  absl::Status ClaimSubject(const NodeId& node, const char* what);
+  absl::Status ClaimSubject(const TreePos& node, const char* what);
 
   // Our answer for a node that differs: Digests, Fingerprints or nothing
   // (budget spent).
-  absl::Status ExpandNode(const NodeId& node);
-  absl::Status SendDigests(const NodeId& node, uint32_t child_bits);
-  absl::Status SendFingerprints(const NodeId& node);
+  absl::Status ExpandNode(const TreePos& node);
+  absl::Status SendDigests(const TreePos& node, uint32_t child_bits);
+  absl::Status SendFingerprints(const TreePos& node);
   // Salted digests of the 2^child_bits children of `node`.
-  absl::StatusOr<std::vector<uint32_t>> ChildDigests(const NodeId& node,
+  absl::StatusOr<std::vector<uint32_t>> ChildDigests(const TreePos& node,
                                                      uint32_t child_bits);
   // Queues our record of `key` (if we hold one, the budget allows and, when
   // `listed` is given, its fingerprint is still that one).
@@ -359,12 +362,12 @@ class Exchange {
   const uint32_t leaf_depth_;
 
   uint64_t salt_;               // Initiator's, or from Hello.
-  uint64_t peer_node_id_ = 0;
+  uint64_t peer_node_id_ = 0;   // The peer replica's id, from Hello.
   State state_;
   bool peer_turn_asked_ = false;  // An earlier message of this turn asked.
   Asked asked_;                 // By our last turn.
   Asked asking_;                // By the turn being built.
-  std::set<NodeId> answered_;   // Nodes the peer's current turn addressed.
+  std::set<TreePos> answered_;  // Nodes the peer's current turn addressed.
   Turn turn_;                   // Being built.
   absl::flat_hash_set<std::string> keys_sent_;    // Records sent, per exchange.
   absl::flat_hash_set<std::string> keys_wanted_;  // Wants in turn_.
