@@ -27,6 +27,14 @@ std::string NodeName(uint32_t depth, uint64_t index) {
   return absl::StrCat("(", depth, ", ", index, ")");
 }
 
+// Whether `msg` asks the other side something: it carries digests,
+// fingerprints, diffs or wants (records and Hello answer or open, they do
+// not ask).
+bool MessageAsks(const ExchangeMessage& msg) {
+  return msg.digests_size() > 0 || msg.fingerprints_size() > 0 ||
+         msg.diffs_size() > 0 || msg.wants_size() > 0;
+}
+
 }  // namespace
 
 void PeerRefusals::Add(const storage::Record& record) {
@@ -207,19 +215,15 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   // A message of one record alone may be larger: a peer with larger record
   // limits sends it so, and the record is then skipped (HandleRecords). The
   // transport's message limit still bounds it.
-  const bool lone_record = msg.records_size() == 1 && msg.digests_size() == 0 &&
-                           msg.fingerprints_size() == 0 &&
-                           msg.diffs_size() == 0 && msg.wants_size() == 0 &&
-                           !msg.has_hello();
+  const bool lone_record =
+      msg.records_size() == 1 && !MessageAsks(msg) && !msg.has_hello();
   if (size > max_bytes && !lone_record) {
     return Invalid("message of ", size, " bytes is over the limit of ",
                    max_bytes, " bytes");
   }
   if (state_ == State::kAwaitingHello) {
     if (!msg.has_hello()) return Invalid("the first message must be a Hello");
-    if (!msg.end_of_turn() || msg.digests_size() > 0 ||
-        msg.fingerprints_size() > 0 || msg.diffs_size() > 0 ||
-        msg.records_size() > 0 || msg.wants_size() > 0) {
+    if (!msg.end_of_turn() || MessageAsks(msg) || msg.records_size() > 0) {
       return Invalid("the Hello message must be a turn of its own");
     }
     return HandleHello(msg.hello());
@@ -241,10 +245,7 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   KV_RETURN_IF_ERROR(HandleWants(msg));
   KV_RETURN_IF_ERROR(HandleRecords(msg));
   if (msg.end_of_turn()) {
-    const bool peer_asked = msg.digests_size() > 0 ||
-                            msg.fingerprints_size() > 0 ||
-                            msg.diffs_size() > 0 || msg.wants_size() > 0 ||
-                            peer_turn_asked_;
+    const bool peer_asked = peer_turn_asked_ || MessageAsks(msg);
     peer_turn_asked_ = false;
     if (!peer_asked) {
       // The responder's answer to Hello asked nothing: equal roots.
@@ -264,9 +265,7 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
     }
     return EndPeerTurn();
   }
-  peer_turn_asked_ = peer_turn_asked_ || msg.digests_size() > 0 ||
-                     msg.fingerprints_size() > 0 || msg.diffs_size() > 0 ||
-                     msg.wants_size() > 0;
+  peer_turn_asked_ = peer_turn_asked_ || MessageAsks(msg);
   return absl::OkStatus();
 }
 
