@@ -153,7 +153,9 @@ class Store {
   // store (data, index, tree and metadata of one moment) in a new directory,
   // while writes go on. Errors: as Engine::Checkpoint.
   absl::Status Checkpoint(const std::string& dir) { return engine_->Checkpoint(dir); }
-  HybridClock& clock() { return *clock_; }
+  // The clock versions come from, read-only (tests check that a refused
+  // record left it untouched); only the store advances it.
+  const HybridClock& clock() const { return *clock_; }
 
   // The newest record of `key`, tombstones included; nullopt when the key was
   // never written. Errors: engine errors, DATA_LOSS.
