@@ -22,6 +22,14 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
   registry->AddCollector([store](MetricsWriter& w) {
     w.Gauge("kvd_store_keys", "Entries on this node (live keys and tombstones)",
             static_cast<double>(store->tree().KeyCount()));
+    const storage::EngineStats e = store->engine_stats();
+    w.Gauge("kvd_storage_memtable_bytes", "RocksDB write buffers in memory, every column",
+            static_cast<double>(e.memtable_bytes));
+    w.Gauge("kvd_storage_sst_bytes", "RocksDB table files on disk, every column",
+            static_cast<double>(e.sst_bytes));
+    w.Gauge("kvd_storage_pending_compaction_bytes",
+            "Bytes RocksDB estimates compaction still has to rewrite",
+            static_cast<double>(e.pending_compaction_bytes));
   });
   registry->AddCollector([anti_entropy](MetricsWriter& w) {
     kv::v1::StatsResponse s;

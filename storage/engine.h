@@ -8,6 +8,7 @@
 #ifndef KV_STORAGE_ENGINE_H_
 #define KV_STORAGE_ENGINE_H_
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +73,16 @@ class Iterator {
   virtual absl::Status status() const = 0;
 };
 
+// What an engine reports about its own memory and files, for monitoring
+// (kvd's /metrics). Zero where the engine has no such thing.
+struct EngineStats {
+  int64_t memtable_bytes = 0;  // Write buffers in memory, every column.
+  int64_t sst_bytes = 0;       // Table files on disk, every column.
+  // Estimated bytes compaction still has to rewrite to bring every level
+  // within its target size; growing: compaction falls behind the writes.
+  int64_t pending_compaction_bytes = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -95,6 +106,10 @@ class Engine {
   virtual absl::Status Checkpoint(const std::string& dir) {
     return absl::UnimplementedError("this engine cannot checkpoint");
   }
+
+  // Sizes of the engine's memory and files right now (the default: zeros,
+  // for engines without either). Cheap enough for every metrics scrape.
+  virtual EngineStats Stats() { return {}; }
 };
 
 }  // namespace kv::storage

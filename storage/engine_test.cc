@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 #include "storage/engine.h"
 #include "storage/engine_test_util.h"
 #include "storage/record.h"
@@ -113,6 +116,35 @@ TEST(RocksDbEngineTest, SecondOpenOfTheSameDirectoryIsRefused) {
   auto second = OpenRocksDbEngine(RocksDbOptions{.path = f.dir().string()});
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition)
       << second.status();
+}
+
+TEST(RocksDbEngineTest, StatsReportMemtableBytesThenTableFileBytes) {
+  RocksDbEngineFactory f;  // Only its directory: opened with a small budget.
+  auto opened = OpenRocksDbEngine(
+      RocksDbOptions{.path = f.dir().string(), .memtable_budget_bytes = 256 << 10});
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<Engine> e = std::move(*opened);
+  const EngineStats empty = e->Stats();
+  EXPECT_EQ(empty.sst_bytes, 0);
+  WriteBatch b;
+  for (int i = 0; i < 100; ++i) {
+    b.Put(Column::kData, "key" + std::to_string(i), std::string(1000, 'v'));
+  }
+  ASSERT_TRUE(e->Write(b).ok());
+  const EngineStats written = e->Stats();
+  EXPECT_GT(written.memtable_bytes, empty.memtable_bytes);
+  EXPECT_EQ(written.sst_bytes, 0);
+  EXPECT_GE(written.pending_compaction_bytes, 0);
+  // Past the memtable budget RocksDB flushes (in the background) into a
+  // table file.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  for (int i = 0; e->Stats().sst_bytes == 0 && absl::Now() < deadline; ++i) {
+    WriteBatch more;
+    more.Put(Column::kData, "more" + std::to_string(i), std::string(64 << 10, 'w'));
+    ASSERT_TRUE(e->Write(more).ok());
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(e->Stats().sst_bytes, 0);
 }
 
 }  // namespace

@@ -86,6 +86,8 @@ class FaultEngine final : public Engine {
     return base_->Write(batch);
   }
 
+  EngineStats Stats() override { return base_->Stats(); }
+
   std::unique_ptr<Iterator> NewIterator(Column column) override {
     std::function<void(Column)> hook;
     {

@@ -153,6 +153,9 @@ class Store {
   // store (data, index, tree and metadata of one moment) in a new directory,
   // while writes go on. Errors: as Engine::Checkpoint.
   absl::Status Checkpoint(const std::string& dir) { return engine_->Checkpoint(dir); }
+  // Engine::Stats of the underlying engine (memtable, table file and pending
+  // compaction bytes), for /metrics.
+  EngineStats engine_stats() { return engine_->Stats(); }
   // The clock versions come from, read-only (tests check that a refused
   // record left it untouched); only the store advances it.
   const HybridClock& clock() const { return *clock_; }
