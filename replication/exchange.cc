@@ -105,9 +105,9 @@ uint64_t MaxReceivedMessageBytes(const ExchangeOptions& o) {
          4096;
 }
 
-absl::Status Exchange::ValidateOptions(storage::Store* store,
+absl::Status Exchange::ValidateOptions(const ExchangeStorage* storage,
                                        const ExchangeOptions& o) {
-  if (store == nullptr) return Invalid("store is null");
+  if (storage == nullptr) return Invalid("store is null");
   if (o.fanout_bits < 1 || o.fanout_bits > 8) {
     return Invalid("fanout_bits ", o.fanout_bits, " is not in [1, 8]");
   }
@@ -134,6 +134,26 @@ absl::Status Exchange::ValidateOptions(storage::Store* store,
 
 absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
     storage::Store* store, const ExchangeOptions& options, uint64_t salt) {
+  if (store == nullptr) return Invalid("store is null");
+  auto owned = std::make_unique<StoreStorage>(store);
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<Exchange> e,
+                      Initiator(owned.get(), options, salt));
+  e->owned_storage_ = std::move(owned);
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Responder(
+    storage::Store* store, const ExchangeOptions& options) {
+  if (store == nullptr) return Invalid("store is null");
+  auto owned = std::make_unique<StoreStorage>(store);
+  KV_ASSIGN_OR_RETURN(std::unique_ptr<Exchange> e,
+                      Responder(owned.get(), options));
+  e->owned_storage_ = std::move(owned);
+  return e;
+}
+
+absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
+    ExchangeStorage* store, const ExchangeOptions& options, uint64_t salt) {
   KV_RETURN_IF_ERROR(ValidateOptions(store, options));
   std::unique_ptr<Exchange> e(
       new Exchange(store, options, Role::kInitiator, salt));
@@ -142,7 +162,7 @@ absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
   hello->set_protocol_version(kProtocolVersion);
   hello->set_leaf_depth(e->leaf_depth_);
   hello->set_salt(salt);
-  hello->set_root(SaltedDigest(store->tree().Root(), salt));
+  hello->set_root(SaltedDigest(store->NodeDigest(0, 0), salt));
   hello->set_node_id(store->node_id());
   hello_msg.set_end_of_turn(true);
   e->stats_.messages_sent = 1;
@@ -155,19 +175,19 @@ absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
 }
 
 absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Responder(
-    storage::Store* store, const ExchangeOptions& options) {
+    ExchangeStorage* store, const ExchangeOptions& options) {
   KV_RETURN_IF_ERROR(ValidateOptions(store, options));
   return std::unique_ptr<Exchange>(
       new Exchange(store, options, Role::kResponder, 0));
 }
 
-Exchange::Exchange(storage::Store* store, const ExchangeOptions& options,
+Exchange::Exchange(ExchangeStorage* store, const ExchangeOptions& options,
                    Role role, uint64_t salt)
-    : store_(store),
+    : storage_(store),
       options_(options),
       limits_{options.max_key_bytes, options.max_value_bytes},
       role_(role),
-      leaf_depth_(store->tree().leaf_depth()),
+      leaf_depth_(store->leaf_depth()),
       salt_(salt),
       state_(role == Role::kInitiator ? State::kAwaitingTurn
                                       : State::kAwaitingHello) {}
@@ -281,7 +301,7 @@ absl::Status Exchange::HandleHello(const peer::v1::Hello& hello) {
   salt_ = hello.salt();
   peer_node_id_ = hello.node_id();
   state_ = State::kAwaitingTurn;
-  if (SaltedDigest(store_->tree().Root(), salt_) == hello.root()) {
+  if (SaltedDigest(storage_->NodeDigest(0, 0), salt_) == hello.root()) {
     stats_.equal_roots = true;
   } else {
     KV_RETURN_IF_ERROR(ExpandNode(TreePos{0, 0}));
@@ -323,13 +343,13 @@ absl::StatusOr<std::vector<uint32_t>> Exchange::ChildDigests(
   const uint64_t n = uint64_t{1} << child_bits;
   std::vector<storage::Digest> digests(n);
   if (child_depth <= leaf_depth_) {
-    const storage::MerkleTree& tree = store_->tree();
     for (uint64_t j = 0; j < n; ++j) {
-      digests[j] = tree.NodeDigest(child_depth, (node.index << child_bits) | j);
+      digests[j] =
+          storage_->NodeDigest(child_depth, (node.index << child_bits) | j);
     }
   } else {
     const uint64_t mask = n - 1;
-    KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+    KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
         node.depth, node.index, [&](const storage::IndexEntry& e) {
           digests[(e.hash >> (64 - child_depth)) & mask] ^= e.digest;
           return true;
@@ -389,7 +409,7 @@ absl::Status Exchange::ExpandNode(const TreePos& node) {
   }
   if (node.depth >= 64) return SendFingerprints(node);
   KV_ASSIGN_OR_RETURN(storage::RangeSummary summary,
-                      store_->Summarize(node.depth, node.index));
+                      storage_->Summarize(node.depth, node.index));
   if (summary.count <= options_.max_fingerprints) return SendFingerprints(node);
   return SendDigests(node, std::min(options_.finer_bits, 64 - node.depth));
 }
@@ -412,7 +432,7 @@ absl::Status Exchange::SendDigests(const TreePos& node, uint32_t child_bits) {
 absl::Status Exchange::SendFingerprints(const TreePos& node) {
   std::vector<std::pair<std::string, uint32_t>> keys;
   std::string fps;
-  KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+  KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
       node.depth, node.index, [&](const storage::IndexEntry& e) {
         // Cutting the list is safe: the peer then treats the rest of our
         // entries as unknown, and they are compared in a later exchange.
@@ -482,7 +502,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
   const int64_t entry_budget = options_.max_diff_bytes;
   int64_t entry_bytes = 0;
   int64_t entries = 0;
-  KV_RETURN_IF_ERROR(store_->ForEachIndexEntry(
+  KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
       node.depth, node.index, [&](const storage::IndexEntry& e) {
         auto it = positions.find(Fingerprint(e.digest, salt_));
         if (it != positions.end() && !it->second.empty()) {
@@ -566,7 +586,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     // take its record, so we neither want it nor hold it.
     if (kv.key().size() > limits_.max_key_bytes) continue;
     KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
-                        store_->Get(kv.key()));
+                        storage_->Get(kv.key()));
     const storage::Version theirs = storage::VersionFromProto(kv.version());
     if (refusals_ != nullptr && refusals_->Contains(kv.key(), theirs) &&
         !(own.has_value() && own->version > theirs)) {
@@ -664,7 +684,7 @@ bool Exchange::TakeAsked(const storage::Record& record) {
 absl::Status Exchange::SendRecord(const std::string& key,
                                   std::optional<uint32_t> listed) {
   if (keys_sent_.contains(key)) return absl::OkStatus();
-  KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own, store_->Get(key));
+  KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own, storage_->Get(key));
   if (!own.has_value()) return absl::OkStatus();  // Purged meanwhile.
   if (listed.has_value() &&
       Fingerprint(storage::EntryDigest(*own), salt_) != *listed) {

@@ -1,7 +1,8 @@
 // The anti-entropy exchange (proto/peer.proto) as a pure state machine.
 //
 // One Exchange object plays one side of one exchange. It does no I/O: it
-// reads local data through storage::Store (synchronous reads only), takes
+// reads local data through ExchangeStorage (a storage::Store, or a test's
+// stand-in; synchronous reads only), takes
 // the peer's messages through Step(), and hands back, through TakeReady(),
 // the messages to send and the records the driver must apply with
 // Store::Apply (the pattern of etcd raft's Ready). It has no clock, thread or
@@ -206,6 +207,63 @@ class PeerRefusals {
 // larger ones. Transports should accept messages of this size.
 uint64_t MaxReceivedMessageBytes(const ExchangeOptions& options);
 
+// What an exchange reads of the local replica, and nothing else (the
+// pattern of etcd raft's Storage): the Merkle tree's digests, the hash index
+// under a node, and single records. Reads only: the driver applies the
+// records it is handed with storage::Store::ApplyBatch. StoreStorage is the
+// implementation over storage::Store; a test may give one that fails reads.
+//
+// Thread safety: as the implementation; StoreStorage's calls are Store's,
+// which are thread-safe.
+class ExchangeStorage {
+ public:
+  virtual ~ExchangeStorage() = default;
+  // The local replica's node id (sent in Hello).
+  virtual uint64_t node_id() const = 0;
+  // Depth of the Merkle tree's leaves.
+  virtual uint32_t leaf_depth() const = 0;
+  // Digest of tree node (depth, index). REQUIRES depth <= leaf_depth(),
+  // index < 2^depth.
+  virtual storage::Digest NodeDigest(uint32_t depth, uint64_t index) const = 0;
+  // As storage::Store::ForEachIndexEntry.
+  virtual absl::Status ForEachIndexEntry(
+      uint32_t depth, uint64_t index,
+      absl::FunctionRef<bool(const storage::IndexEntry&)> fn) = 0;
+  // As storage::Store::Summarize.
+  virtual absl::StatusOr<storage::RangeSummary> Summarize(uint32_t depth,
+                                                          uint64_t index) = 0;
+  // As storage::Store::Get.
+  virtual absl::StatusOr<std::optional<storage::Record>> Get(
+      absl::string_view key) = 0;
+};
+
+// ExchangeStorage over a storage::Store (not owned; must outlive this).
+class StoreStorage final : public ExchangeStorage {
+ public:
+  explicit StoreStorage(storage::Store* store) : store_(store) {}
+  uint64_t node_id() const override { return store_->node_id(); }
+  uint32_t leaf_depth() const override { return store_->tree().leaf_depth(); }
+  storage::Digest NodeDigest(uint32_t depth, uint64_t index) const override {
+    return store_->tree().NodeDigest(depth, index);
+  }
+  absl::Status ForEachIndexEntry(
+      uint32_t depth, uint64_t index,
+      absl::FunctionRef<bool(const storage::IndexEntry&)> fn) override {
+    return store_->ForEachIndexEntry(depth, index, fn);
+  }
+  absl::StatusOr<storage::RangeSummary> Summarize(uint32_t depth,
+                                                  uint64_t index) override {
+    return store_->Summarize(depth, index);
+  }
+  absl::StatusOr<std::optional<storage::Record>> Get(
+      absl::string_view key) override {
+    return store_->Get(key);
+  }
+
+ private:
+  storage::Store* const store_;
+};
+
 // What the driver must do after Step (or after creating an initiator).
 struct Ready {
   // To send to the peer, in order, on the exchange's stream.
@@ -220,14 +278,19 @@ struct Ready {
 class Exchange {
  public:
   // The side that opens the stream. Its first Ready holds the Hello turn.
-  // `store` must outlive the exchange. `salt` should be random per exchange.
-  // Errors: INVALID_ARGUMENT when `options` are out of range (message names
-  // the field) or `store` is null.
+  // `storage` must outlive the exchange. `salt` should be random per
+  // exchange. Errors: INVALID_ARGUMENT when `options` are out of range
+  // (message names the field) or `storage` is null.
+  static absl::StatusOr<std::unique_ptr<Exchange>> Initiator(
+      ExchangeStorage* storage, const ExchangeOptions& options, uint64_t salt);
+  // As above, reading `store` (through a StoreStorage the exchange owns).
   static absl::StatusOr<std::unique_ptr<Exchange>> Initiator(
       storage::Store* store, const ExchangeOptions& options, uint64_t salt);
 
   // The side that accepts the stream; it waits for Hello.
   // Errors: as Initiator.
+  static absl::StatusOr<std::unique_ptr<Exchange>> Responder(
+      ExchangeStorage* storage, const ExchangeOptions& options);
   static absl::StatusOr<std::unique_ptr<Exchange>> Responder(
       storage::Store* store, const ExchangeOptions& options);
 
@@ -313,9 +376,9 @@ class Exchange {
     absl::flat_hash_map<uint32_t, std::vector<TreePos>> record_fingerprints;
   };
 
-  Exchange(storage::Store* store, const ExchangeOptions& options, Role role,
-           uint64_t salt);
-  static absl::Status ValidateOptions(storage::Store* store,
+  Exchange(ExchangeStorage* storage, const ExchangeOptions& options,
+           Role role, uint64_t salt);
+  static absl::Status ValidateOptions(const ExchangeStorage* storage,
                                       const ExchangeOptions& options);
 
   absl::Status StepImpl(const peer::v1::ExchangeMessage& msg);
@@ -355,7 +418,8 @@ class Exchange {
   void FlushTurn();
 
   // Constant after construction.
-  storage::Store* const store_;
+  std::unique_ptr<ExchangeStorage> owned_storage_;  // Made from a Store*.
+  ExchangeStorage* const storage_;
   const ExchangeOptions options_;
   const RecordLimits limits_;
   const Role role_;

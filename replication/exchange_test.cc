@@ -26,26 +26,35 @@ using ::kv::storage::Record;
 using ::kv::storage::Store;
 using ::testing::HasSubstr;
 
-// Forwards to a MemoryEngine owned elsewhere; can fail reads on demand.
-class TestEngine final : public storage::Engine {
+// The exchange's reads of a store (StoreStorage), which fail on demand.
+class FailingStorage final : public ExchangeStorage {
  public:
-  explicit TestEngine(storage::MemoryEngine* target, absl::Status* fail_reads)
-      : target_(target), fail_reads_(fail_reads) {}
-  absl::StatusOr<std::optional<std::string>> Get(storage::Column c,
-                                                 absl::string_view k) override {
-    if (!fail_reads_->ok()) return *fail_reads_;
-    return target_->Get(c, k);
+  explicit FailingStorage(Store* store) : reads_(store) {}
+  uint64_t node_id() const override { return reads_.node_id(); }
+  uint32_t leaf_depth() const override { return reads_.leaf_depth(); }
+  storage::Digest NodeDigest(uint32_t depth, uint64_t index) const override {
+    return reads_.NodeDigest(depth, index);
   }
-  absl::Status Write(const storage::WriteBatch& b) override {
-    return target_->Write(b);
+  absl::Status ForEachIndexEntry(
+      uint32_t depth, uint64_t index,
+      absl::FunctionRef<bool(const storage::IndexEntry&)> fn) override {
+    if (!fail.ok()) return fail;
+    return reads_.ForEachIndexEntry(depth, index, fn);
   }
-  std::unique_ptr<storage::Iterator> NewIterator(storage::Column c) override {
-    return target_->NewIterator(c);
+  absl::StatusOr<storage::RangeSummary> Summarize(uint32_t depth,
+                                                  uint64_t index) override {
+    if (!fail.ok()) return fail;
+    return reads_.Summarize(depth, index);
+  }
+  absl::StatusOr<std::optional<Record>> Get(absl::string_view key) override {
+    if (!fail.ok()) return fail;
+    return reads_.Get(key);
   }
 
+  absl::Status fail;  // While not OK, what the store reads return.
+
  private:
-  storage::MemoryEngine* const target_;
-  absl::Status* const fail_reads_;
+  StoreStorage reads_;
 };
 
 struct Node {
@@ -56,7 +65,7 @@ struct Node {
     o.leaf_depth = leaf_depth;
     o.clock = &clock;
     o.node_id = node_id;
-    auto s = Store::Open(std::make_unique<TestEngine>(&engine, &fail_reads), o);
+    auto s = Store::Open(std::make_unique<storage::MemoryEngine>(), o);
     EXPECT_TRUE(s.ok()) << s.status();
     store = std::move(s).value();
   }
@@ -85,8 +94,6 @@ struct Node {
     return out;
   }
 
-  storage::MemoryEngine engine;
-  absl::Status fail_reads;
   storage::ManualClock clock;
   std::unique_ptr<Store> store;
 };
@@ -569,7 +576,8 @@ TEST(ExchangeTest, PeerRefusalsIsBounded) {
 TEST(ExchangeTest, StoreReadErrorFailsTheExchange) {
   Node a(1, 0), b(2, 0);
   a.Put("x", "1");
-  auto ia = Exchange::Initiator(a.store.get(), {}, 9);
+  FailingStorage a_reads(a.store.get());
+  auto ia = Exchange::Initiator(&a_reads, {}, 9);
   auto rb = Exchange::Responder(b.store.get(), {});
   ASSERT_TRUE(ia.ok() && rb.ok());
   // Hello -> the responder (empty) sends Fingerprints(0, 0) -> the
@@ -578,7 +586,7 @@ TEST(ExchangeTest, StoreReadErrorFailsTheExchange) {
   ASSERT_TRUE((*rb)->Step((*ia)->TakeReady().messages.at(0)).ok());
   ASSERT_TRUE((*ia)->Step((*rb)->TakeReady().messages.at(0)).ok());
   ASSERT_TRUE((*rb)->Step((*ia)->TakeReady().messages.at(0)).ok());
-  a.fail_reads = absl::UnavailableError("disk on fire");
+  a_reads.fail = absl::UnavailableError("disk on fire");
   absl::Status s = (*ia)->Step((*rb)->TakeReady().messages.at(0));
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE((*ia)->failed());
@@ -595,7 +603,13 @@ TEST(ExchangeTest, RejectsBadOptions) {
   o.finer_bits = 0;
   EXPECT_EQ(Exchange::Responder(a.store.get(), o).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Exchange::Responder(nullptr, {}).status().code(),
+  EXPECT_EQ(Exchange::Responder(static_cast<Store*>(nullptr), {})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Exchange::Initiator(static_cast<ExchangeStorage*>(nullptr), {}, 1)
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
 }
 
