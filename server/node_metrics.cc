@@ -22,6 +22,14 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
   registry->AddCollector([store](MetricsWriter& w) {
     w.Gauge("kvd_store_keys", "Entries on this node (live keys and tombstones)",
             static_cast<double>(store->tree().KeyCount()));
+    const storage::Store::CommitStats c = store->commit_stats();
+    w.Counter("kvd_store_commit_groups_total",
+              "Groups of local writes committed, one engine batch each",
+              static_cast<double>(c.groups));
+    w.Counter("kvd_store_commit_group_requests_total",
+              "Write requests in committed groups", static_cast<double>(c.requests));
+    w.Counter("kvd_store_commit_group_mutations_total",
+              "Key mutations in committed groups", static_cast<double>(c.mutations));
     const storage::EngineStats e = store->engine_stats();
     w.Gauge("kvd_storage_memtable_bytes", "RocksDB write buffers in memory, every column",
             static_cast<double>(e.memtable_bytes));

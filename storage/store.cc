@@ -376,6 +376,11 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
 void Store::CommitLocked(std::vector<WriteRequest>& group) {
   StripeLocks locks(stripes_.data(), stripes_.size(), group);
   CommitGroup(group);
+  size_t mutations = 0;
+  for (const WriteRequest& r : group) mutations += r.mutations.size();
+  commit_groups_.fetch_add(1, std::memory_order_relaxed);
+  commit_requests_.fetch_add(group.size(), std::memory_order_relaxed);
+  commit_mutations_.fetch_add(mutations, std::memory_order_relaxed);
 }
 
 absl::StatusOr<std::vector<Version>> Store::Write(std::span<const Mutation> mutations) {

@@ -25,6 +25,7 @@
 #define KV_STORAGE_STORE_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -156,6 +157,21 @@ class Store {
   // Engine::Stats of the underlying engine (memtable, table file and pending
   // compaction bytes), for /metrics.
   EngineStats engine_stats() { return engine_->Stats(); }
+
+  // Local writes (Write, WriteAsync) committed since Open, for /metrics: each
+  // group is one engine batch (Write: a group of one request; WriteAsync
+  // with the committer thread: the requests queued meanwhile), refused or
+  // failed ones included.
+  struct CommitStats {
+    uint64_t groups = 0;
+    uint64_t requests = 0;
+    uint64_t mutations = 0;
+  };
+  CommitStats commit_stats() const {
+    return {commit_groups_.load(std::memory_order_relaxed),
+            commit_requests_.load(std::memory_order_relaxed),
+            commit_mutations_.load(std::memory_order_relaxed)};
+  }
   // The clock versions come from, read-only (tests check that a refused
   // record left it untouched); only the store advances it.
   const HybridClock& clock() const { return *clock_; }
@@ -312,6 +328,11 @@ class Store {
   bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
   size_t max_group_mutations_ = 4096;
   std::thread committer_;
+
+  // commit_stats().
+  std::atomic<uint64_t> commit_groups_{0};
+  std::atomic<uint64_t> commit_requests_{0};
+  std::atomic<uint64_t> commit_mutations_{0};
 };
 
 }  // namespace kv::storage

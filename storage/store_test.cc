@@ -709,6 +709,47 @@ TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
   EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
+TEST(StoreCommitterTest, CommitStatsCountGroupsRequestsAndMutations) {
+  StoreOptions o;
+  o.leaf_depth = 4;
+  o.committer_thread = true;
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "1")}).ok());
+  Store::CommitStats c = s->commit_stats();
+  EXPECT_EQ(c.groups, 1u);
+  EXPECT_EQ(c.requests, 1u);
+  EXPECT_EQ(c.mutations, 2u);
+
+  // Hold the committer in a callback so the requests below queue up and are
+  // committed as one group.
+  absl::Notification in_callback, release;
+  s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
+    in_callback.Notify();
+    release.WaitForNotification();
+  });
+  in_callback.WaitForNotification();
+  absl::Mutex mu;
+  int done = 0;
+  for (int n = 1; n <= 3; ++n) {
+    std::vector<Mutation> m;
+    for (int i = 0; i < n; ++i) m.push_back(Put(absl::StrCat("k", n, "_", i), "v"));
+    s->WriteAsync(std::move(m), [&](absl::StatusOr<std::vector<Version>> r) {
+      EXPECT_TRUE(r.ok()) << r.status();
+      absl::MutexLock lock(&mu);
+      ++done;
+    });
+  }
+  release.Notify();
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(+[](int* d) { return *d == 3; }, &done));
+  }
+  c = s->commit_stats();
+  EXPECT_EQ(c.groups, 3u);  // The Write, "first", then the three queued.
+  EXPECT_EQ(c.requests, 5u);
+  EXPECT_EQ(c.mutations, 2u + 1u + 6u);
+}
+
 TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
   StoreOptions o;
   o.leaf_depth = 6;
