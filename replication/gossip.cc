@@ -198,6 +198,7 @@ void Gossiper::Detect(int64_t now_ms) {
       ++stats_.down_events;
       Event(GossipEvent::Kind::kDown, m, absl::StrFormat("phi %.1f", phi));
     } else if (next == MemberHealth::kSuspect) {
+      ++stats_.suspect_events;
       Event(GossipEvent::Kind::kSuspect, m, absl::StrFormat("phi %.1f", phi));
     }
   }
@@ -531,6 +532,8 @@ void Gossiper::NoteHeartbeat(Member& m, int64_t now_ms, bool fresh, MemberHealth
   m.last_arrival_ms = now_ms;
   if (before != MemberHealth::kAlive) ++live_version_;
   m.health = MemberHealth::kAlive;
+  if (!fresh && before == MemberHealth::kSuspect) ++stats_.recovered_from_suspect;
+  if (!fresh && before == MemberHealth::kDown) ++stats_.recovered_from_down;
   if (!fresh && before != MemberHealth::kAlive) {
     Event(GossipEvent::Kind::kAlive, m, absl::StrCat("was ", HealthName(before)));
   }

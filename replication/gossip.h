@@ -153,6 +153,13 @@ struct GossipStats {
   int64_t bytes_received = 0;
   int64_t malformed = 0;
   int64_t down_events = 0;
+  int64_t suspect_events = 0;  // Members this node's detector made suspect.
+  // Members heard from again, in the same generation (no restart), after
+  // this node held them suspect or down: each a failure-detector verdict
+  // the member's own heartbeat refuted (a false positive, or a pause or
+  // partition that ended).
+  int64_t recovered_from_suspect = 0;
+  int64_t recovered_from_down = 0;
   int64_t clock_skew_events = 0;
 };
 

@@ -119,10 +119,15 @@ TEST(GossipTest, SilentMemberIsSuspectThenDownThenAliveAgain) {
   // when heartbeats came once per interval.
   EXPECT_LE(down_round, 30);
   EXPECT_EQ(net.At(1)->stats().down_events, 1);
+  EXPECT_EQ(net.At(1)->stats().suspect_events, 1);
+  EXPECT_EQ(net.At(1)->stats().recovered_from_down, 0);
   EXPECT_THAT(net.At(1)->LivePeers(), ::testing::ElementsAre("n2"));
   net.Resume(3);
   net.Rounds(5);
   EXPECT_EQ(net.HealthAt(1, 1003), "alive");
+  // Same generation: the down verdict was refuted, not a restart.
+  EXPECT_EQ(net.At(1)->stats().recovered_from_down, 1);
+  EXPECT_EQ(net.At(1)->stats().recovered_from_suspect, 0);
   EXPECT_EQ(net.HealthAt(3, 1001), "alive");  // Its own late tick forgave them.
 }
 
@@ -145,6 +150,9 @@ TEST(GossipTest, RestartWithHigherGenerationIsAliveAgain) {
   bool restarted = false;
   for (const auto& e : events) restarted |= e.kind == GossipEvent::Kind::kRestarted;
   EXPECT_TRUE(restarted);
+  // A restart is no recovery of the old generation.
+  EXPECT_EQ(net.At(1)->stats().recovered_from_down, 0);
+  EXPECT_EQ(net.At(2)->stats().recovered_from_down, 0);
   for (const MemberView& v : net.At(2)->Members(net.now())) {
     if (v.state.node_id() == 1003) EXPECT_EQ(v.state.generation(), 2u);
   }

@@ -109,6 +109,15 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
     const replication::GossipStats g = gossip->stats();
     w.Counter("kvd_gossip_down_events_total", "Members this node marked down",
               static_cast<double>(g.down_events));
+    w.Counter("kvd_gossip_suspect_events_total", "Members this node marked suspect",
+              static_cast<double>(g.suspect_events));
+    w.Family("kvd_gossip_recoveries_total", "counter",
+             "Members heard from again in the same generation (no restart) after this "
+             "node held them suspect or down, by that status");
+    w.Sample("kvd_gossip_recoveries_total", {{"was", "suspect"}},
+             static_cast<double>(g.recovered_from_suspect));
+    w.Sample("kvd_gossip_recoveries_total", {{"was", "down"}},
+             static_cast<double>(g.recovered_from_down));
     w.Counter("kvd_gossip_clock_skew_events_total",
               "Members found with a clock skewed beyond the limit",
               static_cast<double>(g.clock_skew_events));
