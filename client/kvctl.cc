@@ -428,7 +428,8 @@ int CmdStats(Client& c, OutputFormat fmt) {
     Table peers({"PEER", "LAST EXCHANGE", "LAST FAILURE", "REFUSED (CLOCK)", "LAST ERROR"});
     peers.AlignRight(3);
     for (const kv::v1::PeerStats& p : r->peers()) {
-      peers.AddRow({p.address(), FormatUnixMs(p.last_exchange_unix_ms(), now),
+      peers.AddRow({p.live() ? p.address() : absl::StrCat(p.address(), " (not live)"),
+                    FormatUnixMs(p.last_exchange_unix_ms(), now),
                     FormatUnixMs(p.last_failure_unix_ms(), now),
                     absl::StrCat(p.records_refused_clock()), TextEscape(p.last_error())});
     }
@@ -441,7 +442,7 @@ int CmdStats(Client& c, OutputFormat fmt) {
   }
   absl::StrAppend(&out, "peers (", r->peers_size(), ")\n");
   for (const kv::v1::PeerStats& p : r->peers()) {
-    absl::StrAppend(&out, "  ", p.address(), "\n");
+    absl::StrAppend(&out, "  ", p.address(), p.live() ? "" : " (not live)", "\n");
     absl::StrAppend(&out, "    last exchange  ",
                     FormatUnixMs(p.last_exchange_unix_ms(), now), "\n");
     absl::StrAppend(&out, "    last failure   ",

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -158,6 +159,31 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
     EXPECT_THAT(r.out, HasSubstr("converged: 5 live members"));
   }
 
+  // A node that has reconciled with n4 (anti-entropy every 200 ms) lists it
+  // in Stats.peers; once n4 is down it must stay listed, as not live, with
+  // its last exchange time, so its staleness keeps showing.
+  auto peer_entry = [&](int node) -> std::optional<kv::v1::PeerStats> {
+    auto s = clients_[node]->Stats();
+    if (!s.ok()) return std::nullopt;
+    for (const kv::v1::PeerStats& p : s->peers()) {
+      if (p.address() == addresses_[4]) return p;
+    }
+    return std::nullopt;
+  };
+  int synced_with_n4 = -1;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 4; ++i) {
+          auto p = peer_entry(i);
+          if (p.has_value() && p->live() && p->last_exchange_unix_ms() > 0) {
+            synced_with_n4 = i;
+            return true;
+          }
+        }
+        return false;
+      },
+      std::chrono::seconds(10)));
+
   // kill -9: every other node marks it down.
   const uint64_t old_generation = View(0, 4).generation();
   nodes_[4]->Kill();
@@ -165,6 +191,13 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
   ASSERT_TRUE(WaitFor([&] { return AllSee(4, "down"); }, kDownBound));
   std::printf("[ measure  ] kill -9: every other node marked it down after %.2f s\n",
               SecondsSince(t));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto p = peer_entry(synced_with_n4);
+        return p.has_value() && !p->live() && p->last_exchange_unix_ms() > 0;
+      },
+      std::chrono::seconds(5)))
+      << "n" << synced_with_n4 << " no longer lists the down n4 with its last exchange";
   {
     const CommandResult r = Kvctl(0, {"cluster", "status"});
     EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
