@@ -380,23 +380,27 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_records_over_limits(over_limits_.load());
   resp->set_records_not_asked(not_asked_.load());
   absl::MutexLock lock(&mu_);
-  auto fill = [&](const std::string& address, bool live) {
+  // The current peers, then those gossip took out of the list (down, left,
+  // removed) with their history: a down replica's staleness must keep
+  // showing, not vanish.
+  const std::vector<std::string>& peers = sessions_.peers();
+  std::vector<std::pair<std::string, bool>> listed;  // Address, live.
+  for (const std::string& p : peers) listed.emplace_back(p, true);
+  for (const auto& [address, state] : peer_state_) {
+    if (std::find(peers.begin(), peers.end(), address) == peers.end()) {
+      listed.emplace_back(address, false);
+    }
+  }
+  for (const auto& [address, live] : listed) {
     kv::v1::PeerStats* ps = resp->add_peers();
     ps->set_address(address);
     ps->set_live(live);
     auto it = peer_state_.find(address);
-    if (it == peer_state_.end()) return;
+    if (it == peer_state_.end()) continue;
     ps->set_last_exchange_unix_ms(it->second.last_ok_ms);
     ps->set_last_failure_unix_ms(it->second.last_failure_ms);
     ps->set_last_error(it->second.last_error);
     ps->set_records_refused_clock(it->second.refused_clock);
-  };
-  const std::vector<std::string>& peers = sessions_.peers();
-  for (const std::string& p : peers) fill(p, true);
-  // Peers gossip took out of the list (down, left, removed) keep their
-  // history: a down replica's staleness must keep showing, not vanish.
-  for (const auto& [address, state] : peer_state_) {
-    if (std::find(peers.begin(), peers.end(), address) == peers.end()) fill(address, false);
   }
 }
 
