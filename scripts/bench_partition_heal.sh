@@ -37,48 +37,11 @@ KVCTL="$BUILD_DIR/client/kvctl"
 for b in "$KVD" "$KVCTL"; do
   [ -x "$b" ] || { echo "$b not built (BUILD_DIR=$BUILD_DIR scripts/build.sh kvd kvctl)" >&2; exit 2; }
 done
-[ "$(id -u)" = 0 ] || { echo "needs root (iptables, cgroups)" >&2; exit 2; }
-if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then CG_ROOT=/sys/fs/cgroup/unified
-elif [ -f /sys/fs/cgroup/cgroup.procs ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then CG_ROOT=/sys/fs/cgroup
-else echo "no cgroup v2 hierarchy found" >&2; exit 2; fi
-CG_NAME="kvpart$$"
-CG="$CG_ROOT/$CG_NAME"
-WORK=$(mktemp -d /tmp/partition-heal.XXXXXX)
-PIDS=()
-RULES=()
-
-cut_rules() {
-  RULES=(
-    "OUTPUT -o lo -p tcp --dport $((BASE + 105)) -j DROP"
-    "OUTPUT -o lo -p tcp -m cgroup --path $CG_NAME -m multiport --dports $((BASE + 101)),$((BASE + 102)),$((BASE + 103)),$((BASE + 104)) -j DROP"
-  )
-  for r in "${RULES[@]}"; do iptables -I $r; done
-}
-heal_rules() {
-  for r in "${RULES[@]}"; do iptables -D $r 2>/dev/null || true; done
-  RULES=()
-}
-cleanup() {
-  heal_rules
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -d "$CG" ] && rmdir "$CG" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ms_now() { date +%s%3N; }
-
-roots() {  # One line: the 5 roots (or "down").
-  local out=""
-  for k in 1 2 3 4 5; do
-    local r
-    r=$("$KVCTL" -e "127.0.0.1:$((BASE + k))" -o json stats 2>/dev/null |
-        sed -n 's/.*"root_digest": *"\([0-9a-f]*\)".*/\1/p' | head -1)
-    out="$out ${r:-down}"
-  done
-  echo "$out"
-}
+# shellcheck source=scripts/partition_lib.sh
+. scripts/partition_lib.sh
+partition_init partition-heal
+NODES=()
+for k in 1 2 3 4 5; do NODES+=("127.0.0.1:$((BASE + k))"); done
 
 start_cluster() {
   local run=$1
@@ -127,7 +90,7 @@ stop_cluster() {
 results=()
 for run in $(seq 1 "$RUNS"); do
   start_cluster "$run"
-  cut_rules
+  partition_cut 5 "1 2 3 4"
   # Both sides take writes for the whole partition.
   "$KVCTL" -e "127.0.0.1:$((BASE + 1))" bench -w put -c 1 -k 10000 --seed $((run * 2)) \
     -d "$PARTITION_S" >"$WORK/bench1.txt" 2>&1 &
@@ -138,12 +101,12 @@ for run in $(seq 1 "$RUNS"); do
   wait $b1 $b5
   majority=$(grep -Eo '[0-9]+ ops' "$WORK/bench1.txt" | head -1 || true)
   minority=$(grep -Eo '[0-9]+ ops' "$WORK/bench5.txt" | head -1 || true)
-  before=$(roots)
-  heal_rules
+  before=$(roots "${NODES[@]}")
+  partition_heal
   t0=$(ms_now)
   converged=""
   while [ $(( $(ms_now) - t0 )) -lt 60000 ]; do
-    r=$(roots)
+    r=$(roots "${NODES[@]}")
     if [ "$(echo $r | tr ' ' '\n' | sort -u | wc -l)" = 1 ] && [[ "$r" != *down* ]]; then
       converged=$(( $(ms_now) - t0 ))
       break

@@ -32,8 +32,8 @@
 # three scrapes side by side (only lines that exist; a metric absent from
 # this build is left out), and for each peer the age of the last completed
 # exchange this node started with it (kvctl -o json stats at the scrape;
-# exchanges a peer started are not tracked per peer). kvd exports no "seconds
-# since equal roots" gauge yet (docs/metrics.md, "Not yet exported"). Nodes,
+# exchanges a peer started are not tracked per peer; /metrics has it as
+# kvd_anti_entropy_peer_sync_age_seconds). Nodes,
 # rules, the cgroup and the data are removed on exit. Every wait is bounded:
 # about S + 6 s when all goes well, S + 4 min at most.
 set -euo pipefail
@@ -64,11 +64,7 @@ KVCTL="$BUILD_DIR/client/kvctl"
 for b in "$KVD" "$KVCTL"; do
   [ -x "$b" ] || { echo "$b not built (BUILD_DIR=$BUILD_DIR scripts/build.sh kvd kvctl)" >&2; exit 2; }
 done
-[ "$(id -u)" = 0 ] || { echo "needs root (iptables, cgroups)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "needs curl" >&2; exit 2; }
-if [ -f /sys/fs/cgroup/unified/cgroup.procs ]; then CG_ROOT=/sys/fs/cgroup/unified
-elif [ -f /sys/fs/cgroup/cgroup.procs ] && [ -f /sys/fs/cgroup/cgroup.controllers ]; then CG_ROOT=/sys/fs/cgroup
-else echo "no cgroup v2 hierarchy found" >&2; exit 2; fi
 for k in 1 2 3; do
   for port in $((BASE + k)) $((BASE + 100 + k)) $((BASE + 200 + k)); do
     if ss -Htln "sport = :$port" | grep -q .; then
@@ -78,53 +74,19 @@ for k in 1 2 3; do
   done
 done
 
-CG_NAME="kvmetrics$$"
-CG="$CG_ROOT/$CG_NAME"
-WORK=$(mktemp -d /tmp/metrics-partition.XXXXXX)
-PIDS=()
-RULES=()
+# shellcheck source=scripts/partition_lib.sh
+. scripts/partition_lib.sh
+partition_init metrics-partition
 client() { echo "127.0.0.1:$((BASE + $1))"; }
 metrics() { echo "127.0.0.1:$((BASE + 200 + $1))"; }
-
-cut_rules() {
-  RULES=(
-    "OUTPUT -o lo -p tcp --dport $((BASE + 103)) -j DROP"
-    "OUTPUT -o lo -p tcp -m cgroup --path $CG_NAME -m multiport --dports $((BASE + 101)),$((BASE + 102)) -j DROP"
-  )
-  for r in "${RULES[@]}"; do iptables -I $r; done
-}
-heal_rules() {
-  for r in "${RULES[@]}"; do iptables -D $r 2>/dev/null || true; done
-  RULES=()
-}
-cleanup() {
-  heal_rules
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -d "$CG" ] && rmdir "$CG" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-ms_now() { date +%s%3N; }
-
-roots() {  # One line: the 3 roots (or "down").
-  local out=""
-  for k in 1 2 3; do
-    local r
-    r=$("$KVCTL" -e "$(client "$k")" --timeout 2 -o json stats 2>/dev/null |
-        sed -n 's/.*"root_digest": *"\([0-9a-f]*\)".*/\1/p' | head -1)
-    out="$out ${r:-down}"
-  done
-  echo "$out"
-}
+NODES=("$(client 1)" "$(client 2)" "$(client 3)")
 all_equal() { [ "$(echo $1 | tr ' ' '\n' | sort -u | wc -l)" = 1 ] && [[ "$1" != *down* ]]; }
 
 wait_equal_roots() {  # wait_equal_roots WHAT: up to 60 s; prints the time taken.
   local t0 r
   t0=$(ms_now)
   while [ $(( $(ms_now) - t0 )) -lt 60000 ]; do
-    r=$(roots)
+    r=$(roots "${NODES[@]}")
     if all_equal "$r"; then
       echo "$1: roots equal after $(( $(ms_now) - t0 )) ms:$r"
       return 0
@@ -217,7 +179,7 @@ echo "before: $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench0.txt" | head -1 
 wait_equal_roots "before"
 scrape before
 
-cut_rules
+partition_cut 3 "1 2"
 echo "partition: node3 cut off from node1 and node2 (iptables on lo), ${PARTITION_S} s of writes on both sides"
 "$KVCTL" -e "$(client 1)" bench -w put -c 1 -k "$KEYS" --seed 2 -d "$PARTITION_S" \
   >"$WORK/bench1.txt" 2>&1 &
@@ -227,10 +189,10 @@ b1=$!
 b3=$!
 wait $b1 $b3
 echo "partition writes: node1 $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench1.txt" | head -1 || echo '?'), node3 $(grep -Eo '[0-9]+ ops in [0-9.]+ s' "$WORK/bench3.txt" | head -1 || echo '?')"
-echo "at heal: roots:$(roots)"
+echo "at heal: roots:$(roots "${NODES[@]}")"
 scrape heal
 
-heal_rules
+partition_heal
 wait_equal_roots "heal"
 scrape after
 "$KVCTL" -e "$(client 1)" cluster status || true
