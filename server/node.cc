@@ -50,6 +50,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   storage::StoreOptions store_options;
   store_options.leaf_depth = o.leaf_depth;
   store_options.committer_thread = true;
+  store_options.count_tombstones = true;  // kvd_store_tombstones on /metrics.
   store_options.max_clock_drift_ms = o.max_clock_drift_ms;
   store_options.clock = node->physical_clock_.get();
   KV_ASSIGN_OR_RETURN(node->store_,

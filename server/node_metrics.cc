@@ -2,6 +2,7 @@
 
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -22,6 +23,11 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
   registry->AddCollector([store](MetricsWriter& w) {
     w.Gauge("kvd_store_keys", "Entries on this node (live keys and tombstones)",
             static_cast<double>(store->tree().KeyCount()));
+    if (const std::optional<int64_t> t = store->tombstones(); t.has_value()) {
+      w.Gauge("kvd_store_tombstones",
+              "Deleted keys' records (tombstones) held, counted once after the start",
+              static_cast<double>(*t));
+    }
     const storage::Store::CommitStats c = store->commit_stats();
     w.Counter("kvd_store_commit_groups_total",
               "Groups of local writes committed, one engine batch each",

@@ -60,6 +60,9 @@ struct StoreOptions {
   PhysicalClock* clock = nullptr;    // Default: the system clock.
   int64_t hlc_window_ms = 1000;      // See HybridClock.
   uint64_t node_id = 0;              // Nonzero: id for a new store (tests).
+  // Count the tombstones once after Open, on a thread of the store (see
+  // Store::tombstones()).
+  bool count_tombstones = false;
   // Apply refuses a record whose version is more than this far ahead of the
   // local wall clock (a peer with a broken clock, or a hostile one, would
   // otherwise drag this node's clock, and every later version, with it).
@@ -172,6 +175,16 @@ class Store {
             commit_requests_.load(std::memory_order_relaxed),
             commit_mutations_.load(std::memory_order_relaxed)};
   }
+  // Tombstones (deleted keys' records) held, for /metrics; nullopt until the
+  // count is known. The store counts them once after Open, in the background
+  // (a scan of the data column from a consistent snapshot, with
+  // count_tombstones in StoreOptions), and from then on keeps the count exact
+  // from its writes and applies.
+  std::optional<int64_t> tombstones() const {
+    if (!tombstones_known_.load(std::memory_order_acquire)) return std::nullopt;
+    return tombstone_base_ + tombstone_delta_.load(std::memory_order_relaxed);
+  }
+
   // The clock versions come from, read-only (tests check that a refused
   // record left it untouched); only the store advances it.
   const HybridClock& clock() const { return *clock_; }
@@ -257,6 +270,7 @@ class Store {
     WriteBatch batch;
     std::vector<LeafDelta> deltas;
     absl::flat_hash_map<std::string, KeyState> states;
+    int64_t tombstone_delta = 0;
   };
   // Adds `record`, replacing a record in state `old`, to `staged`.
   // REQUIRES the key's stripe lock.
@@ -328,6 +342,15 @@ class Store {
   bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
   size_t max_group_mutations_ = 4096;
   std::thread committer_;
+
+  // tombstones(): the count at the snapshot the background scan read, minus
+  // the writes' delta up to that snapshot (so base + delta is the count now).
+  void CountTombstones();
+  std::atomic<int64_t> tombstone_delta_{0};
+  int64_t tombstone_base_ = 0;  // Written once, before tombstones_known_.
+  std::atomic<bool> tombstones_known_{false};
+  std::atomic<bool> stop_counting_{false};
+  std::thread tombstone_counter_;
 
   // commit_stats().
   std::atomic<uint64_t> commit_groups_{0};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <random>
 #include <thread>
@@ -385,6 +386,39 @@ TEST(StoreRocksDbTest, RestartKeepsNodeIdTreeAndMonotonicVersions) {
   auto v = *s->Write(std::vector<Mutation>{Put("k1", "again")});
   EXPECT_GT(v[0], last);
   EXPECT_TRUE(s->VerifyTree()->matched);
+}
+
+TEST(StoreRocksDbTest, TombstonesAreCountedAtOpenAndKeptExactByWrites) {
+  RocksDbEngineFactory f;
+  StoreOptions o;
+  o.count_tombstones = true;
+  auto wait_known = [](Store& s) {
+    for (int i = 0; i < 2000 && !s.tombstones().has_value(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return s.tombstones();
+  };
+  {
+    auto s = std::move(*Store::Open(f.Open(), o));
+    ASSERT_EQ(wait_known(*s), 0);  // Empty store.
+    std::vector<Mutation> muts;
+    for (int i = 0; i < 100; ++i) muts.push_back(Put("k" + std::to_string(i), "v"));
+    ASSERT_TRUE(s->Write(muts).ok());
+    for (int i = 0; i < 10; ++i) {  // 10 deletes...
+      ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"k" + std::to_string(i), true, "", {}}})
+                      .ok());
+    }
+    ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("k0", "back")}).ok());  // ...one undone,
+    ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"k1", true, "", {}}}).ok());  // one again,
+    // and a delete from a peer of a key never written here.
+    ASSERT_TRUE(*s->Apply(Record{"remote", Version{s->clock().Last() + 1000, 7}, true, ""}));
+    EXPECT_EQ(s->tombstones(), 10);
+  }
+  // Reopened: counted from the data, the same number.
+  auto s = std::move(*Store::Open(f.Open(), o));
+  EXPECT_EQ(wait_known(*s), 10);
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"k50", true, "", {}}}).ok());
+  EXPECT_EQ(s->tombstones(), 11);
 }
 
 TEST(StoreRocksDbTest, LeafDepthMismatchIsRefused) {
