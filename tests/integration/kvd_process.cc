@@ -208,4 +208,14 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
   return r;
 }
 
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout,
+             absl::Duration poll) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (pred()) return true;
+    absl::SleepFor(poll);
+  }
+  return pred();
+}
+
 }  // namespace kv::testing

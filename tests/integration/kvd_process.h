@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -119,6 +120,11 @@ struct CommandResult {
 };
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::string& stdin_data = "");
+
+// Polls `pred` every `poll` until it holds or `timeout` has passed; returns
+// its last value. The one bounded wait of the integration tests.
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout,
+             absl::Duration poll = absl::Milliseconds(50));
 
 }  // namespace kv::testing
 

@@ -26,15 +26,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
-}
-
 // "name{k=v,...}" -> value from /metrics, parsed by Python's prometheus_client.
 absl::StatusOr<std::map<std::string, double>> Scrape(const std::string& address) {
   const std::string script = R"PY(
