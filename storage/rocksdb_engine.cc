@@ -10,6 +10,7 @@
 #include <rocksdb/write_buffer_manager.h>
 
 #include <array>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 
@@ -139,9 +140,9 @@ class RocksDbEngine final : public Engine {
       }
       if (!s.ok()) return FromRocks(s, "building write batch");
     }
-    {
+    if (write_failed_.load(std::memory_order_acquire)) {  // No lock per write.
       absl::MutexLock lock(&write_error_mu_);
-      if (!write_error_.ok()) return write_error_;
+      return write_error_;
     }
     rocksdb::Status s = db_->Write(write_options_, &wb);
     if (s.ok()) return absl::OkStatus();
@@ -158,6 +159,7 @@ class RocksDbEngine final : public Engine {
             absl::StrCat(status.message(),
                          "; this node takes no more writes until it is restarted "
                          "(free space first if the disk is full)"));
+        write_failed_.store(true, std::memory_order_release);
       }
       return write_error_;
     }
@@ -212,6 +214,7 @@ class RocksDbEngine final : public Engine {
   // The first failed log write (an I/O error); OK while writes work.
   absl::Mutex write_error_mu_;
   absl::Status write_error_ ABSL_GUARDED_BY(write_error_mu_);
+  std::atomic<bool> write_failed_{false};  // Set once write_error_ is.
 };
 
 }  // namespace
