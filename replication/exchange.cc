@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/base/internal/endian.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "storage/hlc.h"
@@ -170,6 +171,9 @@ absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
   e->stats_.bytes_sent = static_cast<int64_t>(hello_msg.ByteSizeLong());
   e->ready_.messages.push_back(std::move(hello_msg));
   e->asked_.root = true;
+  if (hello->root() == kEmptyDigest) {
+    e->asked_.empty.push_back(storage::RangeOf(0, 0));
+  }
   e->state_ = State::kAwaitingTurn;
   return e;
 }
@@ -301,8 +305,11 @@ absl::Status Exchange::HandleHello(const peer::v1::Hello& hello) {
   salt_ = hello.salt();
   peer_node_id_ = hello.node_id();
   state_ = State::kAwaitingTurn;
-  if (SaltedDigest(storage_->NodeDigest(0, 0), salt_) == hello.root()) {
+  const uint32_t own_root = SaltedDigest(storage_->NodeDigest(0, 0), salt_);
+  if (own_root == hello.root()) {
     stats_.equal_roots = true;
+  } else if (hello.root() == kEmptyDigest) {
+    KV_RETURN_IF_ERROR(StreamNode(TreePos{0, 0}));
   } else {
     KV_RETURN_IF_ERROR(ExpandNode(TreePos{0, 0}));
   }
@@ -384,9 +391,11 @@ absl::Status Exchange::HandleDigests(const peer::v1::Digests& d) {
   KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(parent, bits));
   const char* theirs = d.digests().data();
   for (uint64_t j = 0; j < own.size(); ++j) {
-    if (absl::little_endian::Load32(theirs + 4 * j) == own[j]) continue;
-    KV_RETURN_IF_ERROR(
-        ExpandNode(TreePos{child_depth, (parent.index << bits) | j}));
+    const uint32_t their = absl::little_endian::Load32(theirs + 4 * j);
+    if (their == own[j]) continue;
+    const TreePos child{child_depth, (parent.index << bits) | j};
+    KV_RETURN_IF_ERROR(their == kEmptyDigest ? StreamNode(child)
+                                             : ExpandNode(child));
   }
   return absl::OkStatus();
 }
@@ -410,12 +419,36 @@ absl::Status Exchange::ExpandNode(const TreePos& node) {
   if (node.depth >= 64) return SendFingerprints(node);
   KV_ASSIGN_OR_RETURN(storage::RangeSummary summary,
                       storage_->Summarize(node.depth, node.index));
-  if (summary.count <= options_.max_fingerprints) return SendFingerprints(node);
+  // Holding nothing here, our children's Digests (all empty) make the peer
+  // stream its records; an empty Fingerprints would cost a Diff entry and a
+  // want per key.
+  if (summary.count > 0 && summary.count <= options_.max_fingerprints) {
+    return SendFingerprints(node);
+  }
   return SendDigests(node, std::min(options_.finer_bits, 64 - node.depth));
 }
 
 absl::Status Exchange::SendDigests(const TreePos& node, uint32_t child_bits) {
   KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(node, child_bits));
+  const uint32_t child_depth = node.depth + child_bits;
+  for (size_t j = 0; j < own.size(); ++j) {
+    if (own[j] != kEmptyDigest) continue;
+    const storage::HashRange range =
+        storage::RangeOf(child_depth, (node.index << child_bits) | j);
+    // Under a record we refused from the peer for its clock, a stream would
+    // bring it again: the child is sent as differing (1) instead, so the
+    // peer lists fingerprints and HandleFingerprints leaves it out.
+    bool refused = false;
+    if (refusals_ != nullptr) {
+      refusals_->ForEachIn(range, [&](const std::string&,
+                                      const storage::Digest&) { refused = true; });
+    }
+    if (refused) {
+      own[j] = 1;
+    } else {
+      asking_.empty.push_back(range);
+    }
+  }
   std::string bytes(own.size() * 4, '\0');
   for (size_t j = 0; j < own.size(); ++j) {
     absl::little_endian::Store32(bytes.data() + 4 * j, own[j]);
@@ -452,6 +485,30 @@ absl::Status Exchange::SendFingerprints(const TreePos& node) {
   asking_.fingerprints[node] = std::move(keys);
   ++stats_.fingerprints_sent;
   return absl::OkStatus();
+}
+
+absl::Status Exchange::StreamNode(const TreePos& node) {
+  ++stats_.ranges_streamed;
+  absl::Status status;
+  const int64_t skipped_before = stats_.records_skipped;
+  const int64_t sent_before = stats_.records_sent;
+  KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
+      node.depth, node.index, [&](const storage::IndexEntry& e) {
+        status = SendRecord(e.key);
+        // Past the budget the rest waits for a later exchange (reading it
+        // only to skip it would cost a read per record).
+        return status.ok() && stats_.records_skipped == skipped_before;
+      }));
+  stats_.records_streamed += stats_.records_sent - sent_before;
+  return status;
+}
+
+bool Exchange::InEmptyRange(uint64_t hash) const {
+  const std::vector<storage::HashRange>& empty = asked_.empty;
+  auto it = std::upper_bound(
+      empty.begin(), empty.end(), hash,
+      [](uint64_t h, const storage::HashRange& r) { return h < r.lo; });
+  return it != empty.begin() && std::prev(it)->Contains(hash);
 }
 
 absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
@@ -654,6 +711,14 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
                      "offered, not an entry named missing with this "
                      "fingerprint), or was sent twice");
     }
+    // Refused before for its clock (PeerRefusals): only a stream for a node
+    // declared empty before the refusals were known (the initiator's Hello)
+    // brings one again; not applied, nothing changed since.
+    if (refusals_ != nullptr &&
+        refusals_->Contains(record->key, record->version)) {
+      ++stats_.refusals_remembered;
+      continue;
+    }
     records.push_back(*std::move(record));
   }
   stats_.records_received += static_cast<int64_t>(records.size());
@@ -665,10 +730,11 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
 
 bool Exchange::TakeAsked(const storage::Record& record) {
   if (asked_.record_keys.erase(record.key) > 0) return true;
+  const uint64_t hash = storage::KeyHash(record.key);
+  if (InEmptyRange(hash)) return streamed_taken_.insert(record.key).second;
   auto it = asked_.record_fingerprints.find(
       Fingerprint(storage::EntryDigest(record), salt_));
   if (it == asked_.record_fingerprints.end()) return false;
-  const uint64_t hash = storage::KeyHash(record.key);
   std::vector<TreePos>& nodes = it->second;
   for (size_t i = 0; i < nodes.size(); ++i) {
     if (storage::RangeOf(nodes[i].depth, nodes[i].index).Contains(hash)) {
@@ -724,6 +790,10 @@ absl::Status Exchange::EndPeerTurn() {
   FlushTurn();
   asked_ = std::move(asking_);
   asking_ = Asked{};
+  std::sort(asked_.empty.begin(), asked_.empty.end(),
+            [](const storage::HashRange& a, const storage::HashRange& b) {
+              return a.lo < b.lo;
+            });
   answered_.clear();
   state_ = asks ? State::kAwaitingTurn : State::kDone;
   return absl::OkStatus();
@@ -734,7 +804,8 @@ void Exchange::FlushTurn() {
   ExchangeMessage cur;
   int64_t cur_bytes = 0;
   int64_t cur_records = 0;
-  auto make_room = [&](int64_t item_bytes, bool is_record) {
+  // Returns item_bytes plus its field's tag and length, as counted.
+  auto make_room = [&](int64_t item_bytes, bool is_record) -> int64_t {
     const bool full =
         cur_bytes + item_bytes > options_.max_message_bytes ||
         (is_record && cur_records >= options_.max_records_per_message);
@@ -744,27 +815,39 @@ void Exchange::FlushTurn() {
       cur_bytes = 0;
       cur_records = 0;
     }
-    cur_bytes += item_bytes + kFieldOverhead;
     if (is_record) ++cur_records;
+    // The tag and length varint as protobuf writes them (kFieldOverhead
+    // above is their upper bound, for splitting).
+    const int64_t framed =
+        item_bytes + 1 +
+        static_cast<int64_t>(google::protobuf::io::CodedOutputStream::
+                                 VarintSize64(static_cast<uint64_t>(item_bytes)));
+    cur_bytes += item_bytes + kFieldOverhead;
+    return framed;
   };
   for (peer::v1::Digests& d : turn_.digests) {
-    make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
+    stats_.bytes_sent_digests +=
+        make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
     *cur.add_digests() = std::move(d);
   }
   for (peer::v1::Fingerprints& f : turn_.fingerprints) {
-    make_room(static_cast<int64_t>(f.ByteSizeLong()), false);
+    stats_.bytes_sent_fingerprints +=
+        make_room(static_cast<int64_t>(f.ByteSizeLong()), false);
     *cur.add_fingerprints() = std::move(f);
   }
   for (peer::v1::Diff& d : turn_.diffs) {
-    make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
+    stats_.bytes_sent_diffs +=
+        make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
     *cur.add_diffs() = std::move(d);
   }
   for (std::string& w : turn_.wants) {
-    make_room(static_cast<int64_t>(w.size()), false);
+    stats_.bytes_sent_wants +=
+        make_room(static_cast<int64_t>(w.size()), false);
     cur.add_wants(std::move(w));
   }
   for (peer::v1::Record& r : turn_.records) {
-    make_room(static_cast<int64_t>(r.ByteSizeLong()), true);
+    stats_.bytes_sent_records +=
+        make_room(static_cast<int64_t>(r.ByteSizeLong()), true);
     *cur.add_records() = std::move(r);
   }
   cur.set_end_of_turn(true);

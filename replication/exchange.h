@@ -26,6 +26,14 @@
 //     sides (its contents differ, or a collision hid it), both: Apply
 //     breaks the tie by digest, so the two sides converge.
 //   wants -> those records.
+// Empty ranges: a node that holds no entries has the salted digest 0
+// (kEmptyDigest, wire.h). A side that sees the peer's digest 0 for a node
+// where it holds entries sends, instead of descending, the records of every
+// entry under it (in hash order, within the record budget): the peer lacks
+// them all, so neither fingerprints, Diffs nor wants are needed. This is
+// what makes the full sync of a new or wiped node cost little more than its
+// records. A side whose own node is empty while the peer's is not answers
+// with the Digests of its children (all 0), so the peer streams them.
 // A turn "asks" when it carries digests, fingerprints, diffs or wants; a side
 // that sends a turn which asks nothing is done after sending it, a side that
 // receives one is done after applying it. Records streamed are exactly the
@@ -43,9 +51,9 @@
 // INVALID_ARGUMENT and fails the exchange; nothing crashes.
 // Records are taken only when our last turn asked for them, once each: a key
 // we wanted, a key we offered in a Diff (the peer sends its own when newer or
-// tied), or an entry the peer listed whose fingerprint our Diff named missing
+// tied), an entry the peer listed whose fingerprint our Diff named missing
 // (the record's fingerprint must be the listed one and its key under that
-// node). Any other record (a key not asked for, a second copy, contents other
+// node), or any key under a node our last turn declared empty (digest 0). Any other record (a key not asked for, a second copy, contents other
 // than the fingerprint listed) fails the exchange with INVALID_ARGUMENT and
 // is counted (ExchangeStats::records_not_asked); no record of that message is
 // applied. The side answering a Diff sends the record of a missing position
@@ -151,7 +159,19 @@ struct ExchangeStats {
   // fingerprint was listed (a later exchange repairs them).
   int64_t records_changed = 0;
   int64_t wants_sent = 0;
+  // Nodes the peer declared empty whose records this side streamed (or,
+  // past the record budget, left for a later exchange), and the records.
+  int64_t ranges_streamed = 0;
+  int64_t records_streamed = 0;
   int64_t bytes_sent = 0;          // Sum of ByteSizeLong of sent messages.
+  // bytes_sent by what they carried: each item's serialized size with its
+  // field tag and length. The rest of bytes_sent is Hello, end_of_turn and
+  // the messages' own framing.
+  int64_t bytes_sent_digests = 0;
+  int64_t bytes_sent_fingerprints = 0;
+  int64_t bytes_sent_diffs = 0;
+  int64_t bytes_sent_wants = 0;
+  int64_t bytes_sent_records = 0;
   int64_t bytes_received = 0;
   int64_t messages_sent = 0;
   int64_t messages_received = 0;
@@ -374,6 +394,9 @@ class Exchange {
     // named missing (fingerprint -> the nodes they were listed under).
     absl::flat_hash_set<std::string> record_keys;
     absl::flat_hash_map<uint32_t, std::vector<TreePos>> record_fingerprints;
+    // Hash ranges of the nodes we declared empty (sorted by lo once the
+    // turn is sent; disjoint): the peer may send any record under them.
+    std::vector<storage::HashRange> empty;
   };
 
   Exchange(ExchangeStorage* storage, const ExchangeOptions& options,
@@ -404,6 +427,11 @@ class Exchange {
   absl::Status ExpandNode(const TreePos& node);
   absl::Status SendDigests(const TreePos& node, uint32_t child_bits);
   absl::Status SendFingerprints(const TreePos& node);
+  // Queues the records of our entries under `node`, which the peer declared
+  // empty, in hash order until the record budget is spent.
+  absl::Status StreamNode(const TreePos& node);
+  // Whether `hash` is under a node our last turn declared empty.
+  bool InEmptyRange(uint64_t hash) const;
   // Salted digests of the 2^child_bits children of `node`.
   absl::StatusOr<std::vector<uint32_t>> ChildDigests(const TreePos& node,
                                                      uint32_t child_bits);
@@ -435,6 +463,8 @@ class Exchange {
   Turn turn_;                   // Being built.
   absl::flat_hash_set<std::string> keys_sent_;    // Records sent, per exchange.
   absl::flat_hash_set<std::string> keys_wanted_;  // Wants in turn_.
+  // Records taken under our empty ranges (each key once per exchange).
+  absl::flat_hash_set<std::string> streamed_taken_;
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.
   int64_t record_bytes_sent_ = 0;
   Ready ready_;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/internal/endian.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -230,7 +231,10 @@ TEST(ExchangeTest, OneKeyOnlyOnInitiator) {
   EXPECT_FALSE(r.initiator.equal_roots);
   EXPECT_EQ(r.records, 1);
   EXPECT_EQ(r.initiator.records_sent, 1);
-  EXPECT_EQ(r.initiator.differing_leaves + r.responder.differing_leaves, 1);
+  // Its leaf is compared, or streamed when the responder holds nothing there.
+  EXPECT_EQ(r.initiator.differing_leaves + r.responder.differing_leaves +
+                r.initiator.ranges_streamed,
+            1);
   std::printf("[ measured ] d=1 (16-bit leaves, 1000 keys): %lld messages, "
               "%lld bytes\n",
               static_cast<long long>(r.messages),
@@ -430,7 +434,9 @@ TEST(ExchangeTest, BudgetLeavesWorkForLaterExchanges) {
   ExchangeOptions o;
   o.max_differing_leaves = 3;
   Node a(1, 6), b(2, 6);
-  for (int i = 0; i < 500; ++i) a.Put(Key(i), "v");
+  // Every leaf holds keys on both sides, so none is streamed as empty.
+  Shared(a, b, 640);
+  for (int i = 0; i < 500; ++i) a.Put(absl::StrCat("only-a-", i), "v");
   int exchanges = 0;
   int64_t total = 0;
   while (a.store->tree().Root() != b.store->tree().Root()) {
@@ -576,11 +582,12 @@ TEST(ExchangeTest, PeerRefusalsIsBounded) {
 TEST(ExchangeTest, StoreReadErrorFailsTheExchange) {
   Node a(1, 0), b(2, 0);
   a.Put("x", "1");
+  b.Put("y", "2");
   FailingStorage a_reads(a.store.get());
   auto ia = Exchange::Initiator(&a_reads, {}, 9);
   auto rb = Exchange::Responder(b.store.get(), {});
   ASSERT_TRUE(ia.ok() && rb.ok());
-  // Hello -> the responder (empty) sends Fingerprints(0, 0) -> the
+  // Hello -> the responder sends Fingerprints(0, 0) -> the
   // initiator a Diff offering "x" -> the responder wants "x" -> the
   // initiator reads "x", which fails.
   ASSERT_TRUE((*rb)->Step((*ia)->TakeReady().messages.at(0)).ok());
@@ -657,6 +664,8 @@ class HostileTest : public ::testing::Test {
   std::unique_ptr<Exchange> ResponderWanting(Node& a, Node& b,
                                              const std::vector<std::string>& keys,
                                              ExchangeOptions o = Fanout8()) {
+    // Holding nothing, b would ask for a stream (empty Digests) instead.
+    if (b.Contents().empty()) b.Put("resident", "r");
     auto r = ResponderAfterHello(a, b, o);
     EXPECT_EQ(last_turn_.at(0).fingerprints_size(), 1);
     ExchangeMessage m;
@@ -701,8 +710,8 @@ TEST_F(HostileTest, BadHello) {
   ExpectInvalid(*fresh(), m, "first message must be a Hello");
 
   m = hello;
-  m.mutable_hello()->set_protocol_version(2);
-  ExpectInvalid(*fresh(), m, "protocol version 2");
+  m.mutable_hello()->set_protocol_version(kProtocolVersion + 1);
+  ExpectInvalid(*fresh(), m, absl::StrCat("protocol version ", kProtocolVersion + 1));
 
   ExpectInvalid(*fresh(), HelloFor(c), "leaf depth 6");
 
@@ -961,11 +970,12 @@ TEST_F(DiffTest, BadDiffs) {
 }
 
 TEST_F(HostileTest, DiffEntryOutsideItsNode) {
-  // Leaf depth 1, b empty: b answers Hello with the Digests of the root's two
-  // children, and the initiator, holding keys under both, answers with the
-  // Fingerprints of both leaves.
+  // Leaf depth 1, b holding other keys: b answers Hello with the Digests of
+  // the root's two children, and the initiator, holding keys under both,
+  // answers with the Fingerprints of both leaves.
   Node a(1, 1), b(2, 1);
   for (int i = 0; i < 40; ++i) a.Put(Key(i), "a");
+  for (int i = 0; i < 10; ++i) b.Put(Key(500 + i), "b");
   auto r = ResponderAfterHello(a, b);
   auto i = std::move(Exchange::Initiator(a.store.get(), {}, 5)).value();
   (void)i->TakeReady();
@@ -1084,9 +1094,12 @@ TEST_F(HostileTest, BadRecords) {
 TEST_F(HostileTest, RecordsNotAskedForEndTheExchange) {
   Node a(1, 0), b(2, 0);
   a.Put("k", "v");
-  // Before anything was asked (the answer to Hello is ours to send).
+  // b holds a key of its own, so its answer to Hello lists fingerprints and
+  // declares nothing empty: no record is asked for yet.
+  b.Put("resident", "r");
   {
     auto r = ResponderAfterHello(a, b);
+    ASSERT_EQ(last_turn_.at(0).fingerprints_size(), 1);
     absl::Status s = r->Step(WithRecord("k", 5, false, "v"));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_THAT(std::string(s.message()), HasSubstr("was not asked for"));
@@ -1113,6 +1126,98 @@ TEST_F(HostileTest, RecordsNotAskedForEndTheExchange) {
     ASSERT_TRUE(r->Step(WithRecord("k", 5, false, "v")).ok());
     ExpectInvalid(*r, WithRecord("k", 6, false, "w"), "sent twice");
     EXPECT_EQ(r->stats().records_not_asked, 1);
+  }
+}
+
+// A node declared empty (digest 0) takes any record under it, once; a record
+// under a node it did not declare empty is still refused.
+TEST_F(HostileTest, StreamedRecordsOnlyUnderEmptyNodesAndOnce) {
+  Node a(1, 1), b(2, 1);
+  // b holds one key under leaf (1, 0) only; leaf (1, 1) is empty.
+  // in_full: another key of leaf (1, 0); in_empty: a key of leaf (1, 1).
+  std::vector<std::string> low, high;
+  for (int i = 0; low.size() < 2 || high.empty(); ++i) {
+    const bool is_high =
+        storage::RangeOf(1, 1).Contains(storage::KeyHash(Key(i)));
+    (is_high ? high : low).push_back(Key(i));
+  }
+  b.Put(low[0], "b");
+  const std::string in_full = low[1], in_empty = high[0];
+  a.Put("a-key", "a");
+  {
+    auto r = ResponderAfterHello(a, b);
+    // The answer to Hello: the Digests of both leaves, (1, 1) as empty.
+    ASSERT_EQ(last_turn_.at(0).digests_size(), 1);
+    const std::string& d = last_turn_.at(0).digests(0).digests();
+    ASSERT_EQ(d.size(), 8u);
+    EXPECT_EQ(absl::little_endian::Load32(d.data() + 4), kEmptyDigest);
+    EXPECT_NE(absl::little_endian::Load32(d.data()), kEmptyDigest);
+    ASSERT_TRUE(r->Step(WithRecord(in_empty, 5, false, "v")).ok());
+    EXPECT_EQ(r->TakeReady().records_to_apply.size(), 1u);
+    ExpectInvalid(*r, WithRecord(in_empty, 6, false, "w"), "sent twice");
+  }
+  {
+    auto r = ResponderAfterHello(a, b);
+    ExpectInvalid(*r, WithRecord(in_full, 5, false, "v"), "was not asked for");
+    EXPECT_EQ(r->stats().records_not_asked, 1);
+  }
+}
+
+// A full sync to an empty node streams the records alone: no fingerprints,
+// Diffs or wants, whoever starts, and the bytes are the records' and little
+// more.
+TEST(ExchangeTest, FullSyncToAnEmptyNodeStreamsOnlyRecords) {
+  for (bool empty_starts : {true, false}) {
+    SCOPED_TRACE(empty_starts);
+    Node a(1, 8), b(2, 8);
+    int64_t record_bytes = 0;
+    for (int i = 0; i < 3000; ++i) a.Put(Key(i), std::string(100, 'v'));
+    for (const auto& [key, record] : a.Contents()) {
+      record_bytes += static_cast<int64_t>(RecordToProto(record).ByteSizeLong());
+    }
+    Result r = empty_starts ? RunExchange(b, a, {}) : RunExchange(a, b, {});
+    const ExchangeStats& full = empty_starts ? r.responder : r.initiator;
+    const ExchangeStats& empty = empty_starts ? r.initiator : r.responder;
+    EXPECT_EQ(r.records, 3000);
+    EXPECT_EQ(full.records_streamed, 3000);
+    EXPECT_EQ(full.fingerprints_sent + empty.fingerprints_sent, 0);
+    EXPECT_EQ(empty.wants_sent, 0);
+    EXPECT_EQ(full.bytes_sent_diffs + empty.bytes_sent_diffs, 0);
+    // Records plus their field framing, then at most a few digests.
+    EXPECT_LE(full.bytes_sent_records, record_bytes + 3 * 3000);
+    EXPECT_LE(r.bytes - full.bytes_sent_records, 4096);
+    std::printf("[ measured ] full sync of 3000 records (%lld B): %lld B on "
+                "the wire, %lld messages\n",
+                static_cast<long long>(record_bytes),
+                static_cast<long long>(r.bytes),
+                static_cast<long long>(r.messages));
+    ExpectConverged(a, b);
+  }
+}
+
+// A full sync larger than the record budget: every exchange but the last is
+// cut by the budget, which the initiator sees (CutByBudget) whichever side it
+// is, so kvd starts the next one at once; together they move each record once.
+TEST(ExchangeTest, FullSyncOverSeveralExchangesIsSeenAsCutByBudget) {
+  for (bool empty_starts : {true, false}) {
+    SCOPED_TRACE(empty_starts);
+    ExchangeOptions o;
+    o.max_record_bytes_per_exchange = 20000;
+    Node a(1, 8), b(2, 8);
+    for (int i = 0; i < 1000; ++i) a.Put(Key(i), std::string(100, 'v'));
+    int exchanges = 0;
+    int64_t records = 0;
+    bool more = true;
+    while (more) {
+      ASSERT_LT(++exchanges, 100);
+      Result r = empty_starts ? RunExchange(b, a, o, exchanges)
+                              : RunExchange(a, b, o, exchanges);
+      records += r.records;
+      more = CutByBudget(r.initiator, o);
+    }
+    EXPECT_EQ(records, 1000);
+    EXPECT_GE(exchanges, 1000 * 110 / 20000);
+    ExpectConverged(a, b);
   }
 }
 

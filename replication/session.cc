@@ -7,6 +7,11 @@
 
 namespace kv::replication {
 
+bool CutByBudget(const ExchangeStats& stats, const ExchangeOptions& options) {
+  return stats.skipped_leaves > 0 || stats.records_skipped > 0 ||
+         stats.bytes_received >= options.max_record_bytes_per_exchange / 2;
+}
+
 using peer::v1::ExchangeMessage;
 
 absl::StatusOr<std::unique_ptr<ExchangeDriver>> ExchangeDriver::Initiate(

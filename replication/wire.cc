@@ -20,10 +20,13 @@ std::string KeyForMessage(std::string_view key) {
 }
 
 uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt) {
+  if (digest == storage::Digest{}) return kEmptyDigest;
   char buf[16];
   absl::little_endian::Store64(buf, digest.hi);
   absl::little_endian::Store64(buf + 8, digest.lo);
-  return static_cast<uint32_t>(XXH3_64bits_withSeed(buf, sizeof(buf), salt));
+  const auto h =
+      static_cast<uint32_t>(XXH3_64bits_withSeed(buf, sizeof(buf), salt));
+  return h == kEmptyDigest ? 1 : h;
 }
 
 uint32_t Fingerprint(const storage::Digest& digest, uint64_t salt) {

@@ -18,13 +18,19 @@
 
 namespace kv::replication {
 
-// The peer protocol version carried in Hello.
-inline constexpr uint32_t kProtocolVersion = 1;
+// The peer protocol version carried in Hello. Version 2 added empty ranges
+// (a salted digest of 0, see SaltedDigest) and the records streamed for them.
+inline constexpr uint32_t kProtocolVersion = 2;
 
 // The salted 32-bit wire digest of a 128-bit node or entry digest: the low 32
 // bits of XXH3_64bits_withSeed over the 16 bytes hi (little-endian) then lo
-// (little-endian), seeded with `salt`.
+// (little-endian), seeded with `salt`; except that 0 is reserved for the zero
+// digest, the digest of a node that holds no entries ("empty"), and a hash
+// of 0 for any other digest is sent as 1. So a peer can tell an empty node
+// from a differing one. (A non-empty node whose entry digests XOR to zero,
+// a chance of 2^-128, would pass for empty.)
 uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt);
+inline constexpr uint32_t kEmptyDigest = 0;
 
 // Entry fingerprints on the wire (Fingerprints.fingerprints) are the low 24
 // bits of the salted digest, 3 bytes little-endian each. Shorter than node

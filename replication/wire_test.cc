@@ -17,6 +17,15 @@ TEST(SaltedDigestTest, DependsOnSaltAndDigest) {
   EXPECT_NE(SaltedDigest(d, 1), SaltedDigest(storage::Digest{d.hi, d.lo ^ 1}, 1));
 }
 
+// 0 is the digest of an empty node, whatever the salt, and of nothing else.
+TEST(SaltedDigestTest, ZeroMeansEmptyOnly) {
+  for (uint64_t salt = 0; salt < 1000; ++salt) {
+    EXPECT_EQ(SaltedDigest(storage::Digest{}, salt), kEmptyDigest);
+    EXPECT_NE(SaltedDigest(storage::Digest{salt + 1, salt}, salt), kEmptyDigest);
+    EXPECT_NE(SaltedDigest(storage::Digest{0, salt + 1}, salt), kEmptyDigest);
+  }
+}
+
 TEST(WireTest, RecordRoundTrip) {
   storage::Record r{"key", storage::Version{77, 5}, false, "value"};
   absl::StatusOr<storage::Record> back = RecordFromProto(RecordToProto(r), {});

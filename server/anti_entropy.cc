@@ -21,6 +21,9 @@ using replication::Sessions;
 
 // The metadata key in which a responder tells its node id.
 constexpr char kNodeIdKey[] = "kv-node-id";
+// At 16 MiB of records per exchange (the default budget), 1 GiB before the
+// loop waits an interval again.
+constexpr int kMaxBackToBackExchanges = 64;
 
 // The driver's ExchangeStream over a gRPC stream (client or server side),
 // paced by the node-wide rate limiter.
@@ -112,7 +115,21 @@ void AntiEntropy::Loop() {
       // Among the peers the rules allow now (not one this node serves).
       peer = sessions_.PickPeer(rng_());
     }
-    if (peer.has_value()) (void)ExchangeWith(*peer);
+    if (!peer.has_value()) continue;
+    // An exchange cut short by its budgets (a full sync of a new or wiped
+    // node moves max_record_bytes_per_exchange per exchange) is followed by
+    // the next one with the same peer at once, a bounded number of times in
+    // a row, instead of one per interval.
+    bool more = false;
+    (void)ExchangeWith(*peer, &more);
+    for (int i = 0; more && i < kMaxBackToBackExchanges; ++i) {
+      if (stop_.HasBeenNotified() || !running_.load()) break;
+      {
+        absl::MutexLock lock(&mu_);
+        if (!sessions_.CanInitiate(*peer)) break;
+      }
+      (void)ExchangeWith(*peer, &more);
+    }
   }
 }
 
@@ -163,7 +180,8 @@ peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
   return stub.get();
 }
 
-absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
+absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
+  if (more != nullptr) *more = false;
   peer::v1::Peer::Stub* stub = StubFor(peer);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.exchange_deadline));
@@ -235,6 +253,9 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer) {
         absl::FormatDuration(options_.idle_timeout)));
   }
   CountExchange(peer, driver.ok() ? driver->get() : nullptr, s);
+  if (more != nullptr && s.ok()) {
+    *more = replication::CutByBudget((*driver)->stats(), options_.exchange);
+  }
   return s;
 }
 

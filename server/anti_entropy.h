@@ -93,7 +93,9 @@ class AntiEntropy {
   // with it (or its max_outgoing); DEADLINE_EXCEEDED (deadline or idle
   // timeout); ABORTED when the peer yields; INVALID_ARGUMENT when the peer
   // sent a malformed message; CANCELLED after Stop; storage errors.
-  absl::Status ExchangeWith(const std::string& peer);
+  // `more` (may be null) is set to whether the exchange was cut short by a
+  // budget (replication::CutByBudget): the next one should follow at once.
+  absl::Status ExchangeWith(const std::string& peer, bool* more = nullptr);
 
   // Runs the responder side of an exchange on `stream` (PeerService).
   // Errors: as ExchangeWith; UNAVAILABLE when paused or at max_incoming;

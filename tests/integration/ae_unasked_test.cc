@@ -58,10 +58,18 @@ TEST(AntiEntropyUnaskedTest, RecordNotAskedForEndsTheExchangeAndIsCounted) {
   ExchangeMessage answer;
   ASSERT_TRUE(stream->Read(&answer));  // The Digests of the root.
   ASSERT_GT(answer.digests_size(), 0);
-  // Instead of answering: a record nobody asked for.
+  // Instead of answering: a record nobody asked for. Its key is in the leaf
+  // of "k", which the node holds, so no node above it was declared empty
+  // (under an empty one any record would be taken).
+  const storage::HashRange leaf_of_k =
+      storage::RangeOf(8, storage::KeyHash("k") >> 56);
+  std::string planted = "planted";
+  for (int i = 0; !leaf_of_k.Contains(storage::KeyHash(planted)); ++i) {
+    planted = absl::StrCat("planted-", i);
+  }
   ExchangeMessage push;
   peer::v1::Record* r = push.add_records();
-  r->set_key("planted");
+  r->set_key(planted);
   r->set_value("x");
   r->mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16);
   r->mutable_version()->set_node_id(0xbad);
@@ -72,10 +80,11 @@ TEST(AntiEntropyUnaskedTest, RecordNotAskedForEndsTheExchangeAndIsCounted) {
   }
   grpc::Status status = stream->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(status.error_message().find("'planted' was not asked for"), std::string::npos)
+  EXPECT_NE(status.error_message().find("'" + planted + "' was not asked for"),
+            std::string::npos)
       << status.error_message();
 
-  auto got = (*c)->Get("planted");
+  auto got = (*c)->Get(planted);
   ASSERT_TRUE(got.ok());
   EXPECT_FALSE(got->found);
   auto stats = (*c)->Stats();
