@@ -327,6 +327,12 @@ void AntiEntropy::CountExchange(const std::string& peer, const ExchangeDriver* d
     keys_received_.fetch_add(st.records_received);
     bytes_sent_.fetch_add(st.bytes_sent);
     bytes_received_.fetch_add(st.bytes_received);
+    keys_streamed_.fetch_add(st.records_streamed);
+    bytes_digests_.fetch_add(st.bytes_sent_digests);
+    bytes_fingerprints_.fetch_add(st.bytes_sent_fingerprints);
+    bytes_diffs_.fetch_add(st.bytes_sent_diffs);
+    bytes_wants_.fetch_add(st.bytes_sent_wants);
+    bytes_records_.fetch_add(st.bytes_sent_records);
     if (driver->records_refused() > 0) {
       refused_clock_.fetch_add(driver->records_refused());
       // Clocks far ahead: those records are refused, the rest repaired.
@@ -400,6 +406,13 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_records_refused_clock(refused_clock_.load());
   resp->set_records_over_limits(over_limits_.load());
   resp->set_records_not_asked(not_asked_.load());
+  resp->set_keys_streamed(keys_streamed_.load());
+  kv::v1::AntiEntropyBytes* parts = resp->mutable_bytes_sent_by_part();
+  parts->set_digests(bytes_digests_.load());
+  parts->set_fingerprints(bytes_fingerprints_.load());
+  parts->set_diffs(bytes_diffs_.load());
+  parts->set_wants(bytes_wants_.load());
+  parts->set_records(bytes_records_.load());
   absl::MutexLock lock(&mu_);
   // The current peers, then those gossip took out of the list (down, left,
   // removed) with their history: a down replica's staleness must keep

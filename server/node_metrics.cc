@@ -74,6 +74,23 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
              static_cast<double>(s.bytes_sent()));
     w.Sample("kvd_anti_entropy_bytes_total", {{"direction", "received"}},
              static_cast<double>(s.bytes_received()));
+    w.Family("kvd_anti_entropy_bytes_sent_by_part_total", "counter",
+             "Serialized exchange bytes sent, by what they carried (the rest of "
+             "kvd_anti_entropy_bytes_total{direction=\"sent\"} is message framing)");
+    const kv::v1::AntiEntropyBytes& parts = s.bytes_sent_by_part();
+    for (const auto& [part, bytes] :
+         {std::pair<const char*, int64_t>{"digests", parts.digests()},
+          {"fingerprints", parts.fingerprints()},
+          {"diffs", parts.diffs()},
+          {"wants", parts.wants()},
+          {"records", parts.records()}}) {
+      w.Sample("kvd_anti_entropy_bytes_sent_by_part_total", {{"part", part}},
+               static_cast<double>(bytes));
+    }
+    w.Counter("kvd_anti_entropy_keys_streamed_total",
+              "Records sent for ranges the peer holds nothing in (full sync), "
+              "without fingerprints, Diffs or wants",
+              static_cast<double>(s.keys_streamed()));
     w.Counter("kvd_anti_entropy_records_refused_clock_total",
               "Replicated records refused: versioned too far ahead of this node's clock",
               static_cast<double>(s.records_refused_clock()));

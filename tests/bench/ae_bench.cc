@@ -7,14 +7,20 @@
 // 2. Loads n keys ("key%010d", --value-size byte values) into A with
 //    BatchWrite, resumes anti-entropy and times the full sync to B (equal
 //    roots), then pauses it again and waits for exchanges in flight to end.
-//    Replication is the only way to give both nodes the same versions.
+//    Replication is the only way to give both nodes the same versions. The
+//    peak RSS of both is reset (/proc/PID/clear_refs) before the sync, so
+//    the one reported is the sync's own; the load's is reported apart.
 // 3. For each d of --d: overwrites d/2 keys on A and d - d/2 other keys on B,
 //    snapshots both nodes' Admin.Stats counters, resumes anti-entropy, polls
 //    Stats every 10 ms until the roots are equal, pauses, waits for exchanges
 //    in flight, and reports the counter deltas summed over both nodes:
 //    records streamed (keys_sent, target == d), bytes on the wire (bytes_sent:
 //    serialized ExchangeMessage bytes, without gRPC/HTTP2/TCP framing; target
-//    <= d * (record + 150) + 64 KiB), exchanges. For d = 0 it lets
+//    <= d * (record + 150) + 64 KiB), the same bytes by part (descent
+//    digests, fingerprints, Diffs, wants, records, framing), the IP bytes
+//    between the nodes' peer ports as the kernel counts them (tcp_info
+//    through `ss`: TCP payload + 52 B of headers per segment; target <=
+//    1.5 x d x record + 64 KiB), exchanges. For d = 0 it lets
 //    --d0-exchanges exchanges run at equal roots and reports bytes per
 //    exchange (target <= 1 KiB).
 // 4. Restarts A after SIGTERM and after SIGKILL and times process start to
@@ -138,12 +144,20 @@ struct Counters {
   int64_t started = 0, completed = 0, failed = 0, equal_roots = 0,
           differing_leaves = 0, keys_sent = 0, keys_received = 0,
           bytes_sent = 0, bytes_received = 0;
+  // bytes_sent by part (kv.v1.AntiEntropyBytes), and keys_streamed.
+  int64_t digests = 0, fingerprints = 0, diffs = 0, wants = 0, records = 0,
+          streamed = 0;
 
   static Counters Of(const kv::v1::StatsResponse& s) {
-    return {
-        s.exchanges_started(),  s.exchanges_completed(), s.exchanges_failed(),
-        s.rounds_equal_roots(), s.differing_leaves(),    s.keys_sent(),
-        s.keys_received(),      s.bytes_sent(),          s.bytes_received()};
+    const kv::v1::AntiEntropyBytes& p = s.bytes_sent_by_part();
+    return {s.exchanges_started(),  s.exchanges_completed(),
+            s.exchanges_failed(),   s.rounds_equal_roots(),
+            s.differing_leaves(),   s.keys_sent(),
+            s.keys_received(),      s.bytes_sent(),
+            s.bytes_received(),     p.digests(),
+            p.fingerprints(),       p.diffs(),
+            p.wants(),              p.records(),
+            s.keys_streamed()};
   }
   // Exchanges this node started (either side) that have not ended yet.
   int64_t in_flight() const { return started - completed - failed; }
@@ -156,7 +170,13 @@ struct Counters {
             keys_sent + sign * o.keys_sent,
             keys_received + sign * o.keys_received,
             bytes_sent + sign * o.bytes_sent,
-            bytes_received + sign * o.bytes_received};
+            bytes_received + sign * o.bytes_received,
+            digests + sign * o.digests,
+            fingerprints + sign * o.fingerprints,
+            diffs + sign * o.diffs,
+            wants + sign * o.wants,
+            records + sign * o.records,
+            streamed + sign * o.streamed};
   }
 };
 
@@ -186,6 +206,13 @@ class Pair {
     const std::array<std::string, 2> addresses = {
         absl::StrCat("127.0.0.1:", kv::testing::FreePort()),
         absl::StrCat("127.0.0.1:", kv::testing::FreePort())};
+    // Peers talk on ports of their own, so the kernel's per-connection
+    // counters on them (PeerIpBytes) hold the traffic between the nodes and
+    // nothing of this program's client calls.
+    peer_ports_ = {kv::testing::FreePort(), kv::testing::FreePort()};
+    const std::array<std::string, 2> peer_addresses = {
+        absl::StrCat("127.0.0.1:", peer_ports_[0]),
+        absl::StrCat("127.0.0.1:", peer_ports_[1])};
     const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     for (int i = 0; i < 2; ++i) {
       KvdProcessOptions o;
@@ -201,7 +228,8 @@ class Pair {
       // would reach the other node at once and there would be nothing to
       // repair.
       o.args = {"--name",          kNames[i],
-                "--peers",         addresses[1 - i],
+                "--peer-listen",   peer_addresses[i],
+                "--peers",         peer_addresses[1 - i],
                 "--ae-interval-ms", absl::StrCat(interval_ms),
                 "--ae-paused",     "--fanout-enabled",
                 "false"};
@@ -226,6 +254,42 @@ class Pair {
   }
 
   KvdProcess& node(int i) { return *nodes_[i]; }
+
+  // IP bytes so far on the open connections to either node's peer port,
+  // both directions, as the kernel counts them (ss's tcp_info: TCP payload
+  // bytes sent and received + 52 bytes of IPv4 and TCP headers with
+  // timestamps per segment, pure ACKs included). Gossip between the two
+  // shares them (a few hundred bytes a second). Errors: ss missing or
+  // failing.
+  absl::StatusOr<int64_t> PeerIpBytes() const {
+    const std::string cmd = absl::StrCat(
+        "ss -tinH state established '( sport = :", peer_ports_[0],
+        " or sport = :", peer_ports_[1], " )' 2>/dev/null");
+    FILE* f = popen(cmd.c_str(), "r");
+    if (f == nullptr) return absl::UnavailableError("cannot run ss");
+    std::string out;
+    char buf[4096];
+    for (size_t got; (got = fread(buf, 1, sizeof(buf), f)) > 0;) {
+      out.append(buf, got);
+    }
+    if (pclose(f) != 0) return absl::UnavailableError("ss failed (iproute2)");
+    int64_t payload = 0, segments = 0;
+    for (absl::string_view token :
+         absl::StrSplit(out, absl::ByAnyChar(" \t\n"), absl::SkipEmpty())) {
+      int64_t v = 0;
+      for (const auto& [prefix, sum] :
+           {std::pair<absl::string_view, int64_t*>{"bytes_acked:", &payload},
+            {"bytes_received:", &payload},
+            {"segs_out:", &segments},
+            {"segs_in:", &segments}}) {
+        absl::string_view rest = token;
+        if (absl::ConsumePrefix(&rest, prefix) && absl::SimpleAtoi(rest, &v)) {
+          *sum += v;
+        }
+      }
+    }
+    return payload + 52 * segments;
+  }
   client::Client& client(int i) { return *clients_[i]; }
 
   absl::StatusOr<StatsPair> Stats() {
@@ -290,6 +354,7 @@ class Pair {
  private:
   const Config& config_;
   std::array<std::unique_ptr<KvdProcess>, 2> nodes_;
+  std::array<int, 2> peer_ports_{};
   std::array<std::unique_ptr<client::Client>, 2> clients_;
 };
 
@@ -373,6 +438,8 @@ struct SyncResult {
 
 struct CaseResult {
   int64_t d = 0;
+  int64_t ip_bytes = -1;
+  int64_t ip_target = 0;
   bool converged = false;
   double converge_ms = 0;
   Counters delta;
@@ -394,6 +461,37 @@ struct RestartResult {
   bool same_root = false;
   bool pass = false;
 };
+
+// "digests 1.2 kB, fingerprints ..., Hello and framing 3 kB".
+std::string Parts(const AeCounters& c) {
+  return absl::StrCat(
+      "digests ", HumanBytes(c.bytes_digests()), ", fingerprints ",
+      HumanBytes(c.bytes_fingerprints()), ", diffs ",
+      HumanBytes(c.bytes_diffs()), ", wants ", HumanBytes(c.bytes_wants()),
+      ", records ", HumanBytes(c.bytes_records()), " (",
+      c.keys_streamed(), " streamed), Hello and framing ",
+      HumanBytes(c.bytes_sent() - c.bytes_digests() - c.bytes_fingerprints() -
+                 c.bytes_diffs() - c.bytes_wants() - c.bytes_records()));
+}
+
+// PeerIpBytes, or -1 when it cannot be measured (reported as such).
+int64_t IpBytesOr(const Pair& pair) {
+  absl::StatusOr<int64_t> b = pair.PeerIpBytes();
+  return b.ok() ? *b : -1;
+}
+
+int64_t IpDelta(int64_t before, int64_t after) {
+  return before < 0 || after < 0 ? -1 : after - before;
+}
+
+// Resets the peak RSS (VmHWM) of a process to its current RSS (Linux >= 4.0,
+// /proc/PID/clear_refs); false when that failed.
+bool ResetPeakRss(pid_t pid) {
+  std::ofstream out(absl::StrCat("/proc/", pid, "/clear_refs"));
+  out << "5";
+  out.flush();
+  return out.good();
+}
 
 // Resumes anti-entropy and waits for equal roots (the initial full sync, or
 // a re-sync). Leaves anti-entropy paused and nothing in flight.
@@ -455,6 +553,7 @@ absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
   const std::array<int64_t, 2> log_offsets = {pair.node(0).LogSize(),
                                               pair.node(1).LogSize()};
 
+  const int64_t ip_before = IpBytesOr(pair);
   const auto t0 = Clock::now();
   if (absl::Status s = pair.SetAntiEntropy(true); !s.ok()) return s;
   auto converged =
@@ -475,6 +574,13 @@ absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
   auto after = pair.PauseAndSettle();
   if (!after.ok()) return after.status();
   r.delta = Delta(*before, *after);
+  r.ip_bytes = IpDelta(ip_before, IpBytesOr(pair));
+  // Issue 14's target, framing included: 1.5 x the divergent records + 64 KiB.
+  r.ip_target = d * config.RecordBytes() * 3 / 2 + 65536;
+  if (r.ip_bytes > r.ip_target) {
+    r.failures.push_back(absl::StrCat("IP bytes ", r.ip_bytes, " > target ",
+                                      r.ip_target));
+  }
 
   if (r.delta.keys_sent != r.records_target) {
     r.failures.push_back(
@@ -605,6 +711,12 @@ void ToProto(const Counters& c, AeCounters* out) {
   out->set_keys_received(c.keys_received);
   out->set_bytes_sent(c.bytes_sent);
   out->set_bytes_received(c.bytes_received);
+  out->set_bytes_digests(c.digests);
+  out->set_bytes_fingerprints(c.fingerprints);
+  out->set_bytes_diffs(c.diffs);
+  out->set_bytes_wants(c.wants);
+  out->set_bytes_records(c.records);
+  out->set_keys_streamed(c.streamed);
 }
 
 // Parses the flags into `config`. Returns the exit code when the program
@@ -717,7 +829,16 @@ absl::Status Load(Pair& pair, const Config& config, const std::string& dir,
 // The initial full sync, into the report; false when it failed.
 bool FullSync(Pair& pair, const Config& config, AeFullSync* out) {
   std::fprintf(stderr, "ae_bench: full sync A -> B ...\n");
+  for (int i = 0; i < 2; ++i) {
+    out->add_load_peak_rss_bytes(PeakRss(pair.node(i).pid()));
+    if (!ResetPeakRss(pair.node(i).pid())) {
+      std::fprintf(stderr, "ae_bench: could not reset the peak RSS of %s\n",
+                   Pair::kNames[i]);
+    }
+  }
+  const int64_t ip_before = IpBytesOr(pair);
   const SyncResult sync = Sync(pair, config);
+  out->set_ip_bytes(IpDelta(ip_before, IpBytesOr(pair)));
   out->set_ok(sync.ok);
   out->set_ms(sync.ms);
   out->set_records(sync.delta.keys_sent);
@@ -750,6 +871,8 @@ void ToProto(const CaseResult& c, AeCase* out) {
   out->set_bound(c.bound);
   out->set_exchanges(Exchanges(c.delta));
   out->set_bytes_per_exchange(c.bytes_per_exchange);
+  out->set_ip_bytes(c.ip_bytes);
+  out->set_ip_target(c.ip_target);
   out->set_pass(c.pass);
   for (const std::string& f : c.failures) out->add_failures(f);
   ToProto(c.delta, out->mutable_counters());
@@ -879,10 +1002,21 @@ void PrintText(const Config& config, const AeBenchReport& report) {
                 static_cast<double>(sync.records()) / config.n, sync.bytes(),
                 HumanBytes(sync.bytes()).c_str(), sync.exchanges(),
                 sync.counters().exchanges_failed());
-    if (sync.peak_rss_bytes_size() == 2) {
-      std::printf("kvd peak RSS (VmHWM) after the full sync: A %s, B %s\n",
-                  HumanBytes(sync.peak_rss_bytes(0)).c_str(),
-                  HumanBytes(sync.peak_rss_bytes(1)).c_str());
+    if (sync.ip_bytes() >= 0) {
+      std::printf("full sync IP bytes between the peer ports (kernel): %s\n",
+                  HumanBytes(sync.ip_bytes()).c_str());
+    }
+    std::printf("full sync bytes sent by part: %s\n",
+                Parts(sync.counters()).c_str());
+    if (sync.peak_rss_bytes_size() == 2 &&
+        sync.load_peak_rss_bytes_size() == 2) {
+      std::printf(
+          "kvd peak RSS (VmHWM) during the full sync: A %s, B %s (before it, "
+          "after the load: A %s, B %s)\n",
+          HumanBytes(sync.peak_rss_bytes(0)).c_str(),
+          HumanBytes(sync.peak_rss_bytes(1)).c_str(),
+          HumanBytes(sync.load_peak_rss_bytes(0)).c_str(),
+          HumanBytes(sync.load_peak_rss_bytes(1)).c_str());
     }
   } else {
     std::printf("full sync A -> B: FAIL after %.0f ms: %s\n", sync.ms(),
@@ -896,6 +1030,24 @@ void PrintText(const Config& config, const AeBenchReport& report) {
                 " | %13" PRId64 " | %9g | %s\n",
                 c.d(), c.converge_ms(), c.records(), c.bytes(), c.bound(),
                 c.exchanges(), c.pass() ? "PASS" : "FAIL");
+  }
+  std::printf("\nbytes sent by part, and IP bytes between the peer ports "
+              "counted by the kernel (target: <= 1.5 x d x %" PRId64
+              " B + 64 KiB):\n",
+              config.RecordBytes());
+  for (const AeCase& c : report.cases()) {
+    std::printf("d=%" PRId64 ": %s; IP bytes %s", c.d(),
+                Parts(c.counters()).c_str(),
+                c.ip_bytes() < 0 ? "not measured (no ss)"
+                                 : absl::StrCat(c.ip_bytes()).c_str());
+    if (c.ip_bytes() >= 0 && c.d() > 0) {
+      std::printf(" = %.2f x the divergent records, target %" PRId64 ": %s",
+                  static_cast<double>(c.ip_bytes()) /
+                      static_cast<double>(c.d() * config.RecordBytes()),
+                  c.ip_target(),
+                  c.ip_bytes() <= c.ip_target() ? "PASS" : "FAIL");
+    }
+    std::printf("\n");
   }
   for (const AeCase& c : report.cases()) {
     if (c.d() == 0 && c.converged()) {
