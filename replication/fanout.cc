@@ -245,6 +245,10 @@ std::vector<FanoutBatch> Fanout::TakeBatches() {
     }
     while (static_cast<int>(q.in_flight.size()) < options_.max_in_flight_per_peer &&
            !q.order.empty()) {
+      // Not full: wait for the batch in flight and the interval, and go
+      // with what arrives meanwhile.
+      if (!Full(q) && (!q.in_flight.empty() || now_ms_ < SendableAtMs(q))) break;
+      q.last_send_ms = now_ms_;
       FanoutBatch batch;
       batch.peer = peer;
       batch.batch_id = q.next_batch_id++;
@@ -303,12 +307,27 @@ void Fanout::OnBatchDone(const std::string& peer, uint64_t batch_id, bool ok) {
   }
 }
 
+bool Fanout::Full(const PeerQueue& q) const {
+  return q.order.size() >= options_.max_batch_records ||
+         q.bytes >= options_.max_batch_bytes;
+}
+
+int64_t Fanout::SendableAtMs(const PeerQueue& q) const {
+  return q.last_send_ms + options_.min_push_interval_ms;
+}
+
 std::optional<int64_t> Fanout::NextRetryMs() const {
   std::optional<int64_t> next;
   for (const std::string& peer : ready_) {
     auto it = queues_.find(peer);
-    if (it == queues_.end() || it->second.held || it->second.retry_at_ms <= now_ms_) continue;
-    if (!next.has_value() || it->second.retry_at_ms < *next) next = it->second.retry_at_ms;
+    if (it == queues_.end() || it->second.held) continue;
+    const PeerQueue& q = it->second;
+    int64_t at = q.retry_at_ms;
+    // A partial batch waiting only for the interval (one waiting for an
+    // answer is sent from OnBatchDone's TakeBatches).
+    if (!Full(q) && q.in_flight.empty()) at = std::max(at, SendableAtMs(q));
+    if (at <= now_ms_) continue;
+    if (!next.has_value() || at < *next) next = at;
   }
   return next;
 }

@@ -113,9 +113,17 @@ TEST(FanoutTest, BatchesAreBoundedInRecordsAndBytes) {
     f.Write(std::vector{Rec("k" + std::to_string(i), 10 + i)}, 1, 0, 100);
   }
   std::vector<FanoutBatch> b = f.TakeBatches();
-  ASSERT_THAT(b, SizeIs(3));
+  // Two full batches at once; the last two records are not a batch's worth
+  // and wait for the answers.
+  ASSERT_THAT(b, SizeIs(2));
   EXPECT_THAT(b[0].records, SizeIs(4));
-  EXPECT_THAT(b[2].records, SizeIs(2));
+  EXPECT_THAT(b[1].records, SizeIs(4));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  f.OnBatchDone("a", b[1].batch_id, true);
+  f.Tick(100);
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_THAT(b[0].records, SizeIs(2));
 
   FanoutOptions ob;
   ob.max_batch_bytes = 500;
@@ -127,10 +135,61 @@ TEST(FanoutTest, BatchesAreBoundedInRecordsAndBytes) {
   g.Write(std::vector{Rec("s2", 3, std::string(200, 'x'))}, 1, 0, 100);
   g.Write(std::vector{Rec("s3", 4, std::string(200, 'x'))}, 1, 0, 100);
   b = g.TakeBatches();
-  ASSERT_THAT(b, SizeIs(3));
+  ASSERT_THAT(b, SizeIs(2));
   EXPECT_THAT(b[0].records, SizeIs(1));  // Over the limit alone.
   EXPECT_THAT(b[1].records, SizeIs(2));
-  EXPECT_THAT(b[2].records, SizeIs(1));
+  g.OnBatchDone("a", b[0].batch_id, true);
+  g.OnBatchDone("a", b[1].batch_id, true);
+  g.Tick(100);
+  b = g.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_THAT(b[0].records, SizeIs(1));
+}
+
+TEST(FanoutTest, APartialBatchWaitsForTheOneInFlightAndTheInterval) {
+  FanoutOptions o;
+  o.min_push_interval_ms = 2;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  // Light load: a write goes at once.
+  f.Write(std::vector{Rec("k1", 10)}, 1, 0, 100);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_EQ(f.NextRetryMs(), std::nullopt);
+  // Writes while it travels wait for its answer...
+  f.Write(std::vector{Rec("k2", 11)}, 1, 1, 100);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  EXPECT_EQ(f.NextRetryMs(), std::nullopt);  // Not a time: the answer.
+  f.OnBatchDone("a", b[0].batch_id, true);
+  // ...and the interval since the previous batch, gathering what comes.
+  f.Write(std::vector{Rec("k3", 12)}, 1, 1, 100);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  EXPECT_EQ(f.NextRetryMs(), 2);
+  f.Tick(2);
+  b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_THAT(b[0].records, ElementsAre(Rec("k2", 11), Rec("k3", 12)));
+  f.OnBatchDone("a", b[0].batch_id, true);
+  // Light load again: long after the previous batch, at once.
+  f.Write(std::vector{Rec("k4", 13)}, 1, 50, 100);
+  EXPECT_THAT(f.TakeBatches(), SizeIs(1));
+}
+
+TEST(FanoutTest, AFullBatchGoesAtOnceBehindOneInFlight) {
+  FanoutOptions o;
+  o.min_push_interval_ms = 1000;
+  o.max_batch_records = 3;
+  Fanout f(o);
+  f.SetPeers({"a"});
+  f.Write(std::vector{Rec("k0", 10)}, 1, 0, 100);
+  ASSERT_THAT(f.TakeBatches(), SizeIs(1));
+  f.Write(std::vector{Rec("k1", 11), Rec("k2", 12)}, 1, 0, 100);
+  EXPECT_THAT(f.TakeBatches(), IsEmpty());
+  f.Write(std::vector{Rec("k3", 13)}, 1, 0, 100);
+  std::vector<FanoutBatch> b = f.TakeBatches();
+  ASSERT_THAT(b, SizeIs(1));
+  EXPECT_THAT(b[0].records, SizeIs(3));
+  EXPECT_EQ(f.InFlight("a"), 2u);
 }
 
 TEST(FanoutTest, QuorumWriteCompletesAtEnoughAcks) {
@@ -317,6 +376,7 @@ TEST(RumorTest, AtMostFanoutPeersAllGetEveryWriteWithNoHops) {
 TEST(RumorTest, AboveFanoutAOneWriteGoesToFanoutRandomPeersWithHops) {
   FanoutOptions o;
   o.fanout = 3;
+  o.min_push_interval_ms = 0;  // One batch per write at one time.
   Fanout f(o);
   f.SetPeers(Peers(49));  // 50 members.
   std::set<std::string> chosen;
@@ -375,6 +435,7 @@ TEST(RumorTest, TrackedWritesGoDirectlyToTheirTargetsWithoutHops) {
 TEST(RumorTest, ForwardSkipsTheSenderAndSpendsAHop) {
   FanoutOptions o;
   o.fanout = 3;
+  o.min_push_interval_ms = 0;  // One batch per write at one time.
   Fanout f(o);
   f.SetPeers(Peers(8));
   for (int i = 0; i < 50; ++i) {

@@ -89,6 +89,10 @@ void Replicator::Start() {
 
 void Replicator::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  {
+    absl::MutexLock lock(&mu_);
+    wake_.SignalAll();
+  }
   if (thread_.joinable()) thread_.join();
   std::vector<WriteDone> failed;
   {
@@ -214,6 +218,13 @@ void Replicator::Pump() {
       pushes_.insert(call);
       calls.push_back(call);
     }
+    // A batch held back (FanoutOptions::min_push_interval_ms) that may go
+    // before the tick thread's next wake: wake it then.
+    if (std::optional<int64_t> next = core_.NextRetryMs();
+        next.has_value() && *next < loop_wake_ms_) {
+      loop_wake_ms_ = *next;
+      wake_.Signal();
+    }
     ready = TakeDoneLocked();
   }
   // Started outside mu_: a callback may run inline.
@@ -239,6 +250,7 @@ void Replicator::PushDone(PushCall* call, const grpc::Status& status) {
     absl::MutexLock lock(&mu_);
     pushes_.erase(call);
     if (!ok) ++push_calls_failed_;
+    core_.Tick(MonotonicMs());
     core_.OnBatchDone(call->peer, call->batch_id, ok);
     ready = TakeDoneLocked();
   }
@@ -276,7 +288,20 @@ void Replicator::Loop() {
     }
     for (auto& [cb, s] : ready) std::move(cb)(s);
     Pump();
-    if (stop_.WaitForNotificationWithTimeout(options_.tick)) return;
+    // A tick, or less when the core holds a batch back until a time (the
+    // push interval, a backoff); Pump moves the wake earlier.
+    absl::MutexLock lock(&mu_);
+    const int64_t after = MonotonicMs();
+    loop_wake_ms_ = after + absl::ToInt64Milliseconds(options_.tick);
+    if (std::optional<int64_t> next = core_.NextRetryMs(); next.has_value()) {
+      loop_wake_ms_ = std::min(loop_wake_ms_, *next);
+    }
+    while (!stop_.HasBeenNotified()) {
+      const int64_t left = loop_wake_ms_ - MonotonicMs();
+      if (left <= 0) break;
+      wake_.WaitWithTimeout(&mu_, absl::Milliseconds(left));
+    }
+    if (stop_.HasBeenNotified()) return;
   }
 }
 

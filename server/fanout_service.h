@@ -5,7 +5,9 @@
 // write is durable locally (Replicate); it queues the records for the live
 // peers and starts one async unary Replica.Push call per batch per peer
 // (at most FanoutOptions::max_in_flight_per_peer at once, each with
-// push_deadline), so a write spreads in about one round trip; a failed push
+// push_deadline), so a write spreads in about one round trip (under load,
+// batches that are not full go at most every min_push_interval_ms, 2 ms, so
+// that the records go in few calls); a failed push
 // is retried after a backoff, and writes for members that are down are held
 // for them within the queue bounds (hinted handoff, replication/fanout.h).
 // A ONE write is
@@ -26,7 +28,8 @@
 // peer_refresh for the peers ONE writes go to.
 //
 // Thread safety: thread-safe. A background thread ticks the core (write
-// deadlines) and refreshes the peers; call callbacks run on gRPC's threads.
+// deadlines; batches held back by FanoutOptions::min_push_interval_ms or a
+// backoff go when their time comes) and refreshes the peers; call callbacks run on gRPC's threads.
 // All calls into the core happen under mu_; no callback given by a caller is
 // run while mu_ is held, and mu_ is never held while starting a call.
 #ifndef KV_SERVER_FANOUT_SERVICE_H_
@@ -189,6 +192,10 @@ class Replicator {
   int64_t push_calls_failed_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t reads_repaired_ ABSL_GUARDED_BY(mu_) = 0;
   std::string self_address_ ABSL_GUARDED_BY(mu_);  // Sent as PushRequest.sender.
+  // When the tick thread wakes next (monotonic ms); Pump makes it earlier,
+  // through wake_, for a batch the core holds back until a time.
+  int64_t loop_wake_ms_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::CondVar wake_;
   std::vector<std::string> down_peers_ ABSL_GUARDED_BY(mu_);  // As last given.
 };
 
