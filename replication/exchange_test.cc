@@ -1221,6 +1221,25 @@ TEST(ExchangeTest, FullSyncOverSeveralExchangesIsSeenAsCutByBudget) {
   }
 }
 
+// As kvd runs it: leaves at depth 16, either side starting each exchange.
+TEST(ExchangeTest, FullSyncWithAlternatingInitiatorsMovesEachRecordOnce) {
+  ExchangeOptions o;
+  o.max_record_bytes_per_exchange = 200000;
+  Node a(1, 16), b(2, 16);
+  for (int i = 0; i < 20000; ++i) a.Put(Key(i), std::string(100, 'v'));
+  int exchanges = 0;
+  int64_t records = 0;
+  while (a.store->tree().Root() != b.store->tree().Root()) {
+    ASSERT_LT(++exchanges, 200);
+    Result r = exchanges % 2 ? RunExchange(b, a, o, exchanges)
+                             : RunExchange(a, b, o, exchanges);
+    records += r.records;
+  }
+  EXPECT_EQ(records, 20000);
+  std::printf("[ measured ] 20000 records in %d exchanges\n", exchanges);
+  ExpectConverged(a, b);
+}
+
 // Runs an exchange between a (initiator) and b with Exchange objects,
 // applying the records each side hands out. `edit` sees every message before
 // the side `to` (0: the initiator, 1: the responder) takes it, and may change

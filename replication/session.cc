@@ -141,7 +141,10 @@ bool Sessions::CanInitiate(const std::string& address) const {
   const uint64_t id = PeerId(address);
   for (const auto& [sid, s] : sessions_) {
     if (s.outgoing && s.address == address) return false;
-    if (!s.outgoing && s.admitted && id != 0 && s.peer_id == id) return false;
+    // A peer of unknown id may be the one served: the two would stream the
+    // same differences at once (the yield rule in Admit only covers
+    // exchanges that start at the same moment).
+    if (!s.outgoing && s.admitted && (id == 0 || s.peer_id == id)) return false;
   }
   return true;
 }

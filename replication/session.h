@@ -210,7 +210,8 @@ class Sessions {
 
   // Whether this node may open an exchange to `address` now: not at
   // max_outgoing, nor while it already runs one to it, nor while it serves
-  // that peer (by node id).
+  // that peer (by node id; while the address's id is unknown, while it
+  // serves any peer).
   bool CanInitiate(const std::string& address) const;
 
   // Registers an exchange this node opens to `address` at `now_ms`.

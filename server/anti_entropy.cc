@@ -21,9 +21,9 @@ using replication::Sessions;
 
 // The metadata key in which a responder tells its node id.
 constexpr char kNodeIdKey[] = "kv-node-id";
-// At 16 MiB of records per exchange (the default budget), 1 GiB before the
+// At 4 MiB of records per exchange (the default budget), 1 GiB before the
 // loop waits an interval again.
-constexpr int kMaxBackToBackExchanges = 64;
+constexpr int kMaxBackToBackExchanges = 256;
 
 // The driver's ExchangeStream over a gRPC stream (client or server side),
 // paced by the node-wide rate limiter.
@@ -96,6 +96,12 @@ void AntiEntropy::Stop() {
 void AntiEntropy::SetPeers(std::vector<std::string> peers) {
   absl::MutexLock lock(&mu_);
   sessions_.SetPeers(std::move(peers));
+}
+
+void AntiEntropy::LearnPeerIds(
+    const std::vector<std::pair<std::string, uint64_t>>& ids) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [address, id] : ids) sessions_.LearnPeerId(address, id);
 }
 
 void AntiEntropy::Loop() {

@@ -86,6 +86,9 @@ class AntiEntropy {
 
   // Replaces the peer list (host:port; gossip feeds it the live members).
   void SetPeers(std::vector<std::string> peers);
+  // Records which node each peer address is (gossip knows; otherwise the
+  // first exchange with it teaches it).
+  void LearnPeerIds(const std::vector<std::pair<std::string, uint64_t>>& ids);
 
   // Runs one exchange with `peer` as initiator, now, on the calling thread.
   // Errors: UNAVAILABLE when the peer cannot be reached, refuses (paused,

@@ -188,6 +188,7 @@ void GossipService::Loop() {
     }
     const replication::AppState app = CurrentAppState();
     std::optional<std::vector<std::string>> new_peers;
+    std::vector<std::pair<std::string, uint64_t>> ids;  // Peer address, node id.
     absl::Status fatal;
     {
       absl::MutexLock lock(&mu_);
@@ -199,6 +200,11 @@ void GossipService::Loop() {
         // started with (so a node never has fewer peers than --peers gave).
         if (!live.empty()) seen_live_ = true;
         if (seen_live_) new_peers = std::move(live);
+        for (const replication::MemberView& m : core_->Members(MonotonicMs())) {
+          if (!m.is_self && !m.state.peer_address().empty()) {
+            ids.emplace_back(m.state.peer_address(), m.state.node_id());
+          }
+        }
       }
       fatal = core_->fatal_error();
       if (!fatal.ok()) active_ = false;
@@ -207,6 +213,9 @@ void GossipService::Loop() {
       spdlog::info("gossip: live peers now [{}]", absl::StrJoin(*new_peers, ","));
       anti_entropy_->SetPeers(std::move(*new_peers));
     }
+    // Anti-entropy's rules need to know which node an address is (it does
+    // not initiate to a peer it serves) before their first exchange.
+    if (!ids.empty()) anti_entropy_->LearnPeerIds(ids);
     if (!fatal.ok()) {
       spdlog::critical("gossip: this node cannot join the cluster: {}", std::string(fatal.message()));
       if (on_fatal_) on_fatal_(fatal);
