@@ -4,14 +4,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <filesystem>
-#include <functional>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
@@ -19,16 +17,6 @@ namespace kv::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-// Polls `done` every 50 ms until it holds; false when `timeout` passes first.
-bool WaitFor(std::chrono::milliseconds timeout, const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
 
 // The value `c` reads for `key`: "<not found>" when there is none, the error
 // when the Get fails (so that EXPECT_EQ shows it).
@@ -77,27 +65,32 @@ class Cluster {
     return s.ok() ? *s : kv::v1::StatsResponse();
   }
   // Waits until the given nodes report equal roots; false on timeout.
-  bool WaitConverged(std::vector<int> which, std::chrono::seconds timeout) {
-    return WaitFor(timeout, [&] {
-      std::set<std::string> roots;
-      for (int i : which) roots.insert(Stats(i).root_digest());
-      return roots.size() == 1;
-    });
+  bool WaitConverged(std::vector<int> which, absl::Duration timeout) {
+    return WaitFor(
+        [&] {
+          std::set<std::string> roots;
+          for (int i : which) roots.insert(Stats(i).root_digest());
+          return roots.size() == 1;
+        },
+        timeout);
   }
   // Waits until no exchange is under way on the given nodes (each counts
   // the exchanges it takes part in as started, then completed or failed),
   // seen on two polls in a row; false on timeout.
-  bool WaitNoExchangeUnderWay(std::vector<int> which, std::chrono::seconds timeout) {
+  bool WaitNoExchangeUnderWay(std::vector<int> which, absl::Duration timeout) {
     int quiet_polls = 0;
-    return WaitFor(timeout, [&] {
-      bool quiet = true;
-      for (int i : which) {
-        const kv::v1::StatsResponse s = Stats(i);
-        quiet = quiet && s.exchanges_started() == s.exchanges_completed() + s.exchanges_failed();
-      }
-      quiet_polls = quiet ? quiet_polls + 1 : 0;
-      return quiet_polls >= 2;
-    });
+    return WaitFor(
+        [&] {
+          bool quiet = true;
+          for (int i : which) {
+            const kv::v1::StatsResponse s = Stats(i);
+            quiet = quiet &&
+                    s.exchanges_started() == s.exchanges_completed() + s.exchanges_failed();
+          }
+          quiet_polls = quiet ? quiet_polls + 1 : 0;
+          return quiet_polls >= 2;
+        },
+        timeout);
   }
 
  private:
@@ -122,12 +115,12 @@ TEST(AntiEntropyTest, DivergentPairConvergesAndStreamsOnlyTheDifference) {
   ASSERT_TRUE(cluster.c(0).BatchWrite(Puts("base/", 500, "v")).ok());
   ASSERT_TRUE(cluster.c(0).SetAntiEntropy(true).ok());
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(true).ok());
-  ASSERT_TRUE(cluster.WaitConverged({0, 1}, std::chrono::seconds(20)));
+  ASSERT_TRUE(cluster.WaitConverged({0, 1}, absl::Seconds(20)));
   ASSERT_TRUE(cluster.c(0).SetAntiEntropy(false).ok());
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
   // Exchanges under way finish before the counters are read (both nodes
   // paused, a new one is refused and streams nothing).
-  ASSERT_TRUE(cluster.WaitNoExchangeUnderWay({0, 1}, std::chrono::seconds(30)));
+  ASSERT_TRUE(cluster.WaitNoExchangeUnderWay({0, 1}, absl::Seconds(30)));
   const auto before0 = cluster.Stats(0), before1 = cluster.Stats(1);
 
   // 10 keys differ: 5 overwritten on each side, plus a delete on one side.
@@ -140,7 +133,7 @@ TEST(AntiEntropyTest, DivergentPairConvergesAndStreamsOnlyTheDifference) {
 
   ASSERT_TRUE(cluster.c(0).SetAntiEntropy(true).ok());
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(true).ok());
-  ASSERT_TRUE(cluster.WaitConverged({0, 1}, std::chrono::seconds(20)));
+  ASSERT_TRUE(cluster.WaitConverged({0, 1}, absl::Seconds(20)));
   const auto after0 = cluster.Stats(0), after1 = cluster.Stats(1);
   const int64_t streamed = (after0.keys_sent() - before0.keys_sent()) +
                            (after1.keys_sent() - before1.keys_sent());
@@ -159,7 +152,7 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(cluster.c(i).BatchWrite(Puts(absl::StrCat("n", i, "/"), 700, "x")).ok());
   }
-  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, std::chrono::seconds(30)));
+  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, absl::Seconds(30)));
 
   // Node 2 goes down and loses its disk; the others keep taking writes.
   cluster.node(2).Kill();
@@ -170,7 +163,7 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
 
   ASSERT_TRUE(cluster.Start(2).ok());
   EXPECT_EQ(cluster.Stats(2).key_count(), 0);
-  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, std::chrono::seconds(60)));
+  ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, absl::Seconds(60)));
   auto s2 = cluster.Stats(2);
   EXPECT_EQ(s2.key_count(), 2100 + 300);
   EXPECT_EQ(s2.root_digest(), cluster.Stats(0).root_digest());
@@ -190,11 +183,13 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
   // Node 0's next exchanges are refused with node 1's reason.
   kv::v1::StatsResponse s0;
-  EXPECT_TRUE(WaitFor(std::chrono::seconds(10), [&] {
-    s0 = cluster.Stats(0);
-    return s0.peers_size() == 1 &&
-           s0.peers(0).last_error().find("paused") != std::string::npos;
-  }));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        s0 = cluster.Stats(0);
+        return s0.peers_size() == 1 &&
+               s0.peers(0).last_error().find("paused") != std::string::npos;
+      },
+      absl::Seconds(10)));
   EXPECT_GT(s0.exchanges_failed(), 0);
   ASSERT_EQ(s0.peers_size(), 1);
   EXPECT_THAT(s0.peers(0).last_error(), HasSubstr("paused"));
@@ -202,9 +197,9 @@ TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   // A peer that is down: failures counted, the node keeps serving.
   cluster.node(1).Kill();
   const int64_t failed = cluster.Stats(0).exchanges_failed();
-  EXPECT_TRUE(WaitFor(std::chrono::seconds(20), [&] {
-    return cluster.Stats(0).exchanges_failed() > failed;
-  })) << "no failed exchange counted with the peer down";
+  EXPECT_TRUE(
+      WaitFor([&] { return cluster.Stats(0).exchanges_failed() > failed; }, absl::Seconds(20)))
+      << "no failed exchange counted with the peer down";
   EXPECT_TRUE(cluster.c(0).Put("still", "serving").ok());
 }
 
@@ -228,15 +223,17 @@ TEST(AntiEntropyTest, RecordsFromAClockFarAheadAreRefusedAndCounted) {
   ASSERT_TRUE(c1.ok()) << c1.status();
   ASSERT_TRUE((*c0)->Put("from-the-future", "x").ok());
   ASSERT_TRUE((*c1)->Put("from-now", "y").ok());
-  EXPECT_TRUE(WaitFor(std::chrono::seconds(10), [&] {
-    absl::StatusOr<kv::v1::StatsResponse> s = (*c1)->Stats();
-    return s.ok() && s->records_refused_clock() > 0;
-  })) << "node 1 refused nothing from the node two hours ahead";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<kv::v1::StatsResponse> s = (*c1)->Stats();
+        return s.ok() && s->records_refused_clock() > 0;
+      },
+      absl::Seconds(10)))
+      << "node 1 refused nothing from the node two hours ahead";
   EXPECT_EQ(ValueOf(**c1, "from-the-future"), "<not found>");
   EXPECT_THAT(n1.Log(), HasSubstr("--max-clock-drift-ms"));
   // The other direction is fine: node 0's clock is ahead of node 1's record.
-  EXPECT_TRUE(WaitFor(std::chrono::seconds(10),
-                      [&] { return ValueOf(**c0, "from-now") == "y"; }))
+  EXPECT_TRUE(WaitFor([&] { return ValueOf(**c0, "from-now") == "y"; }, absl::Seconds(10)))
       << ValueOf(**c0, "from-now");
 }
 

@@ -11,12 +11,11 @@
 
 #include <chrono>
 #include <filesystem>
-#include <functional>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
@@ -27,21 +26,11 @@ using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kNodes = 5;
-constexpr auto kJoinBound = std::chrono::seconds(10);
-constexpr auto kDownBound = std::chrono::seconds(10);
+constexpr absl::Duration kJoinBound = absl::Seconds(10);
+constexpr absl::Duration kDownBound = absl::Seconds(10);
 
 double SecondsSince(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// Polls `pred` every 50 ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return pred();
 }
 
 class MembershipTest : public ::testing::Test {
@@ -102,7 +91,7 @@ class MembershipTest : public ::testing::Test {
   }
 
   // Waits until every running node sees every other running node alive.
-  bool WaitAllAlive(std::chrono::milliseconds timeout) {
+  bool WaitAllAlive(absl::Duration timeout) {
     return WaitFor(
         [&] {
           for (int i = 0; i < kNodes; ++i) {
@@ -121,7 +110,7 @@ class MembershipTest : public ::testing::Test {
   }
 
   // Waits until `which` report equal Merkle roots (Admin.Stats).
-  bool WaitConverged(const std::vector<int>& which, std::chrono::milliseconds timeout) {
+  bool WaitConverged(const std::vector<int>& which, absl::Duration timeout) {
     return WaitFor(
         [&] {
           std::set<std::string> roots;
@@ -182,7 +171,7 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
         }
         return false;
       },
-      std::chrono::seconds(10)));
+      absl::Seconds(10)));
 
   // kill -9: every other node marks it down.
   const uint64_t old_generation = View(0, 4).generation();
@@ -196,7 +185,7 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
         auto p = peer_entry(synced_with_n4);
         return p.has_value() && !p->live() && p->last_exchange_unix_ms() > 0;
       },
-      std::chrono::seconds(5)))
+      absl::Seconds(5)))
       << "n" << synced_with_n4 << " no longer lists the down n4 with its last exchange";
   {
     const CommandResult r = Kvctl(0, {"cluster", "status"});
@@ -209,7 +198,7 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
   for (int k = 0; k < 50; ++k) {
     ASSERT_TRUE(clients_[0]->Put(absl::StrCat("k", k), "v").ok());
   }
-  ASSERT_TRUE(WaitConverged({0, 1, 2, 3}, std::chrono::seconds(10)));
+  ASSERT_TRUE(WaitConverged({0, 1, 2, 3}, absl::Seconds(10)));
   t = Clock::now();
   StartNode(4);
   ASSERT_TRUE(WaitFor(
@@ -217,7 +206,7 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
       kJoinBound));
   std::printf("[ measure  ] restart: alive everywhere with a higher generation after %.2f s\n",
               SecondsSince(t));
-  ASSERT_TRUE(WaitConverged({0, 1, 2, 3, 4}, std::chrono::seconds(10)));
+  ASSERT_TRUE(WaitConverged({0, 1, 2, 3, 4}, absl::Seconds(10)));
   std::printf("[ measure  ] restart: caught up by anti-entropy after %.2f s\n",
               SecondsSince(t));
 
@@ -235,9 +224,9 @@ TEST_F(MembershipTest, CrashFreezeAndRestart) {
   std::printf("[ measure  ] kill -CONT: alive everywhere after %.2f s\n", SecondsSince(t));
   // The frozen node, back, sees everyone alive too (it does not blame the
   // others for its own gap).
-  EXPECT_TRUE(WaitAllAlive(std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitAllAlive(absl::Seconds(5)));
   EXPECT_TRUE(WaitFor([&] { return Kvctl(3, {"cluster", "status"}).exit_code == 0; },
-                      std::chrono::seconds(5)))
+                      absl::Seconds(5)))
       << Kvctl(3, {"cluster", "status"}).out;
 }
 
@@ -247,7 +236,7 @@ TEST_F(MembershipTest, LeaveDuplicateIdAndRemove) {
   // Graceful stop: `left`, quickly (it is announced, not detected).
   auto t = Clock::now();
   kill(nodes_[2]->pid(), SIGTERM);
-  ASSERT_TRUE(WaitFor([&] { return AllSee(2, "left"); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(WaitFor([&] { return AllSee(2, "left"); }, absl::Seconds(5)));
   std::printf("[ measure  ] SIGTERM: every other node shows it left after %.2f s\n",
               SecondsSince(t));
   auto stopped = nodes_[2]->Terminate();  // Reaps it.
@@ -284,7 +273,7 @@ TEST_F(MembershipTest, LeaveDuplicateIdAndRemove) {
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_THAT(r.out, HasSubstr("removed"));
   }
-  ASSERT_TRUE(WaitFor([&] { return AllSee(4, "removed"); }, std::chrono::seconds(5)));
+  ASSERT_TRUE(WaitFor([&] { return AllSee(4, "removed"); }, absl::Seconds(5)));
   const CommandResult back = RunCommand(
       {"/usr/bin/timeout", "20", KvdPath(), "--name", "n4", "--listen", addresses_[4],
        "--data-dir", dirs_[4], "--seeds", addresses_[0], "--gossip-interval-ms", "100"});

@@ -7,29 +7,17 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <functional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
 namespace kv::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 constexpr int kNodes = 4;
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-             std::chrono::milliseconds poll = std::chrono::milliseconds(50)) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(poll);
-  }
-  return pred();
-}
 
 TEST(RumorTest, ForwardedWritesReachTheNodesTheWriterDidNotPick) {
   TempDir tmp;
@@ -64,7 +52,7 @@ TEST(RumorTest, ForwardedWritesReachTheNodesTheWriterDidNotPick) {
         }
         return true;
       },
-      std::chrono::seconds(20)));
+      absl::Seconds(20)));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
   for (int k = 0; k < 20; ++k) {
@@ -76,7 +64,7 @@ TEST(RumorTest, ForwardedWritesReachTheNodesTheWriterDidNotPick) {
             auto r = clients[i]->Get(key);
             return r.ok() && r->found && r->value == "v";
           },
-          std::chrono::seconds(3), std::chrono::milliseconds(2)))
+          absl::Seconds(3), absl::Milliseconds(2)))
           << key << " did not reach node " << i << "\n"
           << nodes[i]->LogTail();
     }

@@ -11,10 +11,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <functional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "client/client.h"
 #include "tests/integration/kvd_process.h"
 
@@ -29,16 +29,6 @@ constexpr int kNodes = 3;
 
 double MsSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout,
-             std::chrono::milliseconds poll = std::chrono::milliseconds(50)) {
-  const auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(poll);
-  }
-  return pred();
 }
 
 class FanoutTest : public ::testing::Test {
@@ -83,7 +73,7 @@ class FanoutTest : public ::testing::Test {
           }
           return true;
         },
-        std::chrono::seconds(15)));
+        absl::Seconds(15)));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
 
@@ -117,7 +107,7 @@ TEST_F(FanoutTest, OneWriteIsReadableEverywhereWithinMilliseconds) {
     const auto acked = Clock::now();
     for (int i = 1; i < kNodes; ++i) {
       ASSERT_TRUE(WaitFor([&] { return HasValue(i, key, "v"); },
-                          std::chrono::milliseconds(1000), std::chrono::milliseconds(1)))
+                          absl::Milliseconds(1000), absl::Milliseconds(1)))
           << "key " << key << " not on node " << i;
     }
     ms.push_back(MsSince(acked));
@@ -155,7 +145,7 @@ TEST_F(FanoutTest, QuorumSucceedsAndAllFailsWithOneNodeDown) {
         }
         return false;
       },
-      std::chrono::seconds(10)));
+      absl::Seconds(10)));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const auto start = Clock::now();
   auto r = all(0).Put("k-all", "v");
@@ -194,13 +184,13 @@ TEST_F(FanoutTest, ReplicaReadRepairsStaleReplicas) {
   EXPECT_TRUE(got->found);
   EXPECT_EQ(got->value, "newest");
   EXPECT_TRUE(WaitFor([&] { return HasValue(1, "r", "newest"); },
-                      std::chrono::milliseconds(2000), std::chrono::milliseconds(5)));
+                      absl::Milliseconds(2000), absl::Milliseconds(5)));
   EXPECT_TRUE(WaitFor([&] { return HasValue(2, "r", "newest"); },
-                      std::chrono::milliseconds(2000), std::chrono::milliseconds(5)));
+                      absl::Milliseconds(2000), absl::Milliseconds(5)));
   // A QUORUM write pushes even with the fast path off.
   ASSERT_TRUE(quorum(2).Put("w", "q").ok());
   EXPECT_TRUE(WaitFor([&] { return HasValue(0, "w", "q") || HasValue(1, "w", "q"); },
-                      std::chrono::milliseconds(100), std::chrono::milliseconds(5)));
+                      absl::Milliseconds(100), absl::Milliseconds(5)));
 }
 
 TEST_F(FanoutTest, FrozenPeerDoesNotSlowOneWrites) {
@@ -225,7 +215,7 @@ TEST_F(FanoutTest, FrozenPeerDoesNotSlowOneWrites) {
   EXPECT_LT(frozen.second, 200.0);
   // The live peer still got every write at once.
   EXPECT_TRUE(WaitFor([&] { return HasValue(1, "frozen299", std::string(1000, 'x')); },
-                      std::chrono::milliseconds(500), std::chrono::milliseconds(5)));
+                      absl::Milliseconds(500), absl::Milliseconds(5)));
 }
 
 TEST_F(FanoutTest, FrozenPeerQueueStaysWithinItsBound) {
@@ -254,7 +244,7 @@ TEST_F(FanoutTest, FrozenPeerQueueStaysWithinItsBound) {
   EXPECT_LE(dropped_frozen, kWrites);
   // The live peer got every write.
   EXPECT_TRUE(WaitFor([&] { return HasValue(1, "bounded399", std::string(1000, 'x')); },
-                      std::chrono::milliseconds(2000), std::chrono::milliseconds(5)));
+                      absl::Milliseconds(2000), absl::Milliseconds(5)));
 }
 
 }  // namespace
