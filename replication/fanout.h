@@ -123,8 +123,8 @@ struct FanoutOptions {
   // in one call, for at most this much added delay. Why: a Push costs the
   // replica about 95 us of CPU for the call (gRPC, one engine write) besides
   // about 11 us per record (measured on a 5-node loopback cluster, 2 cores);
-  // sending every batch at once made pushes of 6-11 records under load,
-  // 2 ms made them 30-40 and the cluster's CPU per put 30% lower (README,
+  // sending every batch at once made pushes of 4-8 records under load, 2 ms
+  // made them about 32 and the cluster's CPU per put 40% lower (README,
   // "Write fan-out"). 0: no interval (a partial batch still waits for the
   // one in flight).
   int64_t min_push_interval_ms = 2;
