@@ -363,7 +363,7 @@ absl::StatusOr<std::vector<uint32_t>> Exchange::ChildDigests(
         }));
   }
   std::vector<uint32_t> out(n);
-  for (uint64_t j = 0; j < n; ++j) out[j] = SaltedDigest(digests[j], salt_);
+  for (uint64_t j = 0; j < n; ++j) out[j] = ChildDigest(digests[j], salt_);
   return out;
 }
 
@@ -382,16 +382,17 @@ absl::Status Exchange::HandleDigests(const peer::v1::Digests& d) {
     return Invalid("Digests: children at depth ", child_depth,
                    " skip the leaf level ", leaf_depth_);
   }
-  if (d.digests().size() != (size_t{4} << bits)) {
+  if (d.digests().size() != (kChildDigestBytes << bits)) {
     return Invalid("Digests: ", d.digests().size(), " bytes of digests, not ",
-                   size_t{4} << bits, " for child_bits ", bits);
+                   kChildDigestBytes << bits, " for child_bits ", bits);
   }
   const TreePos parent{d.parent_depth(), d.parent_index()};
   KV_RETURN_IF_ERROR(ClaimSubject(parent, "Digests"));
   KV_ASSIGN_OR_RETURN(std::vector<uint32_t> own, ChildDigests(parent, bits));
   const char* theirs = d.digests().data();
   for (uint64_t j = 0; j < own.size(); ++j) {
-    const uint32_t their = absl::little_endian::Load32(theirs + 4 * j);
+    const uint32_t their =
+        absl::little_endian::Load16(theirs + kChildDigestBytes * j);
     if (their == own[j]) continue;
     const TreePos child{child_depth, (parent.index << bits) | j};
     KV_RETURN_IF_ERROR(their == kEmptyDigest ? StreamNode(child)
@@ -449,9 +450,10 @@ absl::Status Exchange::SendDigests(const TreePos& node, uint32_t child_bits) {
       asking_.empty.push_back(range);
     }
   }
-  std::string bytes(own.size() * 4, '\0');
+  std::string bytes(own.size() * kChildDigestBytes, '\0');
   for (size_t j = 0; j < own.size(); ++j) {
-    absl::little_endian::Store32(bytes.data() + 4 * j, own[j]);
+    absl::little_endian::Store16(bytes.data() + kChildDigestBytes * j,
+                                 static_cast<uint16_t>(own[j]));
   }
   peer::v1::Digests& d = turn_.digests.emplace_back();
   d.set_parent_depth(node.depth);

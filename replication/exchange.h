@@ -38,7 +38,8 @@
 // that sends a turn which asks nothing is done after sending it, a side that
 // receives one is done after applying it. Records streamed are exactly the
 // differing keys, in both directions (unless a budget below cuts the round
-// short, or a 32-bit salted digest collides, which the next salt undoes).
+// short, or a 16-bit salted digest or fingerprint collides, which the next
+// salt undoes; a collided key may also cost a record sent in vain).
 // The side that sends Fingerprints keeps the keys it listed, so the `missing`
 // positions of the Diff are read against exactly that list even if the store
 // changed in between.

@@ -782,24 +782,24 @@ TEST_F(HostileTest, BadDigests) {
   m = good();
   m.mutable_digests(0)->set_child_bits(1);
   m.mutable_digests(0)->set_digests(std::string(7, 'x'));
-  ExpectInvalid(*ResponderAfterHello(a, b), m, "7 bytes of digests, not 8");
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "7 bytes of digests, not 4");
 
   m = good();
   m.mutable_digests(0)->set_child_bits(1);
   m.mutable_digests(0)->set_digests(std::string(4 << 10, 'x'));
-  ExpectInvalid(*ResponderAfterHello(a, b), m, "not 8");
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "not 4");
 
   // Crossing the leaf level, and a node that was not asked about.
   m = good();
   m.mutable_digests(0)->set_parent_depth(4);
   m.mutable_digests(0)->set_child_bits(8);
-  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  m.mutable_digests(0)->set_digests(std::string(512, 'x'));
   ExpectInvalid(*ResponderAfterHello(a, b), m, "skip the leaf level");
 
   m = good();
   m.mutable_digests(0)->set_parent_depth(7);
   m.mutable_digests(0)->set_child_bits(1);
-  m.mutable_digests(0)->set_digests(std::string(8, 'x'));
+  m.mutable_digests(0)->set_digests(std::string(4, 'x'));
   ExpectInvalid(*ResponderAfterHello(a, b), m, "was not asked about");
 
   // The same node twice in one turn.
@@ -807,14 +807,14 @@ TEST_F(HostileTest, BadDigests) {
   m.mutable_digests(0)->set_parent_depth(0);
   m.mutable_digests(0)->set_parent_index(0);
   m.mutable_digests(0)->set_child_bits(8);
-  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  m.mutable_digests(0)->set_digests(std::string(512, 'x'));
   ExpectInvalid(*ResponderAfterHello(a, b), m, "was not asked about");
 
   Node c(3, 12), d(4, 12);
   c.Put("k", "v");
   m = good();
   m.mutable_digests(0)->set_child_bits(1);
-  m.mutable_digests(0)->set_digests(std::string(8, 'x'));
+  m.mutable_digests(0)->set_digests(std::string(4, 'x'));
   *m.add_digests() = m.digests(0);
   ExpectInvalid(*ResponderAfterHello(c, d), m, "appears twice");
 
@@ -825,7 +825,7 @@ TEST_F(HostileTest, BadDigests) {
   m.mutable_digests(0)->set_parent_depth(60);
   m.mutable_digests(0)->set_parent_index(0);
   m.mutable_digests(0)->set_child_bits(8);
-  m.mutable_digests(0)->set_digests(std::string(1024, 'x'));
+  m.mutable_digests(0)->set_digests(std::string(512, 'x'));
   ExpectInvalid(*ResponderAfterHello(e, f), m, "is over 64");
 }
 
@@ -837,15 +837,15 @@ TEST_F(HostileTest, BadFingerprints) {
     peer::v1::Fingerprints* f = m.add_fingerprints();
     f->set_depth(8);
     f->set_index(3);
-    f->set_fingerprints("abc");
+    f->set_fingerprints("ab");
     m.set_end_of_turn(true);
     return m;
   };
   ASSERT_TRUE(ResponderAfterHello(a, b)->Step(good()).ok());
 
   ExchangeMessage m = good();
-  m.mutable_fingerprints(0)->set_fingerprints("abcd");
-  ExpectInvalid(*ResponderAfterHello(a, b), m, "not a multiple of 3");
+  m.mutable_fingerprints(0)->set_fingerprints("abc");
+  ExpectInvalid(*ResponderAfterHello(a, b), m, "not a multiple of 2");
 
   m = good();
   m.mutable_fingerprints(0)->set_depth(7);
@@ -862,7 +862,7 @@ TEST_F(HostileTest, BadFingerprints) {
   ExchangeOptions o = Fanout8();
   o.max_received_fingerprints = 100;
   m = good();
-  m.mutable_fingerprints(0)->set_fingerprints(std::string(3 * 101, 'x'));
+  m.mutable_fingerprints(0)->set_fingerprints(std::string(kFingerprintBytes * 101, 'x'));
   ExpectInvalid(*ResponderAfterHello(a, b, o), m, "101 entries is over the limit of 100");
 
   m = good();
@@ -1149,9 +1149,10 @@ TEST_F(HostileTest, StreamedRecordsOnlyUnderEmptyNodesAndOnce) {
     // The answer to Hello: the Digests of both leaves, (1, 1) as empty.
     ASSERT_EQ(last_turn_.at(0).digests_size(), 1);
     const std::string& d = last_turn_.at(0).digests(0).digests();
-    ASSERT_EQ(d.size(), 8u);
-    EXPECT_EQ(absl::little_endian::Load32(d.data() + 4), kEmptyDigest);
-    EXPECT_NE(absl::little_endian::Load32(d.data()), kEmptyDigest);
+    ASSERT_EQ(d.size(), 2 * kChildDigestBytes);
+    EXPECT_EQ(absl::little_endian::Load16(d.data() + kChildDigestBytes),
+              kEmptyDigest);
+    EXPECT_NE(absl::little_endian::Load16(d.data()), kEmptyDigest);
     ASSERT_TRUE(r->Step(WithRecord(in_empty, 5, false, "v")).ok());
     EXPECT_EQ(r->TakeReady().records_to_apply.size(), 1u);
     ExpectInvalid(*r, WithRecord(in_empty, 6, false, "w"), "sent twice");

@@ -29,8 +29,13 @@ uint32_t SaltedDigest(const storage::Digest& digest, uint64_t salt) {
   return h == kEmptyDigest ? 1 : h;
 }
 
+uint32_t ChildDigest(const storage::Digest& digest, uint64_t salt) {
+  const uint32_t d = SaltedDigest(digest, salt) & 0xFFFF;
+  return d == kEmptyDigest && !(digest == storage::Digest{}) ? 1 : d;
+}
+
 uint32_t Fingerprint(const storage::Digest& digest, uint64_t salt) {
-  return SaltedDigest(digest, salt) & 0xFFFFFF;
+  return SaltedDigest(digest, salt) & 0xFFFF;
 }
 
 void AppendFingerprint(uint32_t fingerprint, std::string* out) {
