@@ -43,6 +43,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -485,6 +486,55 @@ int64_t IpDelta(int64_t before, int64_t after) {
   return before < 0 || after < 0 ? -1 : after - before;
 }
 
+// Foreground reads while something else runs: one thread per node, one Get
+// of a random loaded key at a time, one per ms, on a connection of its own.
+// Stop() returns the latencies (ms) per node.
+class GetProbe {
+ public:
+  GetProbe(const std::array<std::string, 2>& addresses, int64_t n) {
+    for (int i = 0; i < 2; ++i) {
+      threads_[i] = std::thread([this, i, address = addresses[i], n] {
+        client::ClientOptions o;
+        o.timeout = absl::Seconds(10);
+        o.dedicated_connection = true;
+        auto c = client::Client::Connect(address, o);
+        if (!c.ok()) return;
+        uint64_t x = 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(i + 1);
+        while (!stop_.load()) {
+          x ^= x << 13;
+          x ^= x >> 7;
+          x ^= x << 17;
+          const auto t0 = Clock::now();
+          if ((*c)->Get(Key(static_cast<int64_t>(x % static_cast<uint64_t>(n)))).ok()) {
+            latencies_[i].push_back(MsSince(t0));
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      });
+    }
+  }
+  ~GetProbe() { Stop(); }
+  std::array<std::vector<double>, 2> Stop() {
+    stop_.store(true);
+    for (std::thread& t : threads_) {
+      if (t.joinable()) t.join();
+    }
+    return latencies_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::array<std::thread, 2> threads_;
+  std::array<std::vector<double>, 2> latencies_;  // Each written by its thread.
+};
+
+// The q-quantile (0..1) of `v` in ms; 0 when empty.
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
 // Resets the peak RSS (VmHWM) of a process to its current RSS (Linux >= 4.0,
 // /proc/PID/clear_refs); false when that failed.
 bool ResetPeakRss(pid_t pid) {
@@ -843,9 +893,29 @@ bool FullSync(Pair& pair, const Config& config, AeFullSync* out) {
                    Pair::kNames[i]);
     }
   }
+  const std::array<std::string, 2> addresses = {pair.node(0).address(),
+                                                pair.node(1).address()};
+  std::array<std::vector<double>, 2> idle;
+  {
+    GetProbe probe(addresses, config.n);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    idle = probe.Stop();
+  }
   const int64_t ip_before = IpBytesOr(pair);
-  const SyncResult sync = Sync(pair, config);
+  std::array<std::vector<double>, 2> during;
+  SyncResult sync;
+  {
+    GetProbe probe(addresses, config.n);
+    sync = Sync(pair, config);
+    during = probe.Stop();
+  }
   out->set_ip_bytes(IpDelta(ip_before, IpBytesOr(pair)));
+  for (int i = 0; i < 2; ++i) {
+    out->add_idle_get_p50_ms(Quantile(idle[i], 0.5));
+    out->add_idle_get_p99_ms(Quantile(idle[i], 0.99));
+    out->add_sync_get_p50_ms(Quantile(during[i], 0.5));
+    out->add_sync_get_p99_ms(Quantile(during[i], 0.99));
+  }
   out->set_ok(sync.ok);
   out->set_ms(sync.ms);
   out->set_records(sync.delta.keys_sent);
@@ -1009,6 +1079,16 @@ void PrintText(const Config& config, const AeBenchReport& report) {
                 static_cast<double>(sync.records()) / config.n, sync.bytes(),
                 HumanBytes(sync.bytes()).c_str(), sync.exchanges(),
                 sync.counters().exchanges_failed());
+    if (sync.idle_get_p99_ms_size() == 2 && sync.sync_get_p99_ms_size() == 2) {
+      std::printf(
+          "foreground Get latency (1 in flight per node) idle -> during the "
+          "sync: A p50 %.2f -> %.2f ms, p99 %.2f -> %.2f ms; B p50 %.2f -> "
+          "%.2f ms, p99 %.2f -> %.2f ms (target: p99 <= 2 x idle)\n",
+          sync.idle_get_p50_ms(0), sync.sync_get_p50_ms(0),
+          sync.idle_get_p99_ms(0), sync.sync_get_p99_ms(0),
+          sync.idle_get_p50_ms(1), sync.sync_get_p50_ms(1),
+          sync.idle_get_p99_ms(1), sync.sync_get_p99_ms(1));
+    }
     if (sync.ip_bytes() >= 0) {
       std::printf("full sync IP bytes between the peer ports (kernel): %s\n",
                   HumanBytes(sync.ip_bytes()).c_str());
