@@ -489,20 +489,41 @@ absl::Status Exchange::SendFingerprints(const TreePos& node) {
   return absl::OkStatus();
 }
 
+absl::Status ExchangeStorage::ForEachRecordUnder(
+    uint32_t depth, uint64_t index,
+    absl::FunctionRef<bool(storage::Record&&)> fn) {
+  absl::Status status;
+  KV_RETURN_IF_ERROR(ForEachIndexEntry(
+      depth, index, [&](const storage::IndexEntry& e) {
+        absl::StatusOr<std::optional<storage::Record>> r = Get(e.key);
+        if (!r.ok()) {
+          status = r.status();
+          return false;
+        }
+        return !r->has_value() || fn(**std::move(r));
+      }));
+  return status;
+}
+
 absl::Status Exchange::StreamNode(const TreePos& node) {
   ++stats_.ranges_streamed;
-  absl::Status status;
+  if (budget_spent_) {
+    // Reading records only to skip them would cost a batch of reads per
+    // empty node left; a later exchange streams this one.
+    ++stats_.records_skipped;
+    return absl::OkStatus();
+  }
   const int64_t skipped_before = stats_.records_skipped;
   const int64_t sent_before = stats_.records_sent;
-  KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
-      node.depth, node.index, [&](const storage::IndexEntry& e) {
-        status = SendRecord(e.key);
+  KV_RETURN_IF_ERROR(storage_->ForEachRecordUnder(
+      node.depth, node.index, [&](storage::Record&& record) {
+        QueueRecord(std::move(record));
         // Past the budget the rest waits for a later exchange (reading it
         // only to skip it would cost a read per record).
-        return status.ok() && stats_.records_skipped == skipped_before;
+        return stats_.records_skipped == skipped_before;
       }));
   stats_.records_streamed += stats_.records_sent - sent_before;
-  return status;
+  return absl::OkStatus();
 }
 
 bool Exchange::InEmptyRange(uint64_t hash) const {
@@ -759,20 +780,27 @@ absl::Status Exchange::SendRecord(const std::string& key,
     ++stats_.records_changed;  // Written over since it was listed.
     return absl::OkStatus();
   }
+  QueueRecord(*std::move(own));
+  return absl::OkStatus();
+}
+
+bool Exchange::QueueRecord(storage::Record&& record) {
+  if (keys_sent_.contains(record.key)) return false;
   const int64_t size =
-      static_cast<int64_t>(own->key.size() + own->value.size());
+      static_cast<int64_t>(record.key.size() + record.value.size());
   // At least one record per exchange, so that a record larger than the
   // budget still gets through.
   if (record_bytes_sent_ > 0 &&
       record_bytes_sent_ + size > options_.max_record_bytes_per_exchange) {
     ++stats_.records_skipped;
-    return absl::OkStatus();
+    budget_spent_ = true;
+    return false;
   }
   record_bytes_sent_ += size;
-  keys_sent_.insert(key);
-  turn_.records.push_back(RecordToProto(*own));
+  turn_.records.push_back(RecordToProto(record));
+  keys_sent_.insert(std::move(record.key));
   ++stats_.records_sent;
-  return absl::OkStatus();
+  return true;
 }
 
 void Exchange::AddWant(const std::string& key) {

@@ -259,6 +259,11 @@ class ExchangeStorage {
   // As storage::Store::Get.
   virtual absl::StatusOr<std::optional<storage::Record>> Get(
       absl::string_view key) = 0;
+  // As storage::Store::ForEachRecordUnder; the default reads through
+  // ForEachIndexEntry and Get.
+  virtual absl::Status ForEachRecordUnder(
+      uint32_t depth, uint64_t index,
+      absl::FunctionRef<bool(storage::Record&&)> fn);
 };
 
 // ExchangeStorage over a storage::Store (not owned; must outlive this).
@@ -282,6 +287,11 @@ class StoreStorage final : public ExchangeStorage {
   absl::StatusOr<std::optional<storage::Record>> Get(
       absl::string_view key) override {
     return store_->Get(key);
+  }
+  absl::Status ForEachRecordUnder(
+      uint32_t depth, uint64_t index,
+      absl::FunctionRef<bool(storage::Record&&)> fn) override {
+    return store_->ForEachRecordUnder(depth, index, fn);
   }
 
  private:
@@ -443,6 +453,9 @@ class Exchange {
   // `listed` is given, its fingerprint is still that one).
   absl::Status SendRecord(const std::string& key,
                           std::optional<uint32_t> listed = std::nullopt);
+  // Queues `record` unless sent already or over the budget (then counted in
+  // records_skipped); returns whether it was queued.
+  bool QueueRecord(storage::Record&& record);
   // Whether the peer's turn may carry `record` (see Asked); takes it off.
   bool TakeAsked(const storage::Record& record);
   void AddWant(const std::string& key);
@@ -471,6 +484,7 @@ class Exchange {
   absl::flat_hash_set<std::string> streamed_taken_;
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.
   int64_t record_bytes_sent_ = 0;
+  bool budget_spent_ = false;  // A record was skipped for the budget.
   Ready ready_;
   ExchangeStats stats_;
   absl::Status first_over_limits_;

@@ -98,6 +98,26 @@ class Engine {
 
   virtual std::unique_ptr<Iterator> NewIterator(Column column) = 0;
 
+  // Reads for a background scan (anti-entropy streaming a range): as Get
+  // for each of `keys` (values[i] for keys[i]) and as NewIterator, but what
+  // they read is not added to the block cache, so a full sync of a peer
+  // neither grows this process by the cache's size nor evicts the
+  // foreground's working set. The defaults: the plain calls (engines without
+  // a cache). Errors: as Get (the first one).
+  virtual absl::Status ScanGet(Column column, const std::vector<std::string>& keys,
+                               std::vector<std::optional<std::string>>* values) {
+    values->clear();
+    for (const std::string& key : keys) {
+      absl::StatusOr<std::optional<std::string>> v = Get(column, key);
+      if (!v.ok()) return v.status();
+      values->push_back(*std::move(v));
+    }
+    return absl::OkStatus();
+  }
+  virtual std::unique_ptr<Iterator> NewScanIterator(Column column) {
+    return NewIterator(column);
+  }
+
   // Writes a consistent copy of every column, as of one moment between
   // batches, into the new directory `dir` (it must not exist; its parent
   // must), without blocking writes for long. The copy opens as an engine of

@@ -34,6 +34,30 @@ TYPED_TEST(EngineTest, GetMissingIsNullopt) {
   EXPECT_FALSE(v->has_value());
 }
 
+// The scan reads (which bypass a block cache) read what Get and NewIterator
+// read.
+TYPED_TEST(EngineTest, ScanReadsReadAsGetAndIterator) {
+  auto e = this->factory_.Open();
+  WriteBatch b;
+  b.Put(Column::kData, "a", "1");
+  b.Put(Column::kData, "c", "3");
+  b.Put(Column::kIndex, "b", "index");
+  ASSERT_TRUE(e->Write(b).ok());
+  std::vector<std::optional<std::string>> values;
+  ASSERT_TRUE(e->ScanGet(Column::kData, {"a", "b", "c"}, &values).ok());
+  ASSERT_EQ(values.size(), 3u);
+  EXPECT_EQ(values[0], std::optional<std::string>("1"));
+  EXPECT_FALSE(values[1].has_value());
+  EXPECT_EQ(values[2], std::optional<std::string>("3"));
+  ASSERT_TRUE(e->ScanGet(Column::kData, {}, &values).ok());
+  EXPECT_TRUE(values.empty());
+  auto it = e->NewScanIterator(Column::kData);
+  std::vector<std::string> keys;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) keys.emplace_back(it->key());
+  EXPECT_TRUE(it->status().ok());
+  EXPECT_EQ(keys, (std::vector<std::string>{"a", "c"}));
+}
+
 TYPED_TEST(EngineTest, BatchWritesAllColumnsAndColumnsAreSeparate) {
   auto e = this->factory_.Open();
   WriteBatch b;

@@ -122,6 +122,31 @@ class RocksDbEngine final : public Engine {
     return value;
   }
 
+  absl::Status ScanGet(Column column, const std::vector<std::string>& keys,
+                       std::vector<std::optional<std::string>>* values) override {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> pinned(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db_->MultiGet(ro, Handle(column), keys.size(), slices.data(), pinned.data(),
+                  statuses.data());
+    values->assign(keys.size(), std::nullopt);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound()) continue;
+      if (!statuses[i].ok()) return FromRocks(statuses[i], "reading");
+      (*values)[i] = pinned[i].ToString();
+    }
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<Iterator> NewScanIterator(Column column) override {
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;
+    return std::make_unique<RocksIterator>(
+        std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro, Handle(column))));
+  }
+
   absl::Status Write(const WriteBatch& batch) override {
     rocksdb::WriteBatch wb;
     for (const WriteBatch::Op& op : batch.ops()) {

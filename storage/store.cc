@@ -592,6 +592,37 @@ absl::Status Store::ForEachIndexEntry(
   return it->status();
 }
 
+absl::Status Store::ForEachRecordUnder(uint32_t depth, uint64_t index,
+                                       absl::FunctionRef<bool(Record&&)> fn) {
+  // Keys per batched read: large enough for MultiGet to pay off, small
+  // enough that a caller stopping early wastes little.
+  constexpr size_t kBatch = 256;
+  const HashRange range = RangeOf(depth, index);
+  auto it = engine_->NewScanIterator(Column::kIndex);
+  std::vector<std::string> keys;
+  std::vector<std::optional<std::string>> values;
+  bool more = true;
+  auto flush = [&]() -> absl::Status {
+    KV_RETURN_IF_ERROR(engine_->ScanGet(Column::kData, keys, &values));
+    for (size_t i = 0; i < keys.size() && more; ++i) {
+      if (!values[i].has_value()) continue;
+      KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(keys[i], *values[i]));
+      more = fn(std::move(r));
+    }
+    keys.clear();
+    return absl::OkStatus();
+  };
+  for (it->Seek(IndexSeekKey(range.lo)); more && it->Valid(); it->Next()) {
+    KV_ASSIGN_OR_RETURN(IndexEntry e, DecodeIndexEntry(it->key(), it->value()));
+    if (!range.Contains(e.hash)) break;
+    keys.push_back(std::move(e.key));
+    if (keys.size() == kBatch) KV_RETURN_IF_ERROR(flush());
+  }
+  KV_RETURN_IF_ERROR(it->status());
+  if (more && !keys.empty()) KV_RETURN_IF_ERROR(flush());
+  return absl::OkStatus();
+}
+
 absl::StatusOr<RangeSummary> Store::Summarize(uint32_t depth, uint64_t index) {
   if (depth <= tree_.leaf_depth()) {
     return RangeSummary{tree_.NodeDigest(depth, index),

@@ -239,6 +239,14 @@ class Store {
   absl::Status ForEachIndexEntry(uint32_t depth, uint64_t index,
                                  absl::FunctionRef<bool(const IndexEntry&)> fn);
 
+  // Calls fn for the record of each entry under Merkle node (depth, index),
+  // in hash order, until fn returns false: a scan for streaming the range to
+  // a peer, read in batches (Engine::ScanGet, NewScanIterator) without
+  // filling the block cache. An entry whose record is gone by the time it is
+  // read (a concurrent write) is skipped. REQUIRES as ForEachIndexEntry.
+  absl::Status ForEachRecordUnder(uint32_t depth, uint64_t index,
+                                  absl::FunctionRef<bool(Record&&)> fn);
+
   // Digest and count of node (depth, index): from the tree when depth <=
   // leaf_depth, else computed from the hash index (the finer levels).
   absl::StatusOr<RangeSummary> Summarize(uint32_t depth, uint64_t index);

@@ -53,6 +53,40 @@ Mutation Put(std::string key, std::string value) {
   return Mutation{std::move(key), false, std::move(value), {}};
 }
 
+// The streaming scan: every record under a node, tombstones included, in
+// hash order, read in batches (more records than one batch), as Get reads
+// them; it stops when fn says so.
+TYPED_TEST(StoreTest, ForEachRecordUnderReadsTheRangeInHashOrder) {
+  auto s = this->Open();
+  std::vector<Mutation> puts;
+  for (int i = 0; i < 1200; ++i) {
+    puts.push_back(Put(absl::StrCat("key-", i), absl::StrCat("value-", i)));
+  }
+  ASSERT_TRUE(s->Write(puts).ok());
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Mutation{"key-7", true, "", {}}}).ok());
+  for (uint64_t node = 0; node < 2; ++node) {
+    int64_t n = 0;
+    uint64_t prev = 0;
+    bool saw_tombstone = false;
+    ASSERT_TRUE(s->ForEachRecordUnder(1, node, [&](Record&& r) {
+                   const uint64_t h = KeyHash(r.key);
+                   EXPECT_EQ(h >> 63, node);
+                   EXPECT_GE(h, prev);
+                   prev = h;
+                   auto got = s->Get(r.key);
+                   EXPECT_TRUE(got.ok() && got->has_value() && **got == r) << r.key;
+                   saw_tombstone = saw_tombstone || r.tombstone;
+                   ++n;
+                   return true;
+                 }).ok());
+    EXPECT_EQ(n, s->tree().NodeCount(1, node));
+    EXPECT_EQ(saw_tombstone, (KeyHash("key-7") >> 63) == node);
+  }
+  int64_t seen = 0;
+  ASSERT_TRUE(s->ForEachRecordUnder(0, 0, [&](Record&&) { return ++seen < 300; }).ok());
+  EXPECT_EQ(seen, 300);
+}
+
 TYPED_TEST(StoreTest, PutGetDeleteAndVersionsIncrease) {
   auto s = this->Open();
   auto v1 = s->Write(std::vector<Mutation>{Put("k", "one")});
