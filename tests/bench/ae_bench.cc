@@ -120,6 +120,7 @@ struct Config {
   std::string kvd = kv::testing::KvdPath();
   std::string output = "text";
   int interval_ms = 200;
+  int64_t bandwidth = -1;  // kvd --ae-bandwidth; -1: kvd's default.
   bool pin = false;
   bool single_initiator = false;  // Only A starts exchanges; B only answers.
   int batch = 1000;
@@ -135,6 +136,8 @@ struct Config {
   std::string Setup() const {
     return absl::StrCat(
         "ae interval ", interval_ms, " ms, ",
+        bandwidth < 0 ? std::string()
+                      : absl::StrCat("ae bandwidth ", bandwidth, " B/s, "),
         single_initiator ? "only A initiates exchanges (B answers)"
                          : "both nodes initiate exchanges",
         ", nodes ", pin ? "pinned (A: CPU 0, B: CPU 1)" : "unpinned");
@@ -235,6 +238,10 @@ class Pair {
                 "--ae-interval-ms", absl::StrCat(interval_ms),
                 "--ae-paused",     "--fanout-enabled",
                 "false"};
+      if (config_.bandwidth >= 0) {
+        o.args.push_back("--ae-bandwidth");
+        o.args.push_back(absl::StrCat(config_.bandwidth));
+      }
       o.cpu = config_.pin ? static_cast<int>(i % cpus) : -1;
       nodes_[i] = std::make_unique<KvdProcess>(std::move(o));
       if (absl::Status s = nodes_[i]->Start(absl::Seconds(60)); !s.ok())
@@ -805,6 +812,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Config* config) {
   app.add_option("--ae-interval-ms", config->interval_ms, "kvd --ae-interval-ms")
       ->capture_default_str()
       ->check(CLI::Range(10, 60000));
+  app.add_option("--ae-bandwidth", config->bandwidth,
+                 "kvd --ae-bandwidth, bytes/s (default: kvd's, 64 MiB/s; 0: no cap)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--pin", config->pin,
                "Pin node A to CPU 0 and node B to CPU 1 (default: unpinned)");
   app.add_flag(
