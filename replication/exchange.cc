@@ -56,6 +56,16 @@ void PeerRefusals::Add(const storage::Record& record) {
                                storage::EntryDigest(record)});
 }
 
+bool PeerRefusals::ContainsHashAt(uint64_t key_hash,
+                                  const storage::Version& version) const {
+  absl::MutexLock lock(&mu_);
+  auto [lo, hi] = by_hash_.equal_range(key_hash);
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second.version == version) return true;
+  }
+  return false;
+}
+
 bool PeerRefusals::Contains(absl::string_view key,
                             const storage::Version& version) const {
   const uint64_t hash = storage::KeyHash(key);
@@ -271,6 +281,7 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   if (msg.end_of_turn()) {
     const bool peer_asked = peer_turn_asked_ || MessageAsks(msg);
     peer_turn_asked_ = false;
+    diff_entries_received_ = 0;
     if (!peer_asked) {
       // The responder's answer to Hello asked nothing: equal roots.
       if (asked_.root && msg.records_size() == 0) stats_.equal_roots = true;
@@ -590,17 +601,19 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
           return true;
         }
         if (refused_keys.contains(e.key)) return true;
-        const int64_t size = static_cast<int64_t>(e.key.size()) + 32;
+        // Three fixed64 with their tags, and the entry's framing.
+        constexpr int64_t kEntryBytes = 29;
         if (entries >= options_.max_list_entries ||
-            entry_bytes + size > entry_budget) {
+            entry_bytes + kEntryBytes > entry_budget) {
           return true;  // Keep matching the rest for `missing`.
         }
-        entry_bytes += size;
+        entry_bytes += kEntryBytes;
         ++entries;
-        peer::v1::KeyVersion* kv = diff.add_entries();
-        kv->set_key(e.key);
-        storage::VersionToProto(e.version, kv->mutable_version());
-        asking_.offered.insert(e.key);
+        peer::v1::DiffEntry* entry = diff.add_entries();
+        entry->set_key_hash(e.hash);
+        entry->set_hlc(e.version.hlc);
+        entry->set_node_id(e.version.node_id);
+        asking_.offered.push_back(e.key);
         asking_.record_keys.insert(e.key);  // The peer's, if newer or tied.
         return true;
       }));
@@ -644,51 +657,63 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     named[p] = true;
   }
   const storage::HashRange range = storage::RangeOf(node.depth, node.index);
-  absl::flat_hash_set<std::string_view> listed;
-  for (const peer::v1::KeyVersion& kv : diff.entries()) {
-    if (kv.key().empty()) return Invalid("Diff entry: empty key");
-    if (!range.Contains(storage::KeyHash(kv.key()))) {
-      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
-                     "' is not under node ", NodeName(node.depth, node.index));
+  absl::flat_hash_set<uint64_t> listed;
+  for (const peer::v1::DiffEntry& entry : diff.entries()) {
+    if (!range.Contains(entry.key_hash())) {
+      return Invalid("Diff entry: key hash ", entry.key_hash(),
+                     " is not under node ", NodeName(node.depth, node.index));
     }
-    if (!kv.has_version() || kv.version().hlc() == 0) {
-      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
-                     "' has a missing or zero version");
+    if (entry.hlc() == 0) {
+      return Invalid("Diff entry: key hash ", entry.key_hash(),
+                     " has a zero version");
     }
-    if (!listed.insert(kv.key()).second) {
-      return Invalid("Diff entry: key '", KeyForMessage(kv.key()),
-                     "' repeats");
+    if (!listed.insert(entry.key_hash()).second) {
+      return Invalid("Diff entry: key hash ", entry.key_hash(), " repeats");
     }
   }
-  // All checked; now act.
-  for (const peer::v1::KeyVersion& kv : diff.entries()) {
-    // A key over our limits (the peer runs with larger ones): we could not
-    // take its record, so we neither want it nor hold it.
-    if (kv.key().size() > limits_.max_key_bytes) continue;
-    KV_ASSIGN_OR_RETURN(std::optional<storage::Record> own,
-                        storage_->Get(kv.key()));
-    const storage::Version theirs = storage::VersionFromProto(kv.version());
-    if (refusals_ != nullptr && refusals_->Contains(kv.key(), theirs) &&
-        !(own.has_value() && own->version > theirs)) {
+  // All checked; now act. Our entries under the node, by key hash.
+  struct Own {
+    std::string key;
+    storage::Version version;
+  };
+  absl::flat_hash_map<uint64_t, Own> own_by_hash;
+  if (diff.entries_size() > 0) {
+    KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
+        node.depth, node.index, [&](const storage::IndexEntry& e) {
+          if (listed.contains(e.hash)) {
+            own_by_hash[e.hash] = Own{e.key, e.version};
+          }
+          return true;
+        }));
+  }
+  for (const peer::v1::DiffEntry& entry : diff.entries()) {
+    const uint32_t position = diff_entries_received_++;
+    auto it = own_by_hash.find(entry.key_hash());
+    const Own* own = it == own_by_hash.end() ? nullptr : &it->second;
+    const storage::Version theirs{entry.hlc(), entry.node_id()};
+    const storage::Version ours = own == nullptr ? storage::Version{} : own->version;
+    if (refusals_ != nullptr &&
+        refusals_->ContainsHashAt(entry.key_hash(), theirs) &&
+        !(own != nullptr && ours > theirs)) {
       ++stats_.refusals_remembered;  // Refused before: not asked again.
       continue;
     }
-    if (own.has_value() && own->version > theirs) {
-      KV_RETURN_IF_ERROR(SendRecord(kv.key()));
-    } else if (!own.has_value() || own->version < theirs) {
-      AddWant(kv.key());
+    if (own != nullptr && ours > theirs) {
+      KV_RETURN_IF_ERROR(SendRecord(own->key));
+    } else if (own == nullptr || ours < theirs) {
+      AddWant(position, entry.key_hash());
     } else {
       // A tie: the peer's entry matched none of our fingerprints, so its
       // contents differ from ours under the same version (a copied data
       // directory, a forged record), or a fingerprint collision displaced
       // it. Either way send ours and ask for theirs: Store::Apply keeps the
       // higher digest on both sides, so they converge.
-      KV_RETURN_IF_ERROR(SendRecord(kv.key()));
-      AddWant(kv.key());
+      KV_RETURN_IF_ERROR(SendRecord(own->key));
+      AddWant(position, entry.key_hash());
     }
   }
   for (size_t p = 0; p < keys.size(); ++p) {
-    if (named[p] && !listed.contains(keys[p].first)) {
+    if (named[p] && !listed.contains(storage::KeyHash(keys[p].first))) {
       // The peer takes it only with the fingerprint it was asked by.
       KV_RETURN_IF_ERROR(SendRecord(keys[p].first, keys[p].second));
     }
@@ -701,11 +726,13 @@ absl::Status Exchange::HandleWants(const ExchangeMessage& msg) {
     return Invalid("wants: ", msg.wants_size(), " keys is over the limit of ",
                    options_.max_list_entries);
   }
-  for (const std::string& key : msg.wants()) {
-    if (asked_.offered.erase(key) == 0) {
-      return Invalid("wants: key '", KeyForMessage(key),
-                     "' was not offered in a Diff (or is wanted twice)");
+  for (uint32_t position : msg.wants()) {
+    if (position >= asked_.offered.size() || asked_.offered[position].empty()) {
+      return Invalid("wants: position ", position,
+                     " is not an entry of our last Diffs (or is wanted twice)");
     }
+    const std::string key = std::move(asked_.offered[position]);
+    asked_.offered[position].clear();
     KV_RETURN_IF_ERROR(SendRecord(key));
   }
   return absl::OkStatus();
@@ -754,6 +781,7 @@ absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
 bool Exchange::TakeAsked(const storage::Record& record) {
   if (asked_.record_keys.erase(record.key) > 0) return true;
   const uint64_t hash = storage::KeyHash(record.key);
+  if (asked_.record_hashes.erase(hash) > 0) return true;
   if (InEmptyRange(hash)) return streamed_taken_.insert(record.key).second;
   auto it = asked_.record_fingerprints.find(
       Fingerprint(storage::EntryDigest(record), salt_));
@@ -803,10 +831,9 @@ bool Exchange::QueueRecord(storage::Record&& record) {
   return true;
 }
 
-void Exchange::AddWant(const std::string& key) {
-  if (!keys_wanted_.insert(key).second) return;
-  asking_.record_keys.insert(key);
-  turn_.wants.push_back(key);
+void Exchange::AddWant(uint32_t position, uint64_t key_hash) {
+  asking_.record_hashes.insert(key_hash);
+  turn_.wants.push_back(position);
   ++stats_.wants_sent;
 }
 
@@ -870,10 +897,14 @@ void Exchange::FlushTurn() {
         make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
     *cur.add_diffs() = std::move(d);
   }
-  for (std::string& w : turn_.wants) {
-    stats_.bytes_sent_wants +=
-        make_room(static_cast<int64_t>(w.size()), false);
-    cur.add_wants(std::move(w));
+  for (uint32_t w : turn_.wants) {
+    // Packed: each position is its varint alone (make_room's framing is an
+    // upper bound, for splitting).
+    const auto bytes = static_cast<int64_t>(
+        google::protobuf::io::CodedOutputStream::VarintSize32(w));
+    make_room(bytes, false);
+    stats_.bytes_sent_wants += bytes;
+    cur.add_wants(w);
   }
   for (peer::v1::Record& r : turn_.records) {
     stats_.bytes_sent_records +=
@@ -889,7 +920,6 @@ void Exchange::FlushTurn() {
   }
   ++stats_.turns_sent;
   turn_ = Turn{};
-  keys_wanted_.clear();
 }
 
 }  // namespace kv::replication

@@ -20,11 +20,12 @@
 //     it is at depth 64), our Fingerprints of those entries, else the
 //     Digests of its 2^finer_bits children computed from the hash index.
 //   Fingerprints -> a Diff: our entries whose fingerprint is not in the list
-//     (as key + version) and the list positions that match none of ours.
-//   Diff -> the records we hold newer or the peer lacks, and `wants` for the
-//     keys the peer holds newer; for a key at the same version on both
-//     sides (its contents differ, or a collision hid it), both: Apply
-//     breaks the tie by digest, so the two sides converge.
+//     (as key hash + HLC) and the list positions that match none of ours.
+//   Diff -> the records we hold newer or the peer lacks, and `wants` (Diff
+//     entry positions) for the keys the peer holds newer or we lack; for a
+//     key at the same HLC on both sides (its contents differ, or a collision
+//     hid it), both: Apply breaks the tie by version and digest, so the two
+//     sides converge.
 //   wants -> those records.
 // Empty ranges: a node that holds no entries has the salted digest 0
 // (kEmptyDigest, wire.h). A side that sees the peer's digest 0 for a node
@@ -54,7 +55,8 @@
 // we wanted, a key we offered in a Diff (the peer sends its own when newer or
 // tied), an entry the peer listed whose fingerprint our Diff named missing
 // (the record's fingerprint must be the listed one and its key under that
-// node), or any key under a node our last turn declared empty (digest 0). Any other record (a key not asked for, a second copy, contents other
+// node), a key whose hash we wanted, or any key under a node our last turn
+// declared empty (digest 0). Any other record (a key not asked for, a second copy, contents other
 // than the fingerprint listed) fails the exchange with INVALID_ARGUMENT and
 // is counted (ExchangeStats::records_not_asked); no record of that message is
 // applied. The side answering a Diff sends the record of a missing position
@@ -204,6 +206,9 @@ class PeerRefusals {
   void Add(const storage::Record& record);
   // Whether `key` was refused at exactly `version`.
   bool Contains(absl::string_view key, const storage::Version& version) const;
+  // Whether a key of hash `key_hash` was refused at exactly `version` (what
+  // a Diff entry names).
+  bool ContainsHashAt(uint64_t key_hash, const storage::Version& version) const;
   // Calls fn(key, entry digest) for each remembered record whose key hash is
   // in `range`, in hash order.
   void ForEachIn(const storage::HashRange& range,
@@ -385,7 +390,7 @@ class Exchange {
     std::vector<peer::v1::Digests> digests;
     std::vector<peer::v1::Fingerprints> fingerprints;
     std::vector<peer::v1::Diff> diffs;
-    std::vector<std::string> wants;
+    std::vector<uint32_t> wants;  // Positions of the peer's Diff entries.
     std::vector<peer::v1::Record> records;
     bool Asks() const {
       return !digests.empty() || !fingerprints.empty() || !diffs.empty() ||
@@ -401,12 +406,15 @@ class Exchange {
     // fingerprints we sent.
     std::map<TreePos, std::vector<std::pair<std::string, uint32_t>>>
         fingerprints;
-    // Keys we listed in Diffs: the only keys the peer may want.
-    absl::flat_hash_set<std::string> offered;
+    // The keys of our Diff entries, by position (the peer wants them by
+    // position); a wanted one is cleared, so it is wanted once.
+    std::vector<std::string> offered;
     // The records the peer may send in its next turn, each once: the keys we
-    // wanted or offered, and, by fingerprint, the peer's entries our Diffs
-    // named missing (fingerprint -> the nodes they were listed under).
+    // offered, the key hashes we wanted, and, by fingerprint, the peer's
+    // entries our Diffs named missing (fingerprint -> the nodes they were
+    // listed under).
     absl::flat_hash_set<std::string> record_keys;
+    absl::flat_hash_set<uint64_t> record_hashes;
     absl::flat_hash_map<uint32_t, std::vector<TreePos>> record_fingerprints;
     // Hash ranges of the nodes we declared empty (sorted by lo once the
     // turn is sent; disjoint): the peer may send any record under them.
@@ -458,7 +466,8 @@ class Exchange {
   bool QueueRecord(storage::Record&& record);
   // Whether the peer's turn may carry `record` (see Asked); takes it off.
   bool TakeAsked(const storage::Record& record);
-  void AddWant(const std::string& key);
+  // Wants the peer's Diff entry at `position` (the key of hash `key_hash`).
+  void AddWant(uint32_t position, uint64_t key_hash);
   // Splits the turn into messages and queues them.
   void FlushTurn();
 
@@ -479,7 +488,9 @@ class Exchange {
   std::set<TreePos> answered_;  // Nodes the peer's current turn addressed.
   Turn turn_;                   // Being built.
   absl::flat_hash_set<std::string> keys_sent_;    // Records sent, per exchange.
-  absl::flat_hash_set<std::string> keys_wanted_;  // Wants in turn_.
+  // Diff entries received in the peer's current turn (the next one's
+  // position).
+  uint32_t diff_entries_received_ = 0;
   // Records taken under our empty ranges (each key once per exchange).
   absl::flat_hash_set<std::string> streamed_taken_;
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.

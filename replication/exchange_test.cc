@@ -673,10 +673,9 @@ class HostileTest : public ::testing::Test {
     d->set_depth(0);
     d->set_index(0);
     for (const std::string& key : keys) {
-      peer::v1::KeyVersion* kv = d->add_entries();
-      kv->set_key(key);
-      kv->mutable_version()->set_hlc(1);
-      kv->mutable_version()->set_node_id(1);
+      peer::v1::DiffEntry* entry = d->add_entries();
+      entry->set_key_hash(storage::KeyHash(key));
+      entry->set_hlc(1);
     }
     m.set_end_of_turn(true);
     EXPECT_TRUE(r->Step(m).ok());
@@ -720,7 +719,7 @@ TEST_F(HostileTest, BadHello) {
   ExpectInvalid(*fresh(), m, "turn of its own");
 
   m = hello;
-  m.add_wants("k");
+  m.add_wants(0);
   ExpectInvalid(*fresh(), m, "turn of its own");
 
   // A second Hello, and a Hello sent to the initiator.
@@ -894,10 +893,9 @@ class DiffTest : public HostileTest {
   }
   static void AddEntry(ExchangeMessage& m, const std::string& key,
                        uint64_t hlc) {
-    peer::v1::KeyVersion* kv = m.mutable_diffs(0)->add_entries();
-    kv->set_key(key);
-    kv->mutable_version()->set_hlc(hlc);
-    kv->mutable_version()->set_node_id(1);
+    peer::v1::DiffEntry* entry = m.mutable_diffs(0)->add_entries();
+    entry->set_key_hash(storage::KeyHash(key));
+    entry->set_hlc(hlc);
   }
   Node a_, b_;
 };
@@ -936,14 +934,11 @@ TEST_F(DiffTest, BadDiffs) {
   for (int i = 0; i < 6; ++i) m.mutable_diffs(0)->add_missing(i);
   ExpectInvalid(*Responder(), m, "6 missing positions for a list of 5");
 
+  // Wants name Diff entries by position, counted over the Diffs of the
+  // peer's turn: here the second entry, a key we lack; the first (a key we
+  // hold newer) is answered with our record.
   m = GoodDiff();
-  AddEntry(m, "", 1);
-  ExpectInvalid(*Responder(), m, "empty key");
-
-  // A key over our limits is not malformed (the peer may run with larger
-  // limits): it is never wanted, the rest of the Diff is answered.
-  m = GoodDiff();
-  AddEntry(m, std::string(4097, 'k'), 1);
+  AddEntry(m, Key(3), 1);
   AddEntry(m, "zzz", 1);
   {
     auto r = Responder();
@@ -951,7 +946,9 @@ TEST_F(DiffTest, BadDiffs) {
     std::vector<ExchangeMessage> out = r->TakeReady().messages;
     ASSERT_EQ(out.size(), 1u);
     ASSERT_EQ(out[0].wants_size(), 1);
-    EXPECT_EQ(out[0].wants(0), "zzz");
+    EXPECT_EQ(out[0].wants(0), 1u);
+    ASSERT_EQ(out[0].records_size(), 1);
+    EXPECT_EQ(out[0].records(0).key(), Key(3));
   }
 
   m = GoodDiff();
@@ -996,9 +993,9 @@ TEST_F(HostileTest, DiffEntryOutsideItsNode) {
   peer::v1::Diff* d = m.add_diffs();
   d->set_depth(f.depth());
   d->set_index(f.index());
-  peer::v1::KeyVersion* kv = d->add_entries();
-  kv->set_key(outside);
-  kv->mutable_version()->set_hlc(1);
+  peer::v1::DiffEntry* entry = d->add_entries();
+  entry->set_key_hash(storage::KeyHash(outside));
+  entry->set_hlc(1);
   m.set_end_of_turn(true);
   ExpectInvalid(*i, m, "is not under node");
 }
@@ -1016,7 +1013,7 @@ TEST_F(DiffTest, WantsMustHaveBeenOffered) {
     return i;
   };
   ExchangeMessage m;
-  m.add_wants(Key(0));
+  m.add_wants(0);  // The first entry of the Diff.
   m.set_end_of_turn(true);
   {
     auto i = make();
@@ -1028,11 +1025,11 @@ TEST_F(DiffTest, WantsMustHaveBeenOffered) {
     // A message after done.
     ExpectInvalid(*i, m, "after the exchange finished");
   }
-  m.add_wants(Key(0));
+  m.add_wants(0);
   ExpectInvalid(*make(), m, "wanted twice");
   m.clear_wants();
-  m.add_wants(Key(7));
-  ExpectInvalid(*make(), m, "was not offered");
+  m.add_wants(7);
+  ExpectInvalid(*make(), m, "position 7 is not an entry of our last Diffs");
 }
 
 TEST_F(HostileTest, BadRecords) {
@@ -1379,7 +1376,12 @@ TEST_F(HostileTest, OversizedMessage) {
   o.max_received_fingerprints = 100;
   o.max_diff_bytes = 500;
   ExchangeMessage m;
-  for (int i = 0; i < 100; ++i) m.add_wants(std::string(100, 'w'));
+  for (int i = 0; i < 20; ++i) {
+    peer::v1::Record* r = m.add_records();
+    r->set_key(absl::StrCat("k", i));
+    r->set_value(std::string(400, 'v'));
+    r->mutable_version()->set_hlc(1);
+  }
   ExpectInvalid(*ResponderAfterHello(a, b, o), m, "bytes is over the limit");
 }
 

@@ -19,7 +19,9 @@
 namespace kv::replication {
 
 // The peer protocol version carried in Hello. Version 2 added empty ranges
-// (a salted digest of 0, see SaltedDigest) and the records streamed for them.
+// (a salted digest of 0, see SaltedDigest) and the records streamed for them,
+// 16-bit digests below the root and 16-bit fingerprints, Diff entries by key
+// hash and HLC, and wants by position.
 inline constexpr uint32_t kProtocolVersion = 2;
 
 // The salted 32-bit wire digest of a 128-bit node or entry digest: the low 32

@@ -142,9 +142,10 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
           d->add_missing(in.ConsumeIntegralInRange<uint32_t>(0, 80));
         } else {
           auto* e = d->add_entries();
-          e->set_key(SmallKey(in));
-          e->mutable_version()->set_hlc(in.ConsumeIntegral<uint64_t>());
-          e->mutable_version()->set_node_id(in.ConsumeIntegralInRange<uint64_t>(0, 3));
+          e->set_key_hash(in.ConsumeBool() ? storage::KeyHash(SmallKey(in))
+                                           : in.ConsumeIntegral<uint64_t>());
+          e->set_hlc(in.ConsumeIntegral<uint64_t>());
+          e->set_node_id(in.ConsumeIntegralInRange<uint64_t>(0, 3));
         }
       }
       break;
@@ -167,7 +168,7 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
       }
       break;
     case 7:
-      m->add_wants(in.ConsumeBool() ? SmallKey(in) : in.ConsumeRandomLengthString(12));
+      m->add_wants(in.ConsumeIntegralInRange<uint32_t>(0, in.ConsumeBool() ? 8 : 100000));
       break;
     case 8:
       if (m->has_hello()) {
