@@ -430,6 +430,24 @@ TEST(ExchangeTest, TurnsAreSplitIntoMessages) {
   ExpectConverged(a, b);
 }
 
+// Runs exchanges until `first` and `second` hold equal roots, `first`
+// starting the odd ones and `second` the even ones (salt: the count), and
+// hands each result to `each`. Returns how many ran; fails the test (and
+// stops) at `max`.
+int AlternateUntilEqual(Node& first, Node& second, const ExchangeOptions& o,
+                        int max, const std::function<void(const Result&)>& each) {
+  int exchanges = 0;
+  while (first.store->tree().Root() != second.store->tree().Root()) {
+    if (++exchanges > max) {
+      ADD_FAILURE() << "no equal roots after " << max << " exchanges";
+      break;
+    }
+    each(exchanges % 2 ? RunExchange(first, second, o, exchanges)
+                       : RunExchange(second, first, o, exchanges));
+  }
+  return exchanges;
+}
+
 TEST(ExchangeTest, BudgetLeavesWorkForLaterExchanges) {
   ExchangeOptions o;
   o.max_differing_leaves = 3;
@@ -437,15 +455,11 @@ TEST(ExchangeTest, BudgetLeavesWorkForLaterExchanges) {
   // Every leaf holds keys on both sides, so none is streamed as empty.
   Shared(a, b, 640);
   for (int i = 0; i < 500; ++i) a.Put(absl::StrCat("only-a-", i), "v");
-  int exchanges = 0;
   int64_t total = 0;
-  while (a.store->tree().Root() != b.store->tree().Root()) {
-    ASSERT_LT(++exchanges, 100);
-    Result r = RunExchange(exchanges % 2 ? a : b, exchanges % 2 ? b : a, o,
-                           exchanges);
+  const int exchanges = AlternateUntilEqual(a, b, o, 100, [&](const Result& r) {
     EXPECT_LT(r.records, 500);
     total += r.records;
-  }
+  });
   EXPECT_GT(exchanges, 2);
   EXPECT_EQ(total, 500);
   ExpectConverged(a, b);
@@ -1225,14 +1239,9 @@ TEST(ExchangeTest, FullSyncWithAlternatingInitiatorsMovesEachRecordOnce) {
   o.max_record_bytes_per_exchange = 200000;
   Node a(1, 16), b(2, 16);
   for (int i = 0; i < 20000; ++i) a.Put(Key(i), std::string(100, 'v'));
-  int exchanges = 0;
   int64_t records = 0;
-  while (a.store->tree().Root() != b.store->tree().Root()) {
-    ASSERT_LT(++exchanges, 200);
-    Result r = exchanges % 2 ? RunExchange(b, a, o, exchanges)
-                             : RunExchange(a, b, o, exchanges);
-    records += r.records;
-  }
+  const int exchanges = AlternateUntilEqual(
+      b, a, o, 200, [&](const Result& r) { records += r.records; });
   EXPECT_EQ(records, 20000);
   std::printf("[ measured ] 20000 records in %d exchanges\n", exchanges);
   ExpectConverged(a, b);
