@@ -161,9 +161,31 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   ASSERT_TRUE(cluster.c(1).Delete("n0/5").ok());
   ASSERT_TRUE(cluster.c(1).Put("n1/7", "changed").ok());
 
+  const auto before0 = cluster.Stats(0), before1 = cluster.Stats(1);
   ASSERT_TRUE(cluster.Start(2).ok());
   EXPECT_EQ(cluster.Stats(2).key_count(), 0);
   ASSERT_TRUE(cluster.WaitConverged({0, 1, 2}, absl::Seconds(60)));
+  // The empty node declared its ranges empty: nodes 0 and 1 streamed it
+  // their records (all but the few hinted-handoff pushes), and the sync cost
+  // little besides the records themselves.
+  const auto after0 = cluster.Stats(0), after1 = cluster.Stats(1);
+  const int64_t streamed = (after0.keys_streamed() - before0.keys_streamed()) +
+                           (after1.keys_streamed() - before1.keys_streamed());
+  EXPECT_GE(streamed, 2000);
+  auto part = [](const kv::v1::StatsResponse& after, const kv::v1::StatsResponse& before,
+                 int64_t (kv::v1::AntiEntropyBytes::*field)() const) {
+    return (after.bytes_sent_by_part().*field)() - (before.bytes_sent_by_part().*field)();
+  };
+  int64_t records_bytes = 0, other_bytes = 0;
+  for (const auto& [after, before] : {std::pair{&after0, &before0}, {&after1, &before1}}) {
+    records_bytes += part(*after, *before, &kv::v1::AntiEntropyBytes::records);
+    other_bytes += part(*after, *before, &kv::v1::AntiEntropyBytes::digests) +
+                   part(*after, *before, &kv::v1::AntiEntropyBytes::fingerprints) +
+                   part(*after, *before, &kv::v1::AntiEntropyBytes::diffs) +
+                   part(*after, *before, &kv::v1::AntiEntropyBytes::wants);
+  }
+  EXPECT_GT(records_bytes, 2000 * 20);
+  EXPECT_LT(other_bytes, records_bytes / 4) << "records " << records_bytes;
   auto s2 = cluster.Stats(2);
   EXPECT_EQ(s2.key_count(), 2100 + 300);
   EXPECT_EQ(s2.root_digest(), cluster.Stats(0).root_digest());
