@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -171,7 +172,11 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   const auto after0 = cluster.Stats(0), after1 = cluster.Stats(1);
   const int64_t streamed = (after0.keys_streamed() - before0.keys_streamed()) +
                            (after1.keys_streamed() - before1.keys_streamed());
+  // At most what two peers could send (each may stream a range the node
+  // still declares empty while the other's stream is under way, and the
+  // 300 writes made while it was down also come by hinted handoff).
   EXPECT_GE(streamed, 2000);
+  EXPECT_LE(streamed, 2 * 2400);
   auto part = [](const kv::v1::StatsResponse& after, const kv::v1::StatsResponse& before,
                  int64_t (kv::v1::AntiEntropyBytes::*field)() const) {
     return (after.bytes_sent_by_part().*field)() - (before.bytes_sent_by_part().*field)();
@@ -185,7 +190,14 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
                    part(*after, *before, &kv::v1::AntiEntropyBytes::wants);
   }
   EXPECT_GT(records_bytes, 2000 * 20);
-  EXPECT_LT(other_bytes, records_bytes / 4) << "records " << records_bytes;
+  // Through Diffs and wants (key + version, then the key again, per record)
+  // the rest was about 1.4 x the records' bytes here; streamed, it is the
+  // descent's digests alone (0.1-0.3 x, more while the node is half full).
+  EXPECT_LT(other_bytes, records_bytes / 2) << "records " << records_bytes;
+  std::printf("[ measured ] wiped node: %lld records streamed, %lld record "
+              "bytes, %lld other bytes\n",
+              static_cast<long long>(streamed), static_cast<long long>(records_bytes),
+              static_cast<long long>(other_bytes));
   auto s2 = cluster.Stats(2);
   EXPECT_EQ(s2.key_count(), 2100 + 300);
   EXPECT_EQ(s2.root_digest(), cluster.Stats(0).root_digest());
