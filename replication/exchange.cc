@@ -183,6 +183,7 @@ absl::StatusOr<std::unique_ptr<Exchange>> Exchange::Initiator(
   e->asked_.root = true;
   if (hello->root() == kEmptyDigest) {
     e->asked_.empty.push_back(storage::RangeOf(0, 0));
+    e->declared_empty_ = true;
   }
   e->state_ = State::kAwaitingTurn;
   return e;
@@ -459,6 +460,7 @@ absl::Status Exchange::SendDigests(const TreePos& node, uint32_t child_bits) {
       own[j] = 1;
     } else {
       asking_.empty.push_back(range);
+      declared_empty_ = true;
     }
   }
   std::string bytes(own.size() * kChildDigestBytes, '\0');

@@ -366,6 +366,8 @@ class Exchange {
   // Step returned an error; the stream should be closed.
   bool failed() const { return state_ == State::kFailed; }
   bool is_initiator() const { return role_ == Role::kInitiator; }
+  // Some turn of ours declared a node empty (the peer streams its records).
+  bool declared_empty() const { return declared_empty_; }
   // The peer's node id from Hello (responder), else 0.
   uint64_t peer_node_id() const { return peer_node_id_; }
   const ExchangeStats& stats() const { return stats_; }
@@ -496,6 +498,7 @@ class Exchange {
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.
   int64_t record_bytes_sent_ = 0;
   bool budget_spent_ = false;  // A record was skipped for the budget.
+  bool declared_empty_ = false;
   Ready ready_;
   ExchangeStats stats_;
   absl::Status first_over_limits_;

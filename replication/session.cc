@@ -136,9 +136,25 @@ std::optional<std::string> Sessions::PickPeer(uint64_t draw) const {
   return *eligible[draw % eligible.size()];
 }
 
+bool Sessions::FilledByOther(const std::string& address, uint64_t peer_id) const {
+  for (const auto& [sid, s] : sessions_) {
+    if (!s.filling) continue;
+    const bool same = s.outgoing ? s.address == address || (peer_id != 0 && PeerId(s.address) == peer_id)
+                                 : peer_id != 0 && s.peer_id == peer_id;
+    if (!same) return true;
+  }
+  return false;
+}
+
+void Sessions::MarkFilling(Id id) {
+  auto it = sessions_.find(id);
+  if (it != sessions_.end()) it->second.filling = true;
+}
+
 bool Sessions::CanInitiate(const std::string& address) const {
   if (outgoing() >= options_.max_outgoing) return false;
   const uint64_t id = PeerId(address);
+  if (FilledByOther(address, id)) return false;
   for (const auto& [sid, s] : sessions_) {
     if (s.outgoing && s.address == address) return false;
     // A peer of unknown id may be the one served: the two would stream the
@@ -182,6 +198,10 @@ absl::Status Sessions::Admit(Id id, uint64_t peer_node_id) {
   if (admitted_ >= options_.max_incoming) {
     return absl::UnavailableError(absl::StrCat(
         "this node is already serving ", options_.max_incoming, " exchanges"));
+  }
+  if (FilledByOther("", peer_node_id)) {
+    return absl::UnavailableError(
+        "this node is being filled by another peer (retry later)");
   }
   // Two nodes that start exchanges with each other at the same moment would
   // stream every difference twice: the node with the lower id yields.

@@ -26,6 +26,10 @@
 //        the same peer.
 //      * Every exchange ends at an overall deadline, and after idle_timeout
 //        without a message from the peer (Expired()).
+//      * A node being filled (one of its exchanges declared ranges empty, so
+//        the peer streams them: MarkFilling) neither starts nor admits an
+//        exchange with another peer until that one ends: the other peer
+//        would see the same ranges empty and stream them too.
 //
 // A transport drives them like this (the server blocks on a stream, the
 // simulator delivers scheduled events; the calls are the same):
@@ -117,6 +121,8 @@ class ExchangeDriver {
   // OnMessage or Start returned an error, kept here.
   const absl::Status& status() const { return status_; }
   bool is_initiator() const { return exchange_->is_initiator(); }
+  // The exchange declared ranges of this node empty (Sessions::MarkFilling).
+  bool declared_empty() const { return exchange_->declared_empty(); }
   // Responder: admitted after a valid Hello (holds a serving slot).
   bool admitted() const { return admitted_; }
   // Responder: the peer's node id from its Hello, else 0.
@@ -240,6 +246,10 @@ class Sessions {
   // Forgets exchange `id` (frees its slot). Unknown ids are ignored.
   void End(Id id);
 
+  // Exchange `id` declared ranges of this node empty (the driver's
+  // declared_empty()): see the rules above. Unknown ids are ignored.
+  void MarkFilling(Id id);
+
   // The address an outgoing exchange was opened to ("" for incoming or
   // unknown ids).
   std::string AddressOf(Id id) const;
@@ -255,9 +265,13 @@ class Sessions {
     std::string address;   // Outgoing: the peer's address.
     uint64_t peer_id = 0;  // Incoming: from Hello, once admitted.
     bool admitted = false;
+    bool filling = false;  // MarkFilling.
     int64_t started_ms = 0;
     int64_t last_ms = 0;
   };
+  // Whether a filling exchange runs with a peer other than `address` (an
+  // outgoing one) or `peer_id` (an incoming one), given as far as known.
+  bool FilledByOther(const std::string& address, uint64_t peer_id) const;
 
   const uint64_t self_;
   const SessionOptions options_;

@@ -256,6 +256,39 @@ TEST(SessionsTest, StreamsWithoutHelloTakeNoSlot) {
   EXPECT_EQ(s.incoming_admitted(), 2);
 }
 
+// While one peer fills this node (an exchange declared ranges empty), no
+// exchange with another peer starts either way: it would stream the same
+// ranges. The filling peer's exchanges go on; after it ends, all is open.
+TEST(SessionsTest, ANodeBeingFilledTakesNoOtherPeer) {
+  Sessions s(5, {});
+  s.SetPeers({"n1", "n2", "unknown:3"});
+  s.LearnPeerId("n1", 1);
+  s.LearnPeerId("n2", 2);
+  // Filled by n1 through an exchange it started.
+  const Sessions::Id in = s.BeginIncoming(0);
+  ASSERT_TRUE(s.Admit(in, 1).ok());
+  s.MarkFilling(in);
+  EXPECT_FALSE(s.CanInitiate("n2"));
+  EXPECT_FALSE(s.CanInitiate("unknown:3"));  // Might be anyone.
+  const Sessions::Id other = s.BeginIncoming(0);
+  absl::Status refused = s.Admit(other, 2);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("being filled"));
+  s.End(in);
+  EXPECT_TRUE(s.CanInitiate("n2"));
+  EXPECT_TRUE(s.Admit(other, 2).ok());
+  s.End(other);
+  // Filled through an exchange it started itself, with n2: n2 may come
+  // back at once (after that one ends), n1 may not meanwhile.
+  auto out = s.BeginOutgoing("n2", 0);
+  ASSERT_TRUE(out.ok());
+  s.MarkFilling(*out);
+  const Sessions::Id from_n1 = s.BeginIncoming(0);
+  EXPECT_EQ(s.Admit(from_n1, 1).code(), absl::StatusCode::kUnavailable);
+  s.End(*out);
+  EXPECT_TRUE(s.Admit(from_n1, 1).ok());
+}
+
 TEST(SessionsTest, LowerIdYieldsOnlyForTheSamePeer) {
   Sessions low(2, {});
   low.LearnPeerId("n7", 7);

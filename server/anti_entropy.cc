@@ -159,6 +159,14 @@ void AntiEntropy::RegisterCancel(Sessions::Id id, std::function<void()> cancel) 
   if (stop_.HasBeenNotified()) cancel_[id]();  // Stop() has run its loop.
 }
 
+void AntiEntropy::MarkIfFilling(Sessions::Id id, const ExchangeDriver& driver,
+                                bool* marked) {
+  if (*marked || !driver.declared_empty()) return;
+  *marked = true;
+  absl::MutexLock lock(&mu_);
+  sessions_.MarkFilling(id);
+}
+
 bool AntiEntropy::EndSession(Sessions::Id id) {
   absl::MutexLock lock(&mu_);
   sessions_.End(id);
@@ -218,6 +226,8 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
     if (peer_id != 0) (*driver)->set_refusals(RefusalsFor(peer_id));
   }
   absl::Status s = driver.ok() ? (*driver)->Start() : driver.status();
+  bool filling = false;
+  if (s.ok()) MarkIfFilling(id, **driver, &filling);
   bool learned = false;
   while (s.ok() && !(*driver)->done()) {
     ExchangeMessage in;
@@ -240,6 +250,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
       }
     }
     s = (*driver)->OnMessage(in);
+    MarkIfFilling(id, **driver, &filling);
   }
   if (s.ok()) {
     stream->WritesDone();
@@ -297,6 +308,7 @@ absl::Status AntiEntropy::Serve(
   if (driver.ok()) self = driver->get();
   absl::Status s = driver.status();
   bool admitted = false;
+  bool filling = false;
   while (s.ok() && !(*driver)->done()) {
     ExchangeMessage in;
     if (!ReadMessage(stream, id, &in)) {
@@ -310,6 +322,7 @@ absl::Status AntiEntropy::Serve(
       admitted = true;
       started_.fetch_add(1);
     }
+    MarkIfFilling(id, **driver, &filling);
   }
   if (EndSession(id)) {
     s = absl::DeadlineExceededError(absl::StrCat(

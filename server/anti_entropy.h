@@ -131,6 +131,10 @@ class AntiEntropy {
   void RegisterCancel(replication::Sessions::Id id, std::function<void()> cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool EndSession(replication::Sessions::Id id);
+  // Once `driver`'s exchange has declared ranges of this node empty, tells
+  // the session rules (Sessions::MarkFilling); `marked` remembers it.
+  void MarkIfFilling(replication::Sessions::Id id,
+                     const replication::ExchangeDriver& driver, bool* marked);
   // Reads the next message; marks activity. False when the stream ended.
   template <typename Stream>
   bool ReadMessage(Stream* stream, replication::Sessions::Id id,
