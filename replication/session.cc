@@ -85,7 +85,9 @@ absl::Status ExchangeDriver::OnMessageImpl(const ExchangeMessage& msg) {
 absl::Status ExchangeDriver::ApplyRecords(
     const std::vector<storage::Record>& records) {
   if (records.empty()) return absl::OkStatus();
-  KV_ASSIGN_OR_RETURN(storage::ApplyResult result, store_->ApplyBatch(records));
+  // Repair does not fill the key-state cache (storage::ApplyOptions).
+  KV_ASSIGN_OR_RETURN(storage::ApplyResult result,
+                      store_->ApplyBatch(records, {.cache_new_keys = false}));
   applied_ += result.applied;
   if (result.refused > 0) {
     if (refused_ == 0) first_refusal_ = result.first_refusal;

@@ -29,12 +29,20 @@ void KeyStateCache::Set(size_t shard, absl::string_view key, const KeyState& sta
     return;
   }
   s.bytes += cost;
+  entries_.fetch_add(1, std::memory_order_relaxed);
   while (s.bytes > shard_budget_) {
     auto victim = s.map.begin();
     if (victim->first == key) ++victim;  // Never the entry just set.
     s.bytes -= victim->first.size() + kEntryOverhead;
     s.map.erase(victim);
+    entries_.fetch_sub(1, std::memory_order_relaxed);
   }
+}
+
+void KeyStateCache::Update(size_t shard, absl::string_view key, const KeyState& state) {
+  Shard& s = shards_[shard];
+  auto it = s.map.find(key);
+  if (it != s.map.end()) it->second = state;
 }
 
 }  // namespace kv::storage

@@ -50,6 +50,11 @@ class KeyStateCache {
   // Sets the state of `key`, evicting others while the shard is over its
   // budget. REQUIRES the lock of `shard`.
   void Set(size_t shard, absl::string_view key, const KeyState& state);
+  // Sets the state of `key` only if it is cached (nothing is added or
+  // evicted). REQUIRES the lock of `shard`.
+  void Update(size_t shard, absl::string_view key, const KeyState& state);
+  // Entries cached, over all shards.
+  int64_t entries() const { return entries_.load(std::memory_order_relaxed); }
 
   int64_t hits() const { return hits_.load(std::memory_order_relaxed); }
   int64_t misses() const { return misses_.load(std::memory_order_relaxed); }
@@ -63,6 +68,7 @@ class KeyStateCache {
   const size_t shard_budget_;
   std::atomic<int64_t> hits_{0};
   std::atomic<int64_t> misses_{0};
+  std::atomic<int64_t> entries_{0};
 };
 
 }  // namespace kv::storage

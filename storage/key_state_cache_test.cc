@@ -40,6 +40,22 @@ TEST(KeyStateCacheTest, StaysWithinItsBudgetAndKeepsTheEntryJustSet) {
   EXPECT_EQ(present, 10);
 }
 
+// Update changes a cached entry and adds none; entries() counts what is
+// cached through evictions.
+TEST(KeyStateCacheTest, UpdateChangesOnlyCachedEntries) {
+  const size_t entry = 2 + KeyStateCache::kEntryOverhead;
+  KeyStateCache cache(1, 3 * entry);
+  cache.Update(0, "k1", StateOf(1));
+  EXPECT_EQ(cache.Find(0, "k1"), nullptr);
+  EXPECT_EQ(cache.entries(), 0);
+  cache.Set(0, "k1", StateOf(1));
+  cache.Update(0, "k1", StateOf(2));
+  ASSERT_NE(cache.Find(0, "k1"), nullptr);
+  EXPECT_EQ(cache.Find(0, "k1")->version.hlc, 2u);
+  for (int i = 2; i <= 5; ++i) cache.Set(0, absl::StrCat("k", i), StateOf(i));
+  EXPECT_EQ(cache.entries(), 3);  // Room for three.
+}
+
 TEST(KeyStateCacheTest, ZeroCapacityIsOff) {
   KeyStateCache cache(2, 0);
   cache.Set(0, "k", StateOf(1));

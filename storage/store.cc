@@ -250,7 +250,11 @@ absl::Status Store::CommitStaged(Staged& staged) {
   for (const auto& [key, state] : staged.states) {
     const uint64_t hash = KeyHash(key);
     StripeOf(hash).AssertHeld();
-    key_cache_.Set(hash % kStripes, key, state);
+    if (staged.cache_new_keys) {
+      key_cache_.Set(hash % kStripes, key, state);
+    } else {
+      key_cache_.Update(hash % kStripes, key, state);
+    }
   }
   return absl::OkStatus();
 }
@@ -508,7 +512,8 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
   return r.applied == 1;
 }
 
-absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
+absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
+                                              const ApplyOptions& options) {
   ApplyResult result;
   struct Item {
     const Record* record;
@@ -541,6 +546,7 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records) {
   // stored versions.
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
   Staged staged;
+  staged.cache_new_keys = options.cache_new_keys;
   for (const Item& it : items) {
     std::optional<KeyState> old;
     if (auto st = staged.states.find(it.record->key); st != staged.states.end()) {

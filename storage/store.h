@@ -99,6 +99,14 @@ struct VerifyResult {
   Digest root;
 };
 
+struct ApplyOptions {
+  // Whether keys applied that are not in the key-state cache are added to
+  // it. Anti-entropy passes false: a full sync would otherwise fill the
+  // cache (64 MiB by default) with keys nobody writes, evicting the ones
+  // foreground and fan-out writes use. Cached keys are updated either way.
+  bool cache_new_keys = true;
+};
+
 struct ApplyResult {
   int64_t applied = 0;         // Keys whose stored record was replaced.
   int64_t refused = 0;         // Records refused for their clock.
@@ -151,6 +159,8 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   uint64_t node_id() const { return node_id_; }
+  // Keys in the key-state cache now (for tests and metrics).
+  int64_t key_cache_entries() const { return key_cache_.entries(); }
   const MerkleTree& tree() const { return tree_; }
 
   // Engine::Checkpoint of the underlying engine: a consistent copy of the
@@ -226,7 +236,8 @@ class Store {
   // applied. Equal versions with different contents are counted in `ties`.
   // Errors: INVALID_ARGUMENT for an empty key or a zero version (nothing
   // applied); engine errors (nothing applied).
-  absl::StatusOr<ApplyResult> ApplyBatch(std::span<const Record> records);
+  absl::StatusOr<ApplyResult> ApplyBatch(std::span<const Record> records,
+                                         const ApplyOptions& options = {});
 
   // Calls fn for each live (non-tombstone) record with start <= key < end in
   // key order (an empty `end` has no bound) until fn returns false.
@@ -279,6 +290,7 @@ class Store {
     std::vector<LeafDelta> deltas;
     absl::flat_hash_map<std::string, KeyState> states;
     int64_t tombstone_delta = 0;
+    bool cache_new_keys = true;  // ApplyOptions::cache_new_keys.
   };
   // Adds `record`, replacing a record in state `old`, to `staged`.
   // REQUIRES the key's stripe lock.

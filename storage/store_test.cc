@@ -197,6 +197,38 @@ TYPED_TEST(StoreTest, ApplyIsLastWriterWins) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// Anti-entropy's applies (cache_new_keys false) add no key to the key-state
+// cache but keep a cached key exact: a local write after them replaces the
+// applied version, and the tree still matches the data.
+TYPED_TEST(StoreTest, ApplyWithoutCachingNewKeysKeepsTheCacheExact) {
+  auto s = this->Open();
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("cached", "local")}).ok());
+  const int64_t cached = s->key_cache_entries();
+  EXPECT_GE(cached, 1);
+  std::vector<Record> remote;
+  for (int i = 0; i < 50; ++i) {
+    remote.push_back(Record{absl::StrCat("remote-", i),
+                            Version{HlcFromMillis(1'800'000'000'000), 2}, false, "r"});
+  }
+  remote.push_back(Record{"cached", Version{HlcFromMillis(1'800'000'000'000), 2}, false,
+                          "remote"});
+  auto r = s->ApplyBatch(remote, {.cache_new_keys = false});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 51);
+  EXPECT_EQ(s->key_cache_entries(), cached);  // No key added.
+  EXPECT_EQ((*s->Get("cached"))->value, "remote");
+  // The cached state was updated: this write replaces the applied record.
+  auto v = s->Write(std::vector<Mutation>{Put("cached", "local again")});
+  ASSERT_TRUE(v.ok());
+  EXPECT_GT((*v)[0], remote.back().version);
+  EXPECT_EQ(s->tree().KeyCount(), 51);
+  EXPECT_TRUE(s->VerifyTree()->matched);
+  // The default caches what it applies.
+  Record more{"more", Version{HlcFromMillis(1'800'000'000'000), 2}, false, "m"};
+  ASSERT_TRUE(s->ApplyBatch(std::span<const Record>(&more, 1)).ok());
+  EXPECT_EQ(s->key_cache_entries(), cached + 1);
+}
+
 TYPED_TEST(StoreTest, EqualVersionsWithDifferentContentsConvergeByDigest) {
   // A copied data directory or a forged record: one key, one version, two
   // contents. Whatever the order of arrival, both replicas keep the record
