@@ -202,7 +202,9 @@ absl::Status Sessions::Admit(Id id, uint64_t peer_node_id) {
         "this node is already serving ", options_.max_incoming, " exchanges"));
   }
   if (FilledByOther("", peer_node_id)) {
-    return absl::UnavailableError(
+    // ABORTED, as a yield: the peer retries next round and logs it quietly
+    // (a full sync may refuse every other peer for many rounds).
+    return absl::AbortedError(
         "this node is being filled by another peer (retry later)");
   }
   // Two nodes that start exchanges with each other at the same moment would

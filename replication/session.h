@@ -232,7 +232,8 @@ class Sessions {
   // Success: OK, the exchange holds a serving slot until End.
   // Errors: UNAVAILABLE at max_incoming; ABORTED when this node runs an
   // exchange of its own to that peer (or to a peer of unknown id) and has the
-  // lower node id (it yields); NOT_FOUND for an unknown or ended id.
+  // lower node id (it yields), or while another peer fills it (MarkFilling);
+  // NOT_FOUND for an unknown or ended id.
   absl::Status Admit(Id id, uint64_t peer_node_id);
 
   // A message arrived on exchange `id` at `now_ms` (resets its idle timer).

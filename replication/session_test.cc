@@ -272,7 +272,7 @@ TEST(SessionsTest, ANodeBeingFilledTakesNoOtherPeer) {
   EXPECT_FALSE(s.CanInitiate("unknown:3"));  // Might be anyone.
   const Sessions::Id other = s.BeginIncoming(0);
   absl::Status refused = s.Admit(other, 2);
-  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kAborted);
   EXPECT_THAT(std::string(refused.message()), HasSubstr("being filled"));
   s.End(in);
   EXPECT_TRUE(s.CanInitiate("n2"));
@@ -284,7 +284,7 @@ TEST(SessionsTest, ANodeBeingFilledTakesNoOtherPeer) {
   ASSERT_TRUE(out.ok());
   s.MarkFilling(*out);
   const Sessions::Id from_n1 = s.BeginIncoming(0);
-  EXPECT_EQ(s.Admit(from_n1, 1).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(s.Admit(from_n1, 1).code(), absl::StatusCode::kAborted);
   s.End(*out);
   EXPECT_TRUE(s.Admit(from_n1, 1).ok());
 }
