@@ -520,7 +520,7 @@ absl::Status ExchangeStorage::ForEachRecordUnder(
 
 absl::Status Exchange::StreamNode(const TreePos& node) {
   ++stats_.ranges_streamed;
-  if (budget_spent_) {
+  if (stats_.records_skipped > 0) {  // The record budget is spent.
     // Reading records only to skip them would cost a batch of reads per
     // empty node left; a later exchange streams this one.
     ++stats_.records_skipped;
@@ -823,7 +823,6 @@ bool Exchange::QueueRecord(storage::Record&& record) {
   if (record_bytes_sent_ > 0 &&
       record_bytes_sent_ + size > options_.max_record_bytes_per_exchange) {
     ++stats_.records_skipped;
-    budget_spent_ = true;
     return false;
   }
   record_bytes_sent_ += size;

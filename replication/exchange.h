@@ -497,7 +497,6 @@ class Exchange {
   absl::flat_hash_set<std::string> streamed_taken_;
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.
   int64_t record_bytes_sent_ = 0;
-  bool budget_spent_ = false;  // A record was skipped for the budget.
   bool declared_empty_ = false;
   Ready ready_;
   ExchangeStats stats_;
