@@ -13,9 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "proto/peer.grpc.pb.h"
-#include "replication/exchange.h"
-#include "storage/memory_engine.h"
-#include "storage/store.h"
+#include "tests/integration/foreign_hello.h"
 #include "tests/integration/kvd_process.h"
 
 namespace kv::testing {
@@ -59,18 +57,9 @@ TEST(AntiEntropyAvailabilityTest, IdleStreamsDoNotStopRepair) {
   ASSERT_TRUE((*up_client)->BatchWrite(Puts(200)).ok());
 
   // A valid Hello from a store that differs from `up`'s.
-  storage::ManualClock clock(1'700'000'000'000);
-  storage::StoreOptions so;
-  so.leaf_depth = 8;
-  so.clock = &clock;
-  so.node_id = 0xfeed;
-  auto fake = storage::Store::Open(std::make_unique<storage::MemoryEngine>(), so);
-  ASSERT_TRUE(fake.ok());
-  storage::Mutation m{"other", false, "x", {}};
-  ASSERT_TRUE((*fake)->Write({&m, 1}).ok());
-  auto initiator = replication::Exchange::Initiator(fake->get(), {}, 99);
-  ASSERT_TRUE(initiator.ok());
-  const ExchangeMessage hello = (*initiator)->TakeReady().messages.at(0);
+  absl::StatusOr<ExchangeMessage> foreign = ForeignHello(0xfeed, 8);
+  ASSERT_TRUE(foreign.ok()) << foreign.status();
+  const ExchangeMessage hello = *foreign;
 
   auto channel = grpc::CreateChannel(up.address(), grpc::InsecureChannelCredentials());
   auto stub = peer::v1::Peer::NewStub(channel);

@@ -14,9 +14,9 @@
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
 #include "proto/peer.grpc.pb.h"
-#include "replication/exchange.h"
-#include "storage/memory_engine.h"
-#include "storage/store.h"
+#include "storage/merkle.h"
+#include "storage/record.h"
+#include "tests/integration/foreign_hello.h"
 #include "tests/integration/kvd_process.h"
 
 namespace kv::testing {
@@ -36,18 +36,9 @@ TEST(AntiEntropyUnaskedTest, RecordNotAskedForEndsTheExchangeAndIsCounted) {
   ASSERT_TRUE((*c)->Put("k", "v").ok());
 
   // A valid Hello from a store that differs from the node's.
-  storage::ManualClock clock(1'700'000'000'000);
-  storage::StoreOptions so;
-  so.leaf_depth = 8;
-  so.clock = &clock;
-  so.node_id = 0xbad;
-  auto fake = storage::Store::Open(std::make_unique<storage::MemoryEngine>(), so);
-  ASSERT_TRUE(fake.ok());
-  storage::Mutation m{"other", false, "x", {}};
-  ASSERT_TRUE((*fake)->Write({&m, 1}).ok());
-  auto initiator = replication::Exchange::Initiator(fake->get(), {}, 99);
-  ASSERT_TRUE(initiator.ok());
-  const ExchangeMessage hello = (*initiator)->TakeReady().messages.at(0);
+  absl::StatusOr<ExchangeMessage> foreign = ForeignHello(0xbad, 8);
+  ASSERT_TRUE(foreign.ok()) << foreign.status();
+  const ExchangeMessage hello = *foreign;
 
   auto stub = peer::v1::Peer::NewStub(
       grpc::CreateChannel(kvd.address(), grpc::InsecureChannelCredentials()));
