@@ -144,46 +144,47 @@ struct Config {
   }
 };
 
-// Admin.Stats anti-entropy counters of one node (or a sum or difference).
-struct Counters {
-  int64_t started = 0, completed = 0, failed = 0, equal_roots = 0,
-          differing_leaves = 0, keys_sent = 0, keys_received = 0,
-          bytes_sent = 0, bytes_received = 0;
-  // bytes_sent by part (kv.v1.AntiEntropyBytes), and keys_streamed.
-  int64_t digests = 0, fingerprints = 0, diffs = 0, wants = 0, records = 0,
-          streamed = 0;
+// Admin.Stats anti-entropy counters of one node, or a sum or difference of
+// them: the report's own AeCounters.
+using Counters = AeCounters;
 
-  static Counters Of(const kv::v1::StatsResponse& s) {
-    const kv::v1::AntiEntropyBytes& p = s.bytes_sent_by_part();
-    return {s.exchanges_started(),  s.exchanges_completed(),
-            s.exchanges_failed(),   s.rounds_equal_roots(),
-            s.differing_leaves(),   s.keys_sent(),
-            s.keys_received(),      s.bytes_sent(),
-            s.bytes_received(),     p.digests(),
-            p.fingerprints(),       p.diffs(),
-            p.wants(),              p.records(),
-            s.keys_streamed()};
+Counters CountersOf(const kv::v1::StatsResponse& s) {
+  Counters c;
+  c.set_exchanges_started(s.exchanges_started());
+  c.set_exchanges_completed(s.exchanges_completed());
+  c.set_exchanges_failed(s.exchanges_failed());
+  c.set_rounds_equal_roots(s.rounds_equal_roots());
+  c.set_differing_leaves(s.differing_leaves());
+  c.set_keys_sent(s.keys_sent());
+  c.set_keys_received(s.keys_received());
+  c.set_bytes_sent(s.bytes_sent());
+  c.set_bytes_received(s.bytes_received());
+  const kv::v1::AntiEntropyBytes& p = s.bytes_sent_by_part();
+  c.set_bytes_digests(p.digests());
+  c.set_bytes_fingerprints(p.fingerprints());
+  c.set_bytes_diffs(p.diffs());
+  c.set_bytes_wants(p.wants());
+  c.set_bytes_records(p.records());
+  c.set_keys_streamed(s.keys_streamed());
+  return c;
+}
+
+// a + sign * b, field by field (every field of AeCounters is an int64).
+Counters Combine(const Counters& a, const Counters& b, int sign) {
+  Counters out;
+  const google::protobuf::Reflection* r = out.GetReflection();
+  const google::protobuf::Descriptor* d = out.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    r->SetInt64(&out, f, r->GetInt64(a, f) + sign * r->GetInt64(b, f));
   }
-  // Exchanges this node started (either side) that have not ended yet.
-  int64_t in_flight() const { return started - completed - failed; }
-  Counters Combine(const Counters& o, int sign) const {
-    return {started + sign * o.started,
-            completed + sign * o.completed,
-            failed + sign * o.failed,
-            equal_roots + sign * o.equal_roots,
-            differing_leaves + sign * o.differing_leaves,
-            keys_sent + sign * o.keys_sent,
-            keys_received + sign * o.keys_received,
-            bytes_sent + sign * o.bytes_sent,
-            bytes_received + sign * o.bytes_received,
-            digests + sign * o.digests,
-            fingerprints + sign * o.fingerprints,
-            diffs + sign * o.diffs,
-            wants + sign * o.wants,
-            records + sign * o.records,
-            streamed + sign * o.streamed};
-  }
-};
+  return out;
+}
+
+// Exchanges a node started (either side) that have not ended yet.
+int64_t InFlight(const Counters& c) {
+  return c.exchanges_started() - c.exchanges_completed() - c.exchanges_failed();
+}
 
 using StatsPair = std::array<kv::v1::StatsResponse, 2>;
 
@@ -191,8 +192,7 @@ using StatsPair = std::array<kv::v1::StatsResponse, 2>;
 Counters Delta(const StatsPair& before, const StatsPair& after) {
   Counters sum;
   for (int i = 0; i < 2; ++i) {
-    sum = sum.Combine(
-        Counters::Of(after[i]).Combine(Counters::Of(before[i]), -1), +1);
+    sum = Combine(sum, Combine(CountersOf(after[i]), CountersOf(before[i]), -1), +1);
   }
   return sum;
 }
@@ -200,7 +200,7 @@ Counters Delta(const StatsPair& before, const StatsPair& after) {
 // Every exchange that completes is counted by both sides (initiator and
 // responder); an exchange the peer refused is counted only by the initiator,
 // as failed.
-double Exchanges(const Counters& delta) { return delta.completed / 2.0; }
+double Exchanges(const Counters& delta) { return delta.exchanges_completed() / 2.0; }
 
 // The two nodes and a client for each.
 class Pair {
@@ -353,8 +353,7 @@ class Pair {
     std::this_thread::sleep_for(
         std::chrono::milliseconds(2 * config_.interval_ms));
     return WaitUntil(std::chrono::seconds(60), [](const StatsPair& s) {
-      return Counters::Of(s[0]).in_flight() == 0 &&
-             Counters::Of(s[1]).in_flight() == 0;
+      return InFlight(CountersOf(s[0])) == 0 && InFlight(CountersOf(s[1])) == 0;
     });
   }
 
@@ -623,7 +622,7 @@ absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
     // Let a few exchanges run, all at equal roots.
     auto idle = pair.WaitUntil(
         std::chrono::seconds(config.case_timeout_s), [&](const StatsPair& s) {
-          return Delta(*before, s).completed >= 2 * config.d0_exchanges;
+          return Delta(*before, s).exchanges_completed() >= 2 * config.d0_exchanges;
         });
     if (!idle.ok())
       r.failures.push_back(
@@ -644,15 +643,15 @@ absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
   // differing key at 1M keys in 2^16 leaves): a collided key is found by the
   // next exchange, and may cost a record sent in vain (its tie is re-sent).
   const int64_t collision_slack = d / 500;
-  if (r.delta.keys_sent < r.records_target ||
-      r.delta.keys_sent > r.records_target + collision_slack) {
-    r.failures.push_back(absl::StrCat("records streamed ", r.delta.keys_sent,
+  if (r.delta.keys_sent() < r.records_target ||
+      r.delta.keys_sent() > r.records_target + collision_slack) {
+    r.failures.push_back(absl::StrCat("records streamed ", r.delta.keys_sent(),
                                       " is not d = ", d, " (+ at most ",
                                       collision_slack, " for collisions)"));
   }
-  if (r.delta.bytes_sent > r.bound) {
+  if (r.delta.bytes_sent() > r.bound) {
     r.failures.push_back(
-        absl::StrCat("bytes ", r.delta.bytes_sent, " > bound ", r.bound));
+        absl::StrCat("bytes ", r.delta.bytes_sent(), " > bound ", r.bound));
   }
   if ((*after)[0].key_count() != config.n ||
       (*after)[1].key_count() != config.n) {
@@ -661,16 +660,16 @@ absl::StatusOr<CaseResult> RunCase(Pair& pair, const Config& config, int64_t d,
   }
   if (d == 0) {
     const double exchanges = Exchanges(r.delta);
-    r.bytes_per_exchange = exchanges > 0 ? r.delta.bytes_sent / exchanges : 0;
+    r.bytes_per_exchange = exchanges > 0 ? r.delta.bytes_sent() / exchanges : 0;
     if (exchanges <= 0) r.failures.push_back("no exchange completed");
     if (r.bytes_per_exchange > kIdleBytesTarget) {
       r.failures.push_back(absl::StrFormat("%.1f bytes per exchange > %d",
                                            r.bytes_per_exchange,
                                            kIdleBytesTarget));
     }
-    if (r.delta.equal_roots != r.delta.completed) {
+    if (r.delta.rounds_equal_roots() != r.delta.exchanges_completed()) {
       r.failures.push_back(
-          absl::StrCat(r.delta.completed - r.delta.equal_roots,
+          absl::StrCat(r.delta.exchanges_completed() - r.delta.rounds_equal_roots(),
                        " exchange sides did not end at equal roots"));
     }
   }
@@ -765,23 +764,6 @@ absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text) {
 }
 
 // The report's counters.
-void ToProto(const Counters& c, AeCounters* out) {
-  out->set_exchanges_started(c.started);
-  out->set_exchanges_completed(c.completed);
-  out->set_exchanges_failed(c.failed);
-  out->set_rounds_equal_roots(c.equal_roots);
-  out->set_differing_leaves(c.differing_leaves);
-  out->set_keys_sent(c.keys_sent);
-  out->set_keys_received(c.keys_received);
-  out->set_bytes_sent(c.bytes_sent);
-  out->set_bytes_received(c.bytes_received);
-  out->set_bytes_digests(c.digests);
-  out->set_bytes_fingerprints(c.fingerprints);
-  out->set_bytes_diffs(c.diffs);
-  out->set_bytes_wants(c.wants);
-  out->set_bytes_records(c.records);
-  out->set_keys_streamed(c.streamed);
-}
 
 // Parses the flags into `config`. Returns the exit code when the program
 // should end now (--help, bad flags), nullopt to go on.
@@ -928,11 +910,11 @@ bool FullSync(Pair& pair, const Config& config, AeFullSync* out) {
   }
   out->set_ok(sync.ok);
   out->set_ms(sync.ms);
-  out->set_records(sync.delta.keys_sent);
-  out->set_bytes(sync.delta.bytes_sent);
+  out->set_records(sync.delta.keys_sent());
+  out->set_bytes(sync.delta.bytes_sent());
   out->set_exchanges(Exchanges(sync.delta));
   out->set_error(sync.error);
-  ToProto(sync.delta, out->mutable_counters());
+  *out->mutable_counters() = sync.delta;
   out->add_peak_rss_bytes(PeakRss(pair.node(0).pid()));
   out->add_peak_rss_bytes(PeakRss(pair.node(1).pid()));
   if (!sync.ok) {
@@ -942,9 +924,9 @@ bool FullSync(Pair& pair, const Config& config, AeFullSync* out) {
     std::fprintf(stderr,
                  "ae_bench: full sync %.0f ms, %" PRId64
                  " records, %s, %.1f exchanges (%" PRId64 " refused/failed)\n",
-                 sync.ms, sync.delta.keys_sent,
-                 HumanBytes(sync.delta.bytes_sent).c_str(),
-                 Exchanges(sync.delta), sync.delta.failed);
+                 sync.ms, sync.delta.keys_sent(),
+                 HumanBytes(sync.delta.bytes_sent()).c_str(),
+                 Exchanges(sync.delta), sync.delta.exchanges_failed());
   }
   return sync.ok;
 }
@@ -953,8 +935,8 @@ void ToProto(const CaseResult& c, AeCase* out) {
   out->set_d(c.d);
   out->set_converged(c.converged);
   out->set_converge_ms(c.converge_ms);
-  out->set_records(c.delta.keys_sent);
-  out->set_bytes(c.delta.bytes_sent);
+  out->set_records(c.delta.keys_sent());
+  out->set_bytes(c.delta.bytes_sent());
   out->set_bound(c.bound);
   out->set_exchanges(Exchanges(c.delta));
   out->set_bytes_per_exchange(c.bytes_per_exchange);
@@ -962,7 +944,7 @@ void ToProto(const CaseResult& c, AeCase* out) {
   out->set_ip_target(c.ip_target);
   out->set_pass(c.pass);
   for (const std::string& f : c.failures) out->add_failures(f);
-  ToProto(c.delta, out->mutable_counters());
+  *out->mutable_counters() = c.delta;
 }
 
 // One case per d of --d, into the report; false when one failed. A case
