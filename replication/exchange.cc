@@ -280,6 +280,7 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   KV_RETURN_IF_ERROR(HandleWants(msg));
   KV_RETURN_IF_ERROR(HandleRecords(msg));
   if (msg.end_of_turn()) {
+    if (msg.cut_by_budget()) stats_.peer_cut_by_budget = true;
     const bool peer_asked = peer_turn_asked_ || MessageAsks(msg);
     peer_turn_asked_ = false;
     diff_entries_received_ = 0;
@@ -913,6 +914,9 @@ void Exchange::FlushTurn() {
     *cur.add_records() = std::move(r);
   }
   cur.set_end_of_turn(true);
+  if (stats_.skipped_leaves > 0 || stats_.records_skipped > 0) {
+    cur.set_cut_by_budget(true);
+  }
   out.push_back(std::move(cur));
   for (ExchangeMessage& m : out) {
     ++stats_.messages_sent;

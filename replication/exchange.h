@@ -148,6 +148,8 @@ struct ExchangeStats {
   bool equal_roots = false;
   int64_t differing_leaves = 0;    // Differing leaves this side expanded.
   int64_t skipped_leaves = 0;      // Differing leaves left for later (budget).
+  // The peer said it left leaves or records for later (cut_by_budget).
+  bool peer_cut_by_budget = false;
   int64_t fingerprints_sent = 0;   // Fingerprints items sent.
   int64_t records_sent = 0;
   int64_t records_skipped = 0;     // Over max_record_bytes_per_exchange.

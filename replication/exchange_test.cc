@@ -1225,7 +1225,7 @@ TEST(ExchangeTest, FullSyncOverSeveralExchangesIsSeenAsCutByBudget) {
       Result r = empty_starts ? RunExchange(b, a, o, exchanges)
                               : RunExchange(a, b, o, exchanges);
       records += r.records;
-      more = CutByBudget(r.initiator, o);
+      more = CutByBudget(r.initiator);
     }
     EXPECT_EQ(records, 1000);
     EXPECT_GE(exchanges, 1000 * 110 / 20000);

@@ -7,9 +7,9 @@
 
 namespace kv::replication {
 
-bool CutByBudget(const ExchangeStats& stats, const ExchangeOptions& options) {
+bool CutByBudget(const ExchangeStats& stats) {
   return stats.skipped_leaves > 0 || stats.records_skipped > 0 ||
-         stats.bytes_received >= options.max_record_bytes_per_exchange / 2;
+         stats.peer_cut_by_budget;
 }
 
 using peer::v1::ExchangeMessage;

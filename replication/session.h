@@ -173,10 +173,10 @@ class ExchangeDriver {
 // Whether an exchange that ended cleanly was cut short by a budget: this
 // side left differing leaves or records for later
 // (ExchangeOptions::max_differing_leaves, max_record_bytes_per_exchange), or
-// the peer sent at least half of a record budget (it may have cut its own).
-// A driver then starts the next exchange with the same peer at once (kvd
-// does, a bounded number of times in a row) rather than after its interval.
-bool CutByBudget(const ExchangeStats& stats, const ExchangeOptions& options);
+// the peer said it did (ExchangeMessage.cut_by_budget). A driver then starts
+// the next exchange with the same peer at once (kvd does, a bounded number
+// of times in a row) rather than after its interval.
+bool CutByBudget(const ExchangeStats& stats);
 
 struct SessionOptions {
   // Exchanges served at once (responder side), >= 1.

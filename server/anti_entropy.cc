@@ -271,7 +271,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
   }
   CountExchange(peer, driver.ok() ? driver->get() : nullptr, s);
   if (more != nullptr && s.ok()) {
-    *more = replication::CutByBudget((*driver)->stats(), options_.exchange);
+    *more = replication::CutByBudget((*driver)->stats());
   }
   return s;
 }
