@@ -274,11 +274,16 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   for (const peer::v1::Fingerprints& f : msg.fingerprints()) {
     KV_RETURN_IF_ERROR(HandleFingerprints(f));
   }
+  if (msg.node_ids_size() > options_.max_list_entries) {
+    return Invalid("node_ids: ", msg.node_ids_size(),
+                   " ids is over the limit of ", options_.max_list_entries);
+  }
+  const VersionTableReader versions(msg);
   for (const peer::v1::Diff& d : msg.diffs()) {
-    KV_RETURN_IF_ERROR(HandleDiff(d));
+    KV_RETURN_IF_ERROR(HandleDiff(d, versions));
   }
   KV_RETURN_IF_ERROR(HandleWants(msg));
-  KV_RETURN_IF_ERROR(HandleRecords(msg));
+  KV_RETURN_IF_ERROR(HandleRecords(msg, versions));
   if (msg.end_of_turn()) {
     if (msg.cut_by_budget()) stats_.peer_cut_by_budget = true;
     const bool peer_asked = peer_turn_asked_ || MessageAsks(msg);
@@ -289,10 +294,10 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
       if (asked_.root && msg.records_size() == 0) stats_.equal_roots = true;
       // A turn that asks nothing ends the exchange; it cannot leave any of
       // our questions open.
-      if (!asked_.fingerprints.empty()) {
+      if (diffs_received_ < asked_.fingerprints.size()) {
+        const TreePos& n = asked_.fingerprints[diffs_received_].first;
         return Invalid("the peer ended the exchange without a Diff for node ",
-                       NodeName(asked_.fingerprints.begin()->first.depth,
-                                asked_.fingerprints.begin()->first.index));
+                       NodeName(n.depth, n.index));
       }
       if (!turn_.records.empty() || turn_.Asks()) {
         return absl::InternalError("answer built for a turn that asked nothing");
@@ -498,7 +503,7 @@ absl::Status Exchange::SendFingerprints(const TreePos& node) {
   f.set_depth(node.depth);
   f.set_index(node.index);
   f.set_fingerprints(std::move(fps));
-  asking_.fingerprints[node] = std::move(keys);
+  asking_.fingerprints.emplace_back(node, std::move(keys));
   ++stats_.fingerprints_sent;
   return absl::OkStatus();
 }
@@ -588,14 +593,14 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
           ++stats_.refusals_remembered;
         });
   }
-  peer::v1::Diff& diff = turn_.diffs.emplace_back();
-  diff.set_depth(node.depth);
-  diff.set_index(node.index);
+  DiffOut& diff = turn_.diffs.emplace_back();
+  diff.depth = node.depth;
   // Entries beyond this budget are left out: the peer then misses some keys
   // it should want, which a later exchange finds.
   const int64_t entry_budget = options_.max_diff_bytes;
   int64_t entry_bytes = 0;
   int64_t entries = 0;
+  absl::flat_hash_set<uint64_t> node_ids;  // Of this Diff's versions.
   KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
       node.depth, node.index, [&](const storage::IndexEntry& e) {
         auto it = positions.find(Fingerprint(e.digest, salt_));
@@ -604,18 +609,21 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
           return true;
         }
         if (refused_keys.contains(e.key)) return true;
-        // Three fixed64 with their tags, and the entry's framing.
-        constexpr int64_t kEntryBytes = 29;
+        // At most: the key hash, a 10-byte hlc delta, a 3-byte node
+        // position (the table holds at most max_list_entries ids), and 8
+        // bytes in the message's version table for a node id new to it.
+        const int64_t entry_bytes_max =
+            static_cast<int64_t>(KeyHashBytes(node.depth)) + 10 + 3 +
+            (node_ids.contains(e.version.node_id) ? 0 : 8);
         if (entries >= options_.max_list_entries ||
-            entry_bytes + kEntryBytes > entry_budget) {
+            entry_bytes + entry_bytes_max > entry_budget) {
           return true;  // Keep matching the rest for `missing`.
         }
-        entry_bytes += kEntryBytes;
+        entry_bytes += entry_bytes_max;
         ++entries;
-        peer::v1::DiffEntry* entry = diff.add_entries();
-        entry->set_key_hash(e.hash);
-        entry->set_hlc(e.version.hlc);
-        entry->set_node_id(e.version.node_id);
+        node_ids.insert(e.version.node_id);
+        diff.key_hashes.push_back(e.hash);
+        diff.versions.push_back(e.version);
         asking_.offered.push_back(e.key);
         asking_.record_keys.insert(e.key);  // The peer's, if newer or tied.
         return true;
@@ -628,23 +636,34 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
     nodes.insert(nodes.end(), list.size(), node);
   }
   std::sort(missing.begin(), missing.end());
-  for (uint32_t p : missing) diff.add_missing(p);
+  diff.missing = std::move(missing);
   return absl::OkStatus();
 }
 
-absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
-  KV_RETURN_IF_ERROR(ValidateNode(diff.depth(), diff.index(), "Diff"));
-  const TreePos node{diff.depth(), diff.index()};
-  auto it = asked_.fingerprints.find(node);
-  if (it == asked_.fingerprints.end()) {
-    return Invalid("Diff: node ", NodeName(node.depth, node.index),
-                   " was not sent fingerprints (or is answered twice)");
+absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff,
+                                  const VersionTableReader& versions) {
+  // The n-th Diff of the turn answers our n-th Fingerprints.
+  if (diffs_received_ >= asked_.fingerprints.size()) {
+    return Invalid("Diff: more Diffs than the ", asked_.fingerprints.size(),
+                   " Fingerprints we sent");
   }
-  const std::vector<std::pair<std::string, uint32_t>> keys = std::move(it->second);
-  asked_.fingerprints.erase(it);
-  if (diff.entries_size() > options_.max_list_entries) {
-    return Invalid("Diff: ", diff.entries_size(),
+  const TreePos node = asked_.fingerprints[diffs_received_].first;
+  const std::vector<std::pair<std::string, uint32_t>> keys =
+      std::move(asked_.fingerprints[diffs_received_].second);
+  ++diffs_received_;
+  const std::string name = NodeName(node.depth, node.index);
+  const int entry_count = diff.nodes_size();
+  if (entry_count > options_.max_list_entries) {
+    return Invalid("Diff of node ", name, ": ", entry_count,
                    " entries is over the limit of ", options_.max_list_entries);
+  }
+  const size_t hash_bytes = KeyHashBytes(node.depth);
+  if (diff.hlcs_size() != entry_count ||
+      diff.key_hashes().size() != hash_bytes * entry_count) {
+    return Invalid("Diff of node ", name, ": ", diff.key_hashes().size(),
+                   " bytes of key hashes, ", diff.hlcs_size(), " hlcs and ",
+                   entry_count, " nodes are not one each per entry (",
+                   hash_bytes, " bytes per key hash)");
   }
   if (static_cast<size_t>(diff.missing_size()) > keys.size()) {
     return Invalid("Diff: ", diff.missing_size(),
@@ -659,20 +678,26 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     if (named[p]) return Invalid("Diff: missing position ", p, " repeats");
     named[p] = true;
   }
-  const storage::HashRange range = storage::RangeOf(node.depth, node.index);
+  struct Entry {
+    uint64_t key_hash;
+    storage::Version version;
+  };
+  std::vector<Entry> entries;
+  entries.reserve(entry_count);
   absl::flat_hash_set<uint64_t> listed;
-  for (const peer::v1::DiffEntry& entry : diff.entries()) {
-    if (!range.Contains(entry.key_hash())) {
-      return Invalid("Diff entry: key hash ", entry.key_hash(),
-                     " is not under node ", NodeName(node.depth, node.index));
+  for (int i = 0; i < entry_count; ++i) {
+    absl::StatusOr<uint64_t> hash =
+        ReadKeyHash(diff.key_hashes().data() + hash_bytes * i, node.depth,
+                    node.index);
+    if (!hash.ok()) return Invalid("Diff entry ", i, ": ", hash.status().message());
+    KV_ASSIGN_OR_RETURN(
+        storage::Version version,
+        versions.Read(diff.hlcs(i), diff.nodes(i),
+                      absl::StrCat("Diff entry: key hash ", *hash)));
+    if (!listed.insert(*hash).second) {
+      return Invalid("Diff entry: key hash ", *hash, " repeats");
     }
-    if (entry.hlc() == 0) {
-      return Invalid("Diff entry: key hash ", entry.key_hash(),
-                     " has a zero version");
-    }
-    if (!listed.insert(entry.key_hash()).second) {
-      return Invalid("Diff entry: key hash ", entry.key_hash(), " repeats");
-    }
+    entries.push_back(Entry{*hash, version});
   }
   // All checked; now act. Our entries under the node, by key hash.
   struct Own {
@@ -680,7 +705,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     storage::Version version;
   };
   absl::flat_hash_map<uint64_t, Own> own_by_hash;
-  if (diff.entries_size() > 0) {
+  if (!entries.empty()) {
     KV_RETURN_IF_ERROR(storage_->ForEachIndexEntry(
         node.depth, node.index, [&](const storage::IndexEntry& e) {
           if (listed.contains(e.hash)) {
@@ -689,14 +714,14 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
           return true;
         }));
   }
-  for (const peer::v1::DiffEntry& entry : diff.entries()) {
+  for (const Entry& entry : entries) {
     const uint32_t position = diff_entries_received_++;
-    auto it = own_by_hash.find(entry.key_hash());
+    auto it = own_by_hash.find(entry.key_hash);
     const Own* own = it == own_by_hash.end() ? nullptr : &it->second;
-    const storage::Version theirs{entry.hlc(), entry.node_id()};
+    const storage::Version& theirs = entry.version;
     const storage::Version ours = own == nullptr ? storage::Version{} : own->version;
     if (refusals_ != nullptr &&
-        refusals_->ContainsHashAt(entry.key_hash(), theirs) &&
+        refusals_->ContainsHashAt(entry.key_hash, theirs) &&
         !(own != nullptr && ours > theirs)) {
       ++stats_.refusals_remembered;  // Refused before: not asked again.
       continue;
@@ -704,7 +729,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
     if (own != nullptr && ours > theirs) {
       KV_RETURN_IF_ERROR(SendRecord(own->key));
     } else if (own == nullptr || ours < theirs) {
-      AddWant(position, entry.key_hash());
+      AddWant(position, entry.key_hash);
     } else {
       // A tie: the peer's entry matched none of our fingerprints, so its
       // contents differ from ours under the same version (a copied data
@@ -712,7 +737,7 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff) {
       // it. Either way send ours and ask for theirs: Store::Apply keeps the
       // higher digest on both sides, so they converge.
       KV_RETURN_IF_ERROR(SendRecord(own->key));
-      AddWant(position, entry.key_hash());
+      AddWant(position, entry.key_hash);
     }
   }
   for (size_t p = 0; p < keys.size(); ++p) {
@@ -741,19 +766,21 @@ absl::Status Exchange::HandleWants(const ExchangeMessage& msg) {
   return absl::OkStatus();
 }
 
-absl::Status Exchange::HandleRecords(const ExchangeMessage& msg) {
+absl::Status Exchange::HandleRecords(const ExchangeMessage& msg,
+                                     const VersionTableReader& versions) {
   if (msg.records_size() > options_.max_list_entries) {
     return Invalid("records: ", msg.records_size(),
                    " records is over the limit of ", options_.max_list_entries);
   }
   std::vector<storage::Record> records;
   records.reserve(msg.records_size());
-  for (const peer::v1::Record& r : msg.records()) {
-    absl::StatusOr<storage::Record> record = RecordFromProto(r, limits_);
+  for (const peer::v1::ExchangeRecord& r : msg.records()) {
+    absl::StatusOr<storage::Record> record =
+        ExchangeRecordFromProto(r, versions, limits_);
     if (!record.ok()) {
       // A well-formed record over our limits (the peer runs with larger
       // ones) is skipped: failing would stop the whole exchange, every time.
-      if (!OverLimits(r, limits_)) return record.status();
+      if (!OverLimits(r, versions, limits_)) return record.status();
       if (stats_.records_over_limits++ == 0) first_over_limits_ = record.status();
       continue;
     }
@@ -827,8 +854,8 @@ bool Exchange::QueueRecord(storage::Record&& record) {
     return false;
   }
   record_bytes_sent_ += size;
-  turn_.records.push_back(RecordToProto(record));
-  keys_sent_.insert(std::move(record.key));
+  keys_sent_.insert(record.key);
+  turn_.records.push_back(std::move(record));
   ++stats_.records_sent;
   return true;
 }
@@ -840,11 +867,12 @@ void Exchange::AddWant(uint32_t position, uint64_t key_hash) {
 }
 
 absl::Status Exchange::EndPeerTurn() {
-  if (!asked_.fingerprints.empty()) {
-    const TreePos& n = asked_.fingerprints.begin()->first;
+  if (diffs_received_ < asked_.fingerprints.size()) {
+    const TreePos& n = asked_.fingerprints[diffs_received_].first;
     return Invalid("the peer's turn ended without a Diff for node ",
                    NodeName(n.depth, n.index));
   }
+  diffs_received_ = 0;
   const bool asks = turn_.Asks();
   FlushTurn();
   asked_ = std::move(asking_);
@@ -859,65 +887,104 @@ absl::Status Exchange::EndPeerTurn() {
 }
 
 void Exchange::FlushTurn() {
+  using google::protobuf::io::CodedOutputStream;
   std::vector<ExchangeMessage> out;
   ExchangeMessage cur;
+  VersionTableWriter table;  // Of `cur`.
   int64_t cur_bytes = 0;
   int64_t cur_records = 0;
-  // Returns item_bytes plus its field's tag and length, as counted.
-  auto make_room = [&](int64_t item_bytes, bool is_record) -> int64_t {
-    const bool full =
-        cur_bytes + item_bytes > options_.max_message_bytes ||
-        (is_record && cur_records >= options_.max_records_per_message);
-    if (cur_bytes > 0 && full) {
-      out.push_back(std::move(cur));
-      cur = ExchangeMessage();
-      cur_bytes = 0;
-      cur_records = 0;
-    }
-    if (is_record) ++cur_records;
-    // The tag and length varint as protobuf writes them (kFieldOverhead
-    // above is their upper bound, for splitting).
-    const int64_t framed =
-        item_bytes + 1 +
-        static_cast<int64_t>(google::protobuf::io::CodedOutputStream::
-                                 VarintSize64(static_cast<uint64_t>(item_bytes)));
+  auto next_message = [&]() {
+    table.WriteTo(&cur);
+    out.push_back(std::move(cur));
+    cur = ExchangeMessage();
+    table = VersionTableWriter();
+    cur_bytes = 0;
+    cur_records = 0;
+  };
+  auto full = [&](int64_t item_bytes, bool is_record) {
+    return cur_bytes > 0 &&
+           (cur_bytes + item_bytes > options_.max_message_bytes ||
+            (is_record && cur_records >= options_.max_records_per_message));
+  };
+  // item_bytes plus its field's tag and length, as protobuf writes them
+  // (kFieldOverhead above is their upper bound, for splitting).
+  auto framed = [](int64_t item_bytes) {
+    return item_bytes + 1 +
+           static_cast<int64_t>(
+               CodedOutputStream::VarintSize64(static_cast<uint64_t>(item_bytes)));
+  };
+  // Makes room for an item without versions; returns its framed size.
+  auto make_room = [&](int64_t item_bytes) -> int64_t {
+    if (full(item_bytes, false)) next_message();
     cur_bytes += item_bytes + kFieldOverhead;
-    return framed;
+    return framed(item_bytes);
+  };
+  // Encodes an item whose versions go through the message's version table,
+  // in the message that takes it (a new one when it does not fit), and adds
+  // its framed size plus what it added to the table to `*part`.
+  auto versioned = [&](auto encode, bool is_record, int64_t* part) {
+    for (bool retried = false;; retried = true) {
+      const VersionTableWriter::Mark mark = table.mark();
+      const int64_t table_before = table.ByteSize();
+      auto item = encode(&table);
+      const auto item_bytes = static_cast<int64_t>(item.ByteSizeLong());
+      const int64_t growth = table.ByteSize() - table_before;
+      if (!retried && full(item_bytes + growth, is_record)) {
+        table.Rollback(mark);
+        next_message();
+        continue;
+      }
+      if (is_record) ++cur_records;
+      cur_bytes += item_bytes + kFieldOverhead + growth;
+      *part += framed(item_bytes) + growth;
+      return item;
+    }
   };
   for (peer::v1::Digests& d : turn_.digests) {
-    stats_.bytes_sent_digests +=
-        make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
+    stats_.bytes_sent_digests += make_room(static_cast<int64_t>(d.ByteSizeLong()));
     *cur.add_digests() = std::move(d);
   }
   for (peer::v1::Fingerprints& f : turn_.fingerprints) {
     stats_.bytes_sent_fingerprints +=
-        make_room(static_cast<int64_t>(f.ByteSizeLong()), false);
+        make_room(static_cast<int64_t>(f.ByteSizeLong()));
     *cur.add_fingerprints() = std::move(f);
   }
-  for (peer::v1::Diff& d : turn_.diffs) {
-    stats_.bytes_sent_diffs +=
-        make_room(static_cast<int64_t>(d.ByteSizeLong()), false);
-    *cur.add_diffs() = std::move(d);
+  for (const DiffOut& d : turn_.diffs) {
+    *cur.add_diffs() = versioned(
+        [&](VersionTableWriter* t) {
+          peer::v1::Diff diff;
+          std::string hashes;
+          hashes.reserve(KeyHashBytes(d.depth) * d.key_hashes.size());
+          for (size_t i = 0; i < d.key_hashes.size(); ++i) {
+            AppendKeyHash(d.key_hashes[i], d.depth, &hashes);
+            diff.add_hlcs(t->HlcDelta(d.versions[i].hlc));
+            diff.add_nodes(t->NodePosition(d.versions[i].node_id));
+          }
+          diff.set_key_hashes(std::move(hashes));
+          for (uint32_t p : d.missing) diff.add_missing(p);
+          return diff;
+        },
+        false, &stats_.bytes_sent_diffs);
   }
   for (uint32_t w : turn_.wants) {
     // Packed: each position is its varint alone (make_room's framing is an
     // upper bound, for splitting).
-    const auto bytes = static_cast<int64_t>(
-        google::protobuf::io::CodedOutputStream::VarintSize32(w));
-    make_room(bytes, false);
+    const auto bytes =
+        static_cast<int64_t>(CodedOutputStream::VarintSize32(w));
+    make_room(bytes);
     stats_.bytes_sent_wants += bytes;
     cur.add_wants(w);
   }
-  for (peer::v1::Record& r : turn_.records) {
-    stats_.bytes_sent_records +=
-        make_room(static_cast<int64_t>(r.ByteSizeLong()), true);
-    *cur.add_records() = std::move(r);
+  for (const storage::Record& r : turn_.records) {
+    *cur.add_records() = versioned(
+        [&](VersionTableWriter* t) { return ExchangeRecordToProto(r, t); },
+        true, &stats_.bytes_sent_records);
   }
   cur.set_end_of_turn(true);
   if (stats_.skipped_leaves > 0 || stats_.records_skipped > 0) {
     cur.set_cut_by_budget(true);
   }
-  out.push_back(std::move(cur));
+  next_message();
   for (ExchangeMessage& m : out) {
     ++stats_.messages_sent;
     stats_.bytes_sent += static_cast<int64_t>(m.ByteSizeLong());

@@ -389,13 +389,22 @@ class Exchange {
     friend auto operator<=>(const TreePos&, const TreePos&) = default;
   };
 
+  // A Diff being built: encoded when the turn is split into messages (its
+  // versions go through the message's version table).
+  struct DiffOut {
+    uint32_t depth = 0;  // Of its node: the width of the key hashes.
+    std::vector<uint64_t> key_hashes;
+    std::vector<storage::Version> versions;  // Parallel to key_hashes.
+    std::vector<uint32_t> missing;
+  };
+
   // The turn being built, sent when the peer's turn ends.
   struct Turn {
     std::vector<peer::v1::Digests> digests;
     std::vector<peer::v1::Fingerprints> fingerprints;
-    std::vector<peer::v1::Diff> diffs;
+    std::vector<DiffOut> diffs;
     std::vector<uint32_t> wants;  // Positions of the peer's Diff entries.
-    std::vector<peer::v1::Record> records;
+    std::vector<storage::Record> records;
     bool Asks() const {
       return !digests.empty() || !fingerprints.empty() || !diffs.empty() ||
              !wants.empty();
@@ -406,9 +415,11 @@ class Exchange {
   struct Asked {
     bool root = false;                    // We sent Hello.
     std::map<TreePos, uint32_t> digests;  // Parent -> child_bits we sent.
-    // Node -> our entries (key, fingerprint) in the order of the
-    // fingerprints we sent.
-    std::map<TreePos, std::vector<std::pair<std::string, uint32_t>>>
+    // The nodes we sent Fingerprints of, in the order sent (the n-th Diff
+    // of the peer's next turn answers the n-th), each with our entries (key,
+    // fingerprint) in the order of its fingerprints.
+    std::vector<
+        std::pair<TreePos, std::vector<std::pair<std::string, uint32_t>>>>
         fingerprints;
     // The keys of our Diff entries, by position (the peer wants them by
     // position); a wanted one is cleared, so it is wanted once.
@@ -434,9 +445,11 @@ class Exchange {
   absl::Status HandleHello(const peer::v1::Hello& hello);
   absl::Status HandleDigests(const peer::v1::Digests& digests);
   absl::Status HandleFingerprints(const peer::v1::Fingerprints& fingerprints);
-  absl::Status HandleDiff(const peer::v1::Diff& diff);
+  absl::Status HandleDiff(const peer::v1::Diff& diff,
+                          const VersionTableReader& versions);
   absl::Status HandleWants(const peer::v1::ExchangeMessage& msg);
-  absl::Status HandleRecords(const peer::v1::ExchangeMessage& msg);
+  absl::Status HandleRecords(const peer::v1::ExchangeMessage& msg,
+                             const VersionTableReader& versions);
   // Called when the peer's turn ends: checks it answered what we asked,
   // then sends our turn.
   absl::Status EndPeerTurn();
@@ -495,6 +508,9 @@ class Exchange {
   // Diff entries received in the peer's current turn (the next one's
   // position).
   uint32_t diff_entries_received_ = 0;
+  // Diffs received in the peer's current turn: the next one answers
+  // asked_.fingerprints[diffs_received_].
+  size_t diffs_received_ = 0;
   // Records taken under our empty ranges (each key once per exchange).
   absl::flat_hash_set<std::string> streamed_taken_;
   int64_t leaves_expanded_ = 0;  // Against max_differing_leaves.

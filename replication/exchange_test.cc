@@ -683,13 +683,9 @@ class HostileTest : public ::testing::Test {
     auto r = ResponderAfterHello(a, b, o);
     EXPECT_EQ(last_turn_.at(0).fingerprints_size(), 1);
     ExchangeMessage m;
-    peer::v1::Diff* d = m.add_diffs();
-    d->set_depth(0);
-    d->set_index(0);
+    m.add_diffs();
     for (const std::string& key : keys) {
-      peer::v1::DiffEntry* entry = d->add_entries();
-      entry->set_key_hash(storage::KeyHash(key));
-      entry->set_hlc(1);
+      AddDiffEntry(m, 0, 0, storage::KeyHash(key), 1);
     }
     m.set_end_of_turn(true);
     EXPECT_TRUE(r->Step(m).ok());
@@ -698,15 +694,34 @@ class HostileTest : public ::testing::Test {
     return r;
   }
 
+  // A record of `key` at version (hlc, node id 0) in a message whose version
+  // table is (hlc_base 0, node_ids {0}), so that records of two such
+  // messages can be copied between them. hlc 0: no version.
   static ExchangeMessage WithRecord(const std::string& key, uint64_t hlc,
                                     bool tombstone, const std::string& value) {
     ExchangeMessage m;
-    peer::v1::Record* r = m.add_records();
+    m.add_node_ids(0);
+    peer::v1::ExchangeRecord* r = m.add_records();
     r->set_key(key);
-    if (hlc != 0) r->mutable_version()->set_hlc(hlc);
+    r->set_hlc(static_cast<int64_t>(hlc));
+    r->set_node(0);
     r->set_tombstone(tombstone);
     r->set_value(value);
     return m;  // Not the end of the turn: records alone are fine mid-turn.
+  }
+
+  // Appends an entry (key_hash, version (hlc, node id 0)) to m's Diff
+  // `diff` of a node at `depth`, through the version table (hlc_base 0,
+  // node_ids {0}).
+  static void AddDiffEntry(ExchangeMessage& m, int diff, uint32_t depth,
+                           uint64_t key_hash, uint64_t hlc) {
+    if (m.node_ids_size() == 0) m.add_node_ids(0);
+    peer::v1::Diff* d = m.mutable_diffs(diff);
+    std::string hashes = d->key_hashes();
+    AppendKeyHash(key_hash, depth, &hashes);
+    d->set_key_hashes(hashes);
+    d->add_hlcs(static_cast<int64_t>(hlc - m.hlc_base()));
+    d->add_nodes(0);
   }
 
   std::vector<ExchangeMessage> last_turn_;
@@ -899,17 +914,13 @@ class DiffTest : public HostileTest {
   }
   static ExchangeMessage GoodDiff() {
     ExchangeMessage m;
-    peer::v1::Diff* d = m.add_diffs();
-    d->set_depth(0);
-    d->set_index(0);
+    m.add_diffs();
     m.set_end_of_turn(true);
     return m;
   }
   static void AddEntry(ExchangeMessage& m, const std::string& key,
                        uint64_t hlc) {
-    peer::v1::DiffEntry* entry = m.mutable_diffs(0)->add_entries();
-    entry->set_key_hash(storage::KeyHash(key));
-    entry->set_hlc(hlc);
+    AddDiffEntry(m, 0, 0, storage::KeyHash(key), hlc);
   }
   Node a_, b_;
 };
@@ -927,13 +938,31 @@ TEST_F(DiffTest, WellFormedDiffIsAnswered) {
 }
 
 TEST_F(DiffTest, BadDiffs) {
+  // One Fingerprints sent, so one Diff answers it.
   ExchangeMessage m = GoodDiff();
-  m.mutable_diffs(0)->set_depth(1);
-  ExpectInvalid(*Responder(), m, "was not sent fingerprints");
-
-  m = GoodDiff();
   *m.add_diffs() = m.diffs(0);
-  ExpectInvalid(*Responder(), m, "answered twice");
+  ExpectInvalid(*Responder(), m, "more Diffs than the 1 Fingerprints we sent");
+
+  // The three entry lists must have one item each per entry.
+  m = GoodDiff();
+  AddEntry(m, "k", 1);
+  m.mutable_diffs(0)->add_nodes(0);
+  ExpectInvalid(*Responder(), m, "hlcs and 2 nodes are not one each per entry");
+  m = GoodDiff();
+  AddEntry(m, "k", 1);
+  m.mutable_diffs(0)->mutable_key_hashes()->push_back('x');
+  ExpectInvalid(*Responder(), m, "9 bytes of key hashes");
+
+  // A version's node position must be within the message's node_ids.
+  m = GoodDiff();
+  AddEntry(m, "k", 1);
+  m.mutable_diffs(0)->set_nodes(0, 1);
+  ExpectInvalid(*Responder(), m,
+                "node position 1 is out of range of the message's 1 node_ids");
+  m = GoodDiff();
+  AddEntry(m, "k", 1);
+  m.clear_node_ids();
+  ExpectInvalid(*Responder(), m, "node position 0 is out of range");
 
   m = GoodDiff();
   m.mutable_diffs(0)->add_missing(5);
@@ -967,6 +996,12 @@ TEST_F(DiffTest, BadDiffs) {
 
   m = GoodDiff();
   AddEntry(m, "k", 0);
+  ExpectInvalid(*Responder(), m, "zero version");
+  // hlc_base + delta is what counts (here 5 - 5).
+  m = GoodDiff();
+  m.set_hlc_base(5);
+  AddEntry(m, "k", 5);
+  m.mutable_diffs(0)->set_hlcs(0, -5);
   ExpectInvalid(*Responder(), m, "zero version");
 
   m = GoodDiff();
@@ -1003,15 +1038,32 @@ TEST_F(HostileTest, DiffEntryOutsideItsNode) {
       outside = Key(1000 + k);
     }
   }
+  // The node's index is implied: only bits set above the 64 - depth bits
+  // sent can put a hash outside it.
+  ASSERT_EQ(f.depth(), 1u);
   ExchangeMessage m;
-  peer::v1::Diff* d = m.add_diffs();
-  d->set_depth(f.depth());
-  d->set_index(f.index());
-  peer::v1::DiffEntry* entry = d->add_entries();
-  entry->set_key_hash(storage::KeyHash(outside));
-  entry->set_hlc(1);
+  m.add_diffs();
+  AddDiffEntry(m, 0, 1, 0, 1);
+  // 8 bytes at depth 1: the top bit is above the 63 bits below the node.
+  ASSERT_EQ(KeyHashBytes(1), 8u);
+  const uint64_t top = uint64_t{1} << 63;
+  std::string hashes(8, '\0');
+  absl::little_endian::Store64(hashes.data(), storage::KeyHash(outside) | top);
+  m.mutable_diffs(0)->set_key_hashes(hashes);
   m.set_end_of_turn(true);
-  ExpectInvalid(*i, m, "is not under node");
+  ExpectInvalid(*i, m, "not under the node");
+  // Within the 63 bits, the same entry is taken (every Fingerprints of the
+  // turn answered, the others by empty Diffs).
+  absl::little_endian::Store64(hashes.data(), storage::KeyHash(outside) & ~top);
+  m.mutable_diffs(0)->set_key_hashes(hashes);
+  for (int k = 1; k < turn[0].fingerprints_size(); ++k) m.add_diffs();
+  auto i2 = std::move(Exchange::Initiator(a.store.get(), {}, 5)).value();
+  (void)i2->TakeReady();
+  ASSERT_TRUE(i2->Step(last_turn_.at(0)).ok());
+  ASSERT_EQ(i2->TakeReady().messages.at(0).fingerprints_size(),
+            turn[0].fingerprints_size());
+  absl::Status taken = i2->Step(m);
+  EXPECT_TRUE(taken.ok()) << taken;
 }
 
 TEST_F(DiffTest, WantsMustHaveBeenOffered) {
@@ -1064,6 +1116,13 @@ TEST_F(HostileTest, BadRecords) {
                 "has no version");
   ExpectInvalid(*ResponderAfterHello(a, b), with_record("k", 5, true, "v"),
                 "carries a value");
+  {
+    ExchangeMessage m = with_record("k", 5, false, "v");
+    m.mutable_records(0)->set_node(3);
+    ExpectInvalid(*ResponderAfterHello(a, b), m,
+                  "record of key 'k' has no version: node position 3 is out "
+                  "of range of the message's 1 node_ids");
+  }
   // Malformed and over the limits: still malformed.
   ExpectInvalid(*ResponderAfterHello(a, b),
                 with_record(std::string(5000, 'k'), 0, false, "v"),
@@ -1182,10 +1241,10 @@ TEST(ExchangeTest, FullSyncToAnEmptyNodeStreamsOnlyRecords) {
   for (bool empty_starts : {true, false}) {
     SCOPED_TRACE(empty_starts);
     Node a(1, 8), b(2, 8);
-    int64_t record_bytes = 0;
+    int64_t record_bytes = 0;  // Keys and values.
     for (int i = 0; i < 3000; ++i) a.Put(Key(i), std::string(100, 'v'));
     for (const auto& [key, record] : a.Contents()) {
-      record_bytes += static_cast<int64_t>(RecordToProto(record).ByteSizeLong());
+      record_bytes += static_cast<int64_t>(key.size() + record.value.size());
     }
     Result r = empty_starts ? RunExchange(b, a, {}) : RunExchange(a, b, {});
     const ExchangeStats& full = empty_starts ? r.responder : r.initiator;
@@ -1195,16 +1254,61 @@ TEST(ExchangeTest, FullSyncToAnEmptyNodeStreamsOnlyRecords) {
     EXPECT_EQ(full.fingerprints_sent + empty.fingerprints_sent, 0);
     EXPECT_EQ(empty.wants_sent, 0);
     EXPECT_EQ(full.bytes_sent_diffs + empty.bytes_sent_diffs, 0);
-    // Records plus their field framing, then at most a few digests.
-    EXPECT_LE(full.bytes_sent_records, record_bytes + 3 * 3000);
+    // Keys and values plus at most 16 bytes each (measured 13-14: field
+    // framing 6, hlc delta 6, node position 0-2; 27 with kv.v1.Version),
+    // then at most a few digests.
+    EXPECT_LE(full.bytes_sent_records, record_bytes + 16 * 3000);
     EXPECT_LE(r.bytes - full.bytes_sent_records, 4096);
-    std::printf("[ measured ] full sync of 3000 records (%lld B): %lld B on "
-                "the wire, %lld messages\n",
+    std::printf("[ measured ] full sync of 3000 records (%lld B of keys and "
+                "values): %lld B on the wire, %lld messages\n",
                 static_cast<long long>(record_bytes),
                 static_cast<long long>(r.bytes),
                 static_cast<long long>(r.messages));
     ExpectConverged(a, b);
   }
+}
+
+// As in kvd (leaves at depth 16, ~15 keys per leaf at 1M keys; here fewer):
+// d keys updated, half on each side. The Diffs cost about one entry per
+// differing key: its key hash below the leaf (6 bytes), a varint hlc delta
+// and a node position through the message's version table, plus the Diff's
+// framing and missing position; each record its key and value plus a few
+// bytes. Protocol version 2 spent about 42 bytes per such Diff and 27 per
+// record.
+TEST(ExchangeTest, DiffsAndRecordsCostFewBytesPerDifferingKey) {
+  Node a(1, 16), b(2, 16);
+  constexpr int kShared = 20000, kD = 400;
+  Shared(a, b, kShared);
+  int64_t key_value_bytes = 0;
+  for (int i = 0; i < kD; ++i) {
+    const std::string key = Key(i * 37 % kShared);
+    (i % 2 == 0 ? a : b).Put(key, std::string(100, 'u'));
+    key_value_bytes += static_cast<int64_t>(key.size() + 100);
+  }
+  Result r = RunExchange(a, b, {});
+  EXPECT_EQ(r.records, kD);
+  const int64_t diffs = r.initiator.bytes_sent_diffs + r.responder.bytes_sent_diffs;
+  const int64_t records =
+      r.initiator.bytes_sent_records + r.responder.bytes_sent_records;
+  std::printf("[ measured ] d=%d of %d keys (16-bit leaves): Diffs %lld B "
+              "(%.1f B per differing key), records %lld B (%.1f B per record "
+              "beyond key and value), %lld B in all\n",
+              kD, kShared, static_cast<long long>(diffs),
+              static_cast<double>(diffs) / kD, static_cast<long long>(records),
+              static_cast<double>(records - key_value_bytes) / kD,
+              static_cast<long long>(r.bytes));
+  EXPECT_LE(diffs, int64_t{26} * kD);
+  EXPECT_LE(records - key_value_bytes, int64_t{12} * kD);
+  // The parts add up to at most bytes_sent (the rest: Hello, end_of_turn,
+  // wants' framing).
+  for (const ExchangeStats* st : {&r.initiator, &r.responder}) {
+    const int64_t parts = st->bytes_sent_digests + st->bytes_sent_fingerprints +
+                          st->bytes_sent_diffs + st->bytes_sent_wants +
+                          st->bytes_sent_records;
+    EXPECT_LE(parts, st->bytes_sent);
+    EXPECT_GE(parts, st->bytes_sent - 64 * st->messages_sent);
+  }
+  ExpectConverged(a, b);
 }
 
 // A full sync larger than the record budget: every exchange but the last is
@@ -1337,7 +1441,7 @@ TEST(ExchangeTest, RecordsNotAskedForAreRefusedByEitherSide) {
     EXPECT_EQ(target->store->tree().KeyCount(), keys_before);
   };
   auto add_intruder = [](ExchangeMessage& m) {
-    peer::v1::Record* r = m.add_records();
+    peer::v1::ExchangeRecord* r = m.add_records();
     *r = m.records(0);
     r->set_key("intruder");
   };
@@ -1385,11 +1489,12 @@ TEST_F(HostileTest, OversizedMessage) {
   o.max_received_fingerprints = 100;
   o.max_diff_bytes = 500;
   ExchangeMessage m;
+  m.add_node_ids(7);
   for (int i = 0; i < 20; ++i) {
-    peer::v1::Record* r = m.add_records();
+    peer::v1::ExchangeRecord* r = m.add_records();
     r->set_key(absl::StrCat("k", i));
     r->set_value(std::string(400, 'v'));
-    r->mutable_version()->set_hlc(1);
+    r->set_hlc(1);
   }
   ExpectInvalid(*ResponderAfterHello(a, b, o), m, "bytes is over the limit");
 }

@@ -7,6 +7,7 @@
 #include "absl/base/internal/endian.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/io/coded_stream.h"
 #include "storage/status_macros.h"
 
 namespace kv::replication {
@@ -68,20 +69,36 @@ absl::Status ValidateVersion(const kv::v1::Version& version) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The checks every received record passes, whichever its wire form.
+absl::Status CheckRecord(const std::string& key, const std::string& value,
+                         bool tombstone, bool has_version,
+                         const RecordLimits& limits) {
+  if (key.empty()) return absl::InvalidArgumentError("record: empty key");
+  if (!has_version) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("record of key '", KeyForMessage(key), "' has no version"));
+  }
+  if (tombstone && !value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tombstone of key '", KeyForMessage(key), "' carries a value"));
+  }
+  KV_RETURN_IF_ERROR(storage::CheckKey(limits, key, "record: "));
+  KV_RETURN_IF_ERROR(storage::CheckValue(
+      limits, value, absl::StrCat("record of key '", KeyForMessage(key), "': ")));
+  return absl::OkStatus();
+}
+
+constexpr RecordLimits kNoLimits{SIZE_MAX, SIZE_MAX};
+
+}  // namespace
+
 absl::StatusOr<storage::Record> RecordFromProto(const peer::v1::Record& proto,
                                                 const RecordLimits& limits) {
-  if (proto.key().empty()) return absl::InvalidArgumentError("record: empty key");
-  if (!proto.has_version() || proto.version().hlc() == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("record of key '", KeyForMessage(proto.key()), "' has no version"));
-  }
-  if (proto.tombstone() && !proto.value().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tombstone of key '", KeyForMessage(proto.key()), "' carries a value"));
-  }
-  KV_RETURN_IF_ERROR(storage::CheckKey(limits, proto.key(), "record: "));
-  KV_RETURN_IF_ERROR(storage::CheckValue(
-      limits, proto.value(), absl::StrCat("record of key '", KeyForMessage(proto.key()), "': ")));
+  KV_RETURN_IF_ERROR(CheckRecord(proto.key(), proto.value(), proto.tombstone(),
+                                 proto.has_version() && proto.version().hlc() != 0,
+                                 limits));
   storage::Record record;
   record.key = proto.key();
   record.version = storage::VersionFromProto(proto.version());
@@ -94,7 +111,130 @@ bool OverLimits(const peer::v1::Record& proto, const RecordLimits& limits) {
   const bool over = proto.key().size() > limits.max_key_bytes ||
                     proto.value().size() > limits.max_value_bytes;
   // Well formed: RecordFromProto checks the shape before the limits.
-  return over && RecordFromProto(proto, RecordLimits{SIZE_MAX, SIZE_MAX}).ok();
+  return over && RecordFromProto(proto, kNoLimits).ok();
+}
+
+int64_t VersionTableWriter::HlcDelta(uint64_t hlc) {
+  if (!has_base_) {
+    base_ = hlc;
+    has_base_ = true;
+  }
+  return static_cast<int64_t>(hlc - base_);
+}
+
+uint32_t VersionTableWriter::NodePosition(uint64_t node_id) {
+  auto [it, inserted] =
+      positions_.emplace(node_id, static_cast<uint32_t>(node_ids_.size()));
+  if (inserted) node_ids_.push_back(node_id);
+  return it->second;
+}
+
+void VersionTableWriter::Rollback(const Mark& mark) {
+  while (node_ids_.size() > mark.node_ids) {
+    positions_.erase(node_ids_.back());
+    node_ids_.pop_back();
+  }
+  if (!mark.has_base) {
+    has_base_ = false;
+    base_ = 0;
+  }
+}
+
+int64_t VersionTableWriter::ByteSize() const {
+  // hlc_base: tag + fixed64, absent when 0 (proto3). node_ids: packed, tag +
+  // length varint + 8 bytes each.
+  int64_t bytes = base_ != 0 ? 9 : 0;
+  if (!node_ids_.empty()) {
+    const uint32_t len = static_cast<uint32_t>(8 * node_ids_.size());
+    bytes += 1 + static_cast<int64_t>(
+                     google::protobuf::io::CodedOutputStream::VarintSize32(len)) +
+             len;
+  }
+  return bytes;
+}
+
+void VersionTableWriter::WriteTo(peer::v1::ExchangeMessage* msg) const {
+  msg->set_hlc_base(base_);
+  msg->clear_node_ids();
+  for (uint64_t id : node_ids_) msg->add_node_ids(id);
+}
+
+absl::StatusOr<storage::Version> VersionTableReader::Read(
+    int64_t hlc_delta, uint32_t node, absl::string_view what) const {
+  if (node >= static_cast<uint32_t>(msg_.node_ids_size())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": node position ", node,
+                     " is out of range of the message's ", msg_.node_ids_size(),
+                     " node_ids"));
+  }
+  const uint64_t hlc = msg_.hlc_base() + static_cast<uint64_t>(hlc_delta);
+  if (hlc == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": zero version"));
+  }
+  return storage::Version{hlc, msg_.node_ids(static_cast<int>(node))};
+}
+
+size_t KeyHashBytes(uint32_t depth) { return (64 - depth + 7) / 8; }
+
+void AppendKeyHash(uint64_t key_hash, uint32_t depth, std::string* out) {
+  // The low 64 - depth bits only (depth 64 writes nothing).
+  if (depth > 0 && depth < 64) key_hash &= (uint64_t{1} << (64 - depth)) - 1;
+  for (size_t i = 0; i < KeyHashBytes(depth); ++i) {
+    out->push_back(static_cast<char>((key_hash >> (8 * i)) & 0xFF));
+  }
+}
+
+absl::StatusOr<uint64_t> ReadKeyHash(const char* p, uint32_t depth,
+                                     uint64_t index) {
+  uint64_t low = 0;
+  for (size_t i = 0; i < KeyHashBytes(depth); ++i) {
+    low |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
+  }
+  if (depth == 0) return low;
+  if (depth >= 64) return index;
+  if ((low >> (64 - depth)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key hash bits ", absl::Hex(low), " reach above the ", 64 - depth,
+        " bits below node (", depth, ", ", index, "): not under the node"));
+  }
+  return (index << (64 - depth)) | low;
+}
+
+peer::v1::ExchangeRecord ExchangeRecordToProto(const storage::Record& record,
+                                               VersionTableWriter* table) {
+  peer::v1::ExchangeRecord proto;
+  proto.set_key(record.key);
+  proto.set_hlc(table->HlcDelta(record.version.hlc));
+  proto.set_node(table->NodePosition(record.version.node_id));
+  proto.set_tombstone(record.tombstone);
+  if (!record.tombstone) proto.set_value(record.value);
+  return proto;
+}
+
+absl::StatusOr<storage::Record> ExchangeRecordFromProto(
+    const peer::v1::ExchangeRecord& proto, const VersionTableReader& versions,
+    const RecordLimits& limits) {
+  if (proto.key().empty()) return absl::InvalidArgumentError("record: empty key");
+  absl::StatusOr<storage::Version> version = versions.Read(
+      proto.hlc(), proto.node(),
+      absl::StrCat("record of key '", KeyForMessage(proto.key()),
+                   "' has no version"));
+  if (!version.ok()) return version.status();
+  KV_RETURN_IF_ERROR(CheckRecord(proto.key(), proto.value(), proto.tombstone(),
+                                 true, limits));
+  storage::Record record;
+  record.key = proto.key();
+  record.version = *version;
+  record.tombstone = proto.tombstone();
+  record.value = proto.value();
+  return record;
+}
+
+bool OverLimits(const peer::v1::ExchangeRecord& proto,
+                const VersionTableReader& versions, const RecordLimits& limits) {
+  const bool over = proto.key().size() > limits.max_key_bytes ||
+                    proto.value().size() > limits.max_value_bytes;
+  return over && ExchangeRecordFromProto(proto, versions, kNoLimits).ok();
 }
 
 }  // namespace kv::replication

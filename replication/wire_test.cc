@@ -1,6 +1,7 @@
 #include "replication/wire.h"
 
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -104,6 +105,129 @@ TEST(FingerprintTest, TwoBytesRoundTrip) {
   EXPECT_EQ(ReadFingerprint(wire.data()), fp);
   EXPECT_EQ(ReadFingerprint(wire.data() + kFingerprintBytes), 0xABCDu);
   EXPECT_NE(Fingerprint(d, 43), fp);  // Another salt, another fingerprint.
+}
+
+}  // namespace
+}  // namespace kv::replication
+
+namespace kv::replication {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Versions written through a message's version table read back exactly,
+// hlcs below the base included; each node id is in the table once.
+TEST(VersionTableTest, MessageRoundTrip) {
+  const std::vector<storage::Record> records = {
+      {"a", storage::Version{uint64_t{1'700'000'000'000} << 16, 0xfeed}, false, "va"},
+      {"b", storage::Version{(uint64_t{1'700'000'000'000} << 16) - 12345, 0xbeef}, true, ""},
+      {"c", storage::Version{~uint64_t{0}, 0xfeed}, false, ""},
+      {"d", storage::Version{1, 0}, false, std::string(300, 'v')},
+  };
+  VersionTableWriter table;
+  peer::v1::ExchangeMessage m;
+  for (const storage::Record& r : records) {
+    *m.add_records() = ExchangeRecordToProto(r, &table);
+  }
+  table.WriteTo(&m);
+  EXPECT_EQ(m.node_ids_size(), 3);
+  const int64_t without_table = [&] {
+    peer::v1::ExchangeMessage bare = m;
+    bare.clear_node_ids();
+    bare.clear_hlc_base();
+    return static_cast<int64_t>(bare.ByteSizeLong());
+  }();
+  EXPECT_EQ(table.ByteSize(),
+            static_cast<int64_t>(m.ByteSizeLong()) - without_table);
+
+  peer::v1::ExchangeMessage parsed;
+  ASSERT_TRUE(parsed.ParseFromString(m.SerializeAsString()));
+  const VersionTableReader versions(parsed);
+  for (int i = 0; i < parsed.records_size(); ++i) {
+    absl::StatusOr<storage::Record> back =
+        ExchangeRecordFromProto(parsed.records(i), versions, {});
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, records[i]);
+  }
+}
+
+TEST(VersionTableTest, RollbackForgetsWhatAnItemAdded) {
+  VersionTableWriter table;
+  table.HlcDelta(100);
+  EXPECT_EQ(table.NodePosition(7), 0u);
+  const VersionTableWriter::Mark mark = table.mark();
+  const int64_t bytes = table.ByteSize();
+  EXPECT_EQ(table.NodePosition(8), 1u);
+  EXPECT_GT(table.ByteSize(), bytes);
+  table.Rollback(mark);
+  EXPECT_EQ(table.ByteSize(), bytes);
+  EXPECT_EQ(table.NodePosition(9), 1u);
+  VersionTableWriter fresh;
+  fresh.Rollback(fresh.mark());
+  EXPECT_EQ(fresh.ByteSize(), 0);
+}
+
+TEST(VersionTableTest, RejectsPositionsOutOfRangeAndZeroHlcs) {
+  peer::v1::ExchangeMessage m;
+  m.set_hlc_base(10);
+  m.add_node_ids(5);
+  const VersionTableReader versions(m);
+  absl::StatusOr<storage::Version> v = versions.Read(-3, 0, "x");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, (storage::Version{7, 5}));
+  v = versions.Read(0, 1, "Diff entry");
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(v.status().message()),
+              HasSubstr("Diff entry: node position 1 is out of range of the "
+                        "message's 1 node_ids"));
+  v = versions.Read(-10, 0, "x");
+  EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(v.status().message()), HasSubstr("zero version"));
+
+  peer::v1::ExchangeRecord r;
+  r.set_key("k");
+  r.set_hlc(1);
+  r.set_node(2);
+  absl::StatusOr<storage::Record> got = ExchangeRecordFromProto(r, versions, {});
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(got.status().message()),
+              HasSubstr("record of key 'k' has no version: node position 2"));
+  r.set_node(0);
+  r.set_tombstone(true);
+  r.set_value("v");
+  got = ExchangeRecordFromProto(r, versions, {});
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("carries a value"));
+  // Over the limits but well formed: OverLimits says so; malformed: not.
+  r.set_tombstone(false);
+  r.set_value(std::string(20, 'v'));
+  EXPECT_TRUE(OverLimits(r, versions, RecordLimits{8, 16}));
+  r.set_node(1);
+  EXPECT_FALSE(OverLimits(r, versions, RecordLimits{8, 16}));
+}
+
+// A Diff entry's key hash: the bits below its node, the node's index above.
+TEST(KeyHashTest, BitsBelowTheNodeRoundTrip) {
+  const uint64_t hash = 0xA5C3'0123'4567'89ABULL;
+  for (uint32_t depth : {0u, 1u, 7u, 8u, 16u, 33u, 63u, 64u}) {
+    SCOPED_TRACE(depth);
+    const uint64_t index = depth == 0 ? 0 : hash >> (64 - depth);
+    std::string wire;
+    AppendKeyHash(hash, depth, &wire);
+    ASSERT_EQ(wire.size(), KeyHashBytes(depth));
+    absl::StatusOr<uint64_t> back = ReadKeyHash(wire.data(), depth, index);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, hash);
+  }
+  EXPECT_EQ(KeyHashBytes(16), 6u);
+  // A bit above the 64 - depth sent puts the hash outside the node.
+  std::string wire(KeyHashBytes(10), '\0');
+  wire.back() = 0x40;  // Bit 54 of 56: above the 54 bits below depth 10.
+  absl::StatusOr<uint64_t> bad = ReadKeyHash(wire.data(), 10, 3);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("not under the node"));
+  wire.back() = 0x20;  // Bit 53: within them.
+  ASSERT_TRUE(ReadKeyHash(wire.data(), 10, 3).ok());
+  EXPECT_EQ(*ReadKeyHash(wire.data(), 10, 3), (uint64_t{3} << 54) | (uint64_t{1} << 53));
 }
 
 }  // namespace

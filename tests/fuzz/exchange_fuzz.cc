@@ -138,14 +138,34 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
     case 4:
       if (m->diffs_size() > 0) {
         auto* d = m->mutable_diffs(in.ConsumeIntegralInRange(0, m->diffs_size() - 1));
-        if (in.ConsumeBool()) {
-          d->add_missing(in.ConsumeIntegralInRange<uint32_t>(0, 80));
-        } else {
-          auto* e = d->add_entries();
-          e->set_key_hash(in.ConsumeBool() ? storage::KeyHash(SmallKey(in))
-                                           : in.ConsumeIntegral<uint64_t>());
-          e->set_hlc(in.ConsumeIntegral<uint64_t>());
-          e->set_node_id(in.ConsumeIntegralInRange<uint64_t>(0, 3));
+        switch (in.ConsumeIntegralInRange(0, 3)) {
+          case 0:
+            d->add_missing(in.ConsumeIntegralInRange<uint32_t>(0, 80));
+            break;
+          case 1: {  // An entry: its key hash below a node at a guessed depth.
+            const uint64_t hash = in.ConsumeBool() ? storage::KeyHash(SmallKey(in))
+                                                   : in.ConsumeIntegral<uint64_t>();
+            const uint32_t depth = in.ConsumeIntegralInRange<uint32_t>(0, 8);
+            std::string hashes = d->key_hashes();
+            AppendKeyHash(hash, depth, &hashes);
+            d->set_key_hashes(hashes);
+            d->add_hlcs(in.ConsumeIntegral<int64_t>() >> in.ConsumeIntegralInRange(0, 63));
+            d->add_nodes(in.ConsumeIntegralInRange<uint32_t>(0, 3));
+            break;
+          }
+          case 2:  // One list out of step with the others.
+            if (in.ConsumeBool()) {
+              d->add_nodes(in.ConsumeIntegralInRange<uint32_t>(0, 3));
+            } else {
+              d->set_key_hashes(in.ConsumeRandomLengthString(24));
+            }
+            break;
+          default:
+            if (d->nodes_size() > 0) {
+              d->set_nodes(in.ConsumeIntegralInRange(0, d->nodes_size() - 1),
+                           in.ConsumeIntegralInRange<uint32_t>(0, 5));
+            }
+            break;
         }
       }
       break;
@@ -154,17 +174,28 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
       r->set_key(SmallKey(in));
       r->set_value(in.ConsumeRandomLengthString(80));
       r->set_tombstone(in.ConsumeBool());
-      r->mutable_version()->set_hlc(storage::HlcFromMillis(kNowMs) +
-                                    in.ConsumeIntegralInRange<int64_t>(-5000, 5000));
-      r->mutable_version()->set_node_id(in.ConsumeIntegralInRange<uint64_t>(0, 3));
+      if (m->hlc_base() == 0 || in.ConsumeBool()) {
+        m->set_hlc_base(storage::HlcFromMillis(kNowMs));
+      }
+      r->set_hlc(in.ConsumeIntegralInRange<int64_t>(-5000, 5000));
+      if (m->node_ids_size() == 0 || in.ConsumeBool()) {
+        m->add_node_ids(in.ConsumeIntegralInRange<uint64_t>(0, 3));
+      }
+      r->set_node(in.ConsumeIntegralInRange<uint32_t>(0, m->node_ids_size()));
       break;
     }
     case 6:
       if (m->records_size() > 0) {
         auto* r = m->mutable_records(in.ConsumeIntegralInRange(0, m->records_size() - 1));
-        if (in.ConsumeBool()) r->clear_version();
+        if (in.ConsumeBool()) r->set_node(in.ConsumeIntegralInRange<uint32_t>(0, 4));
+        if (in.ConsumeBool()) r->set_hlc(in.ConsumeIntegral<int64_t>());
         if (in.ConsumeBool()) r->set_key(in.ConsumeRandomLengthString(12));
         if (in.ConsumeBool()) r->set_tombstone(!r->tombstone());
+      } else if (in.ConsumeBool()) {  // The version table itself.
+        m->set_hlc_base(in.ConsumeIntegral<uint64_t>());
+      } else if (m->node_ids_size() > 0) {
+        m->set_node_ids(in.ConsumeIntegralInRange(0, m->node_ids_size() - 1),
+                        in.ConsumeIntegralInRange<uint64_t>(0, 3));
       }
       break;
     case 7:

@@ -59,11 +59,12 @@ TEST(AntiEntropyUnaskedTest, RecordNotAskedForEndsTheExchangeAndIsCounted) {
     planted = absl::StrCat("planted-", i);
   }
   ExchangeMessage push;
-  peer::v1::Record* r = push.add_records();
+  push.set_hlc_base(uint64_t{1'700'000'000'000} << 16);
+  push.add_node_ids(0xbad);
+  peer::v1::ExchangeRecord* r = push.add_records();
   r->set_key(planted);
   r->set_value("x");
-  r->mutable_version()->set_hlc(uint64_t{1'700'000'000'000} << 16);
-  r->mutable_version()->set_node_id(0xbad);
+  r->set_node(0);
   push.set_end_of_turn(true);
   ASSERT_TRUE(stream->Write(push));
   stream->WritesDone();
