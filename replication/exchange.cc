@@ -271,8 +271,17 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   for (const peer::v1::Digests& d : msg.digests()) {
     KV_RETURN_IF_ERROR(HandleDigests(d));
   }
+  // Fingerprints name their node relative to the leaves and to the
+  // message's previous Fingerprints.
+  uint64_t fingerprints_index = 0;
   for (const peer::v1::Fingerprints& f : msg.fingerprints()) {
-    KV_RETURN_IF_ERROR(HandleFingerprints(f));
+    if (f.levels_below_leaves() > 64 - leaf_depth_) {
+      return Invalid("Fingerprints: depth ", leaf_depth_, " + ",
+                     f.levels_below_leaves(), " is over 64");
+    }
+    fingerprints_index += static_cast<uint64_t>(f.index_delta());
+    KV_RETURN_IF_ERROR(HandleFingerprints(
+        f, leaf_depth_ + f.levels_below_leaves(), fingerprints_index));
   }
   if (msg.node_ids_size() > options_.max_list_entries) {
     return Invalid("node_ids: ", msg.node_ids_size(),
@@ -499,10 +508,7 @@ absl::Status Exchange::SendFingerprints(const TreePos& node) {
         keys.emplace_back(e.key, fp);
         return true;
       }));
-  peer::v1::Fingerprints& f = turn_.fingerprints.emplace_back();
-  f.set_depth(node.depth);
-  f.set_index(node.index);
-  f.set_fingerprints(std::move(fps));
+  turn_.fingerprints.push_back(FingerprintsOut{node, std::move(fps)});
   asking_.fingerprints.emplace_back(node, std::move(keys));
   ++stats_.fingerprints_sent;
   return absl::OkStatus();
@@ -553,12 +559,9 @@ bool Exchange::InEmptyRange(uint64_t hash) const {
   return it != empty.begin() && std::prev(it)->Contains(hash);
 }
 
-absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
-  KV_RETURN_IF_ERROR(ValidateNode(f.depth(), f.index(), "Fingerprints"));
-  if (f.depth() < leaf_depth_) {
-    return Invalid("Fingerprints: node ", NodeName(f.depth(), f.index()),
-                   " is above the leaf level ", leaf_depth_);
-  }
+absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f,
+                                          uint32_t depth, uint64_t index) {
+  KV_RETURN_IF_ERROR(ValidateNode(depth, index, "Fingerprints"));
   if (f.fingerprints().size() % kFingerprintBytes != 0) {
     return Invalid("Fingerprints: ", f.fingerprints().size(),
                    " bytes is not a multiple of ", kFingerprintBytes);
@@ -568,7 +571,7 @@ absl::Status Exchange::HandleFingerprints(const peer::v1::Fingerprints& f) {
     return Invalid("Fingerprints: ", count, " entries is over the limit of ",
                    options_.max_received_fingerprints);
   }
-  const TreePos node{f.depth(), f.index()};
+  const TreePos node{depth, index};
   KV_RETURN_IF_ERROR(ClaimSubject(node, "Fingerprints"));
 
   // Fingerprint -> its positions not yet matched by one of our entries.
@@ -651,19 +654,12 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff,
   const std::vector<std::pair<std::string, uint32_t>> keys =
       std::move(asked_.fingerprints[diffs_received_].second);
   ++diffs_received_;
-  const std::string name = NodeName(node.depth, node.index);
-  const int entry_count = diff.nodes_size();
-  if (entry_count > options_.max_list_entries) {
-    return Invalid("Diff of node ", name, ": ", entry_count,
-                   " entries is over the limit of ", options_.max_list_entries);
-  }
-  const size_t hash_bytes = KeyHashBytes(node.depth);
-  if (diff.hlcs_size() != entry_count ||
-      diff.key_hashes().size() != hash_bytes * entry_count) {
-    return Invalid("Diff of node ", name, ": ", diff.key_hashes().size(),
-                   " bytes of key hashes, ", diff.hlcs_size(), " hlcs and ",
-                   entry_count, " nodes are not one each per entry (",
-                   hash_bytes, " bytes per key hash)");
+  absl::StatusOr<std::vector<WireDiffEntry>> wire_entries = ParseDiffEntries(
+      diff.entries(), node.depth, node.index,
+      static_cast<size_t>(options_.max_list_entries));
+  if (!wire_entries.ok()) {
+    return Invalid("Diff of node ", NodeName(node.depth, node.index), ": ",
+                   wire_entries.status().message());
   }
   if (static_cast<size_t>(diff.missing_size()) > keys.size()) {
     return Invalid("Diff: ", diff.missing_size(),
@@ -683,21 +679,17 @@ absl::Status Exchange::HandleDiff(const peer::v1::Diff& diff,
     storage::Version version;
   };
   std::vector<Entry> entries;
-  entries.reserve(entry_count);
+  entries.reserve(wire_entries->size());
   absl::flat_hash_set<uint64_t> listed;
-  for (int i = 0; i < entry_count; ++i) {
-    absl::StatusOr<uint64_t> hash =
-        ReadKeyHash(diff.key_hashes().data() + hash_bytes * i, node.depth,
-                    node.index);
-    if (!hash.ok()) return Invalid("Diff entry ", i, ": ", hash.status().message());
+  for (const WireDiffEntry& e : *wire_entries) {
     KV_ASSIGN_OR_RETURN(
         storage::Version version,
-        versions.Read(diff.hlcs(i), diff.nodes(i),
-                      absl::StrCat("Diff entry: key hash ", *hash)));
-    if (!listed.insert(*hash).second) {
-      return Invalid("Diff entry: key hash ", *hash, " repeats");
+        versions.Read(e.hlc_delta, e.node,
+                      absl::StrCat("Diff entry: key hash ", e.key_hash)));
+    if (!listed.insert(e.key_hash).second) {
+      return Invalid("Diff entry: key hash ", e.key_hash, " repeats");
     }
-    entries.push_back(Entry{*hash, version});
+    entries.push_back(Entry{e.key_hash, version});
   }
   // All checked; now act. Our entries under the node, by key hash.
   struct Own {
@@ -893,6 +885,7 @@ void Exchange::FlushTurn() {
   VersionTableWriter table;  // Of `cur`.
   int64_t cur_bytes = 0;
   int64_t cur_records = 0;
+  uint64_t fingerprints_index = 0;  // Of cur's last Fingerprints.
   auto next_message = [&]() {
     table.WriteTo(&cur);
     out.push_back(std::move(cur));
@@ -900,6 +893,7 @@ void Exchange::FlushTurn() {
     table = VersionTableWriter();
     cur_bytes = 0;
     cur_records = 0;
+    fingerprints_index = 0;
   };
   auto full = [&](int64_t item_bytes, bool is_record) {
     return cur_bytes > 0 &&
@@ -944,23 +938,40 @@ void Exchange::FlushTurn() {
     stats_.bytes_sent_digests += make_room(static_cast<int64_t>(d.ByteSizeLong()));
     *cur.add_digests() = std::move(d);
   }
-  for (peer::v1::Fingerprints& f : turn_.fingerprints) {
-    stats_.bytes_sent_fingerprints +=
-        make_room(static_cast<int64_t>(f.ByteSizeLong()));
+  for (FingerprintsOut& out_f : turn_.fingerprints) {
+    // The index is a delta from the message's previous Fingerprints, so the
+    // item is made again when it opens a new message.
+    auto make = [&]() {
+      peer::v1::Fingerprints f;
+      f.set_levels_below_leaves(out_f.node.depth - leaf_depth_);
+      f.set_index_delta(static_cast<int64_t>(out_f.node.index - fingerprints_index));
+      f.set_fingerprints(out_f.fingerprints);
+      return f;
+    };
+    peer::v1::Fingerprints f = make();
+    auto bytes = static_cast<int64_t>(f.ByteSizeLong());
+    if (full(bytes, false)) {
+      next_message();
+      f = make();
+      bytes = static_cast<int64_t>(f.ByteSizeLong());
+    }
+    stats_.bytes_sent_fingerprints += make_room(bytes);
+    fingerprints_index = out_f.node.index;
     *cur.add_fingerprints() = std::move(f);
   }
   for (const DiffOut& d : turn_.diffs) {
     *cur.add_diffs() = versioned(
         [&](VersionTableWriter* t) {
           peer::v1::Diff diff;
-          std::string hashes;
-          hashes.reserve(KeyHashBytes(d.depth) * d.key_hashes.size());
+          std::string entries;
+          entries.reserve(12 * d.key_hashes.size());
           for (size_t i = 0; i < d.key_hashes.size(); ++i) {
-            AppendKeyHash(d.key_hashes[i], d.depth, &hashes);
-            diff.add_hlcs(t->HlcDelta(d.versions[i].hlc));
-            diff.add_nodes(t->NodePosition(d.versions[i].node_id));
+            AppendDiffEntry(
+                WireDiffEntry{d.key_hashes[i], t->HlcDelta(d.versions[i].hlc),
+                              t->NodePosition(d.versions[i].node_id)},
+                d.depth, &entries);
           }
-          diff.set_key_hashes(std::move(hashes));
+          diff.set_entries(std::move(entries));
           for (uint32_t p : d.missing) diff.add_missing(p);
           return diff;
         },

@@ -20,7 +20,12 @@
 //     it is at depth 64), our Fingerprints of those entries, else the
 //     Digests of its 2^finer_bits children computed from the hash index.
 //   Fingerprints -> a Diff: our entries whose fingerprint is not in the list
-//     (as key hash + HLC) and the list positions that match none of ours.
+//     (as key hash + version) and the list positions that match none of
+//     ours. Diffs do not name their node: the n-th Diff of a turn answers
+//     the n-th Fingerprints of the turn before.
+// Versions in Diffs and records go through each message's version table
+// (hlc_base, node_ids; VersionTableWriter in wire.h), so a version costs a
+// varint hlc delta and a node position instead of 16 bytes or more.
 //   Diff -> the records we hold newer or the peer lacks, and `wants` (Diff
 //     entry positions) for the keys the peer holds newer or we lack; for a
 //     key at the same HLC on both sides (its contents differ, or a collision
@@ -398,10 +403,17 @@ class Exchange {
     std::vector<uint32_t> missing;
   };
 
+  // Fingerprints being built: encoded when the turn is split into messages
+  // (the index is sent as a delta from the message's previous one).
+  struct FingerprintsOut {
+    TreePos node;
+    std::string fingerprints;  // kFingerprintBytes each.
+  };
+
   // The turn being built, sent when the peer's turn ends.
   struct Turn {
     std::vector<peer::v1::Digests> digests;
-    std::vector<peer::v1::Fingerprints> fingerprints;
+    std::vector<FingerprintsOut> fingerprints;
     std::vector<DiffOut> diffs;
     std::vector<uint32_t> wants;  // Positions of the peer's Diff entries.
     std::vector<storage::Record> records;
@@ -444,7 +456,10 @@ class Exchange {
   absl::Status StepImpl(const peer::v1::ExchangeMessage& msg);
   absl::Status HandleHello(const peer::v1::Hello& hello);
   absl::Status HandleDigests(const peer::v1::Digests& digests);
-  absl::Status HandleFingerprints(const peer::v1::Fingerprints& fingerprints);
+  // `node` is the one `fingerprints` names (levels_below_leaves and
+  // index_delta resolved by StepImpl).
+  absl::Status HandleFingerprints(const peer::v1::Fingerprints& fingerprints,
+                                  uint32_t depth, uint64_t index);
   absl::Status HandleDiff(const peer::v1::Diff& diff,
                           const VersionTableReader& versions);
   absl::Status HandleWants(const peer::v1::ExchangeMessage& msg);

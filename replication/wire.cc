@@ -200,6 +200,81 @@ absl::StatusOr<uint64_t> ReadKeyHash(const char* p, uint32_t depth,
   return (index << (64 - depth)) | low;
 }
 
+namespace {
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+// Reads a varint of at most 10 bytes at *p (before `end`), advancing *p.
+bool ReadVarint(const char** p, const char* end, uint64_t* v) {
+  uint64_t result = 0;
+  for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+    const auto byte = static_cast<uint8_t>(*(*p)++);
+    result |= static_cast<uint64_t>(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void AppendDiffEntry(const WireDiffEntry& entry, uint32_t depth,
+                     std::string* out) {
+  AppendKeyHash(entry.key_hash, depth, out);
+  const auto d = static_cast<uint64_t>(entry.hlc_delta);
+  AppendVarint((d << 1) ^ (entry.hlc_delta < 0 ? ~uint64_t{0} : 0), out);
+  AppendVarint(entry.node, out);
+}
+
+absl::StatusOr<std::vector<WireDiffEntry>> ParseDiffEntries(
+    absl::string_view entries, uint32_t depth, uint64_t index,
+    size_t max_entries) {
+  std::vector<WireDiffEntry> out;
+  const size_t hash_bytes = KeyHashBytes(depth);
+  const char* p = entries.data();
+  const char* const end = p + entries.size();
+  while (p < end) {
+    const size_t n = out.size();
+    if (n >= max_entries) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "more than ", max_entries, " entries (the limit)"));
+    }
+    if (static_cast<size_t>(end - p) < hash_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry ", n, " is cut short in its key hash"));
+    }
+    WireDiffEntry e;
+    absl::StatusOr<uint64_t> hash = ReadKeyHash(p, depth, index);
+    if (!hash.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry ", n, ": ", hash.status().message()));
+    }
+    e.key_hash = *hash;
+    p += hash_bytes;
+    uint64_t zigzag = 0, node = 0;
+    if (!ReadVarint(&p, end, &zigzag) || !ReadVarint(&p, end, &node)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "entry ", n, " is cut short or has a varint over 10 bytes"));
+    }
+    if (node > UINT32_MAX) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("entry ", n, ": node position ", node, " is over 32 bits"));
+    }
+    e.hlc_delta = static_cast<int64_t>((zigzag >> 1) ^ (~(zigzag & 1) + 1));
+    e.node = static_cast<uint32_t>(node);
+    out.push_back(e);
+  }
+  return out;
+}
+
 peer::v1::ExchangeRecord ExchangeRecordToProto(const storage::Record& record,
                                                VersionTableWriter* table) {
   peer::v1::ExchangeRecord proto;

@@ -25,10 +25,12 @@ namespace kv::replication {
 // (a salted digest of 0, see SaltedDigest) and the records streamed for them,
 // 16-bit digests below the root and 16-bit fingerprints, Diff entries by key
 // hash and HLC, and wants by position. Version 3 writes versions through a
-// version table per message (VersionTableWriter), Diff entries as parallel
-// lists with only the key hash bits below their node (KeyHashBytes), Diffs
-// without their node (the n-th answers the n-th Fingerprints), and records
-// as ExchangeRecord. Versions refuse each other in Hello.
+// version table per message (VersionTableWriter), Diff entries as one byte
+// string of (key hash bits below their node, varint hlc delta, varint node
+// position) (AppendDiffEntry), Diffs without their node (the n-th answers
+// the n-th Fingerprints), Fingerprints' node relative to the leaves and to
+// the message's previous Fingerprints, and records as ExchangeRecord.
+// Versions refuse each other in Hello.
 inline constexpr uint32_t kProtocolVersion = 3;
 
 // The salted 32-bit wire digest of a 128-bit node or entry digest: the low 32
@@ -132,6 +134,25 @@ void AppendKeyHash(uint64_t key_hash, uint32_t depth, std::string* out);
 // 64 - depth are set (the hash would not be under the node).
 absl::StatusOr<uint64_t> ReadKeyHash(const char* p, uint32_t depth,
                                      uint64_t index);
+
+// One Diff entry as written in Diff.entries: the key hash, and the version
+// as (hlc delta, node position) of the message's version table.
+struct WireDiffEntry {
+  uint64_t key_hash = 0;
+  int64_t hlc_delta = 0;
+  uint32_t node = 0;
+};
+// Appends `entry` of a Diff whose node is at `depth` to `out`: the key hash
+// (AppendKeyHash), the zigzag varint hlc delta, the varint node position.
+void AppendDiffEntry(const WireDiffEntry& entry, uint32_t depth,
+                     std::string* out);
+// Parses Diff.entries of a Diff of node (depth, index).
+// Errors: INVALID_ARGUMENT when an entry is cut short, a varint is longer
+// than 10 bytes or a node position over 32 bits, a key hash is not under the
+// node (ReadKeyHash), or there are more than max_entries entries.
+absl::StatusOr<std::vector<WireDiffEntry>> ParseDiffEntries(
+    absl::string_view entries, uint32_t depth, uint64_t index,
+    size_t max_entries);
 
 // Copies `record` into an exchange record, its version through `table`.
 peer::v1::ExchangeRecord ExchangeRecordToProto(const storage::Record& record,

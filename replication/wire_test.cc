@@ -230,5 +230,45 @@ TEST(KeyHashTest, BitsBelowTheNodeRoundTrip) {
   EXPECT_EQ(*ReadKeyHash(wire.data(), 10, 3), (uint64_t{3} << 54) | (uint64_t{1} << 53));
 }
 
+// Diff entries: key hash below the node, zigzag hlc delta, node position.
+TEST(KeyHashTest, DiffEntriesRoundTrip) {
+  const std::vector<WireDiffEntry> entries = {
+      {0x1234'5678'9ABC'DEF0ULL, 0, 0},
+      {0x1234'FFFF'FFFF'FFFFULL, -1, 3},
+      {0x1234'0000'0000'0001ULL, INT64_MIN, UINT32_MAX},
+      {0x1234'5555'5555'5555ULL, INT64_MAX, 127},
+  };
+  std::string wire;
+  for (const WireDiffEntry& e : entries) AppendDiffEntry(e, 16, &wire);
+  // 6 + 1 + 1 bytes for the first: about 12 for a typical entry.
+  absl::StatusOr<std::vector<WireDiffEntry>> back =
+      ParseDiffEntries(wire, 16, 0x1234, 10);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_EQ((*back)[i].key_hash, entries[i].key_hash) << i;
+    EXPECT_EQ((*back)[i].hlc_delta, entries[i].hlc_delta) << i;
+    EXPECT_EQ((*back)[i].node, entries[i].node) << i;
+  }
+  std::string one;
+  AppendDiffEntry(entries[0], 16, &one);
+  EXPECT_EQ(one.size(), 8u);
+  EXPECT_THAT(std::string(ParseDiffEntries(wire, 16, 0x1234, 3).status().message()),
+              HasSubstr("more than 3 entries"));
+  // The node's index gives the top bits (at depth 16 the 48 bits below fill
+  // 6 bytes: no hash can reach out of its node).
+  EXPECT_EQ(ParseDiffEntries(wire, 16, 0x1235, 10)->at(0).key_hash,
+            0x1235'5678'9ABC'DEF0ULL);
+  std::string at_depth_10;
+  AppendDiffEntry(entries[0], 10, &at_depth_10);
+  at_depth_10[6] = '\x40';  // Bit 54: above the 54 bits below depth 10.
+  EXPECT_THAT(std::string(ParseDiffEntries(at_depth_10, 10, 0, 10).status().message()),
+              HasSubstr("entry 0: key hash bits"));
+  // A node position over 32 bits.
+  std::string big = std::string(7, '\0') + "\x80\x80\x80\x80\x10";
+  EXPECT_THAT(std::string(ParseDiffEntries(big, 16, 0, 10).status().message()),
+              HasSubstr("node position 4294967296 is over 32 bits"));
+}
+
 }  // namespace
 }  // namespace kv::replication

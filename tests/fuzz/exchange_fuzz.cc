@@ -130,8 +130,8 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
         if (in.ConsumeBool()) {
           f->set_fingerprints(in.ConsumeRandomLengthString(64));
         } else {
-          f->set_depth(in.ConsumeIntegralInRange<uint32_t>(0, 70));
-          f->set_index(in.ConsumeIntegral<uint64_t>() >> in.ConsumeIntegralInRange(0, 63));
+          f->set_levels_below_leaves(in.ConsumeIntegralInRange<uint32_t>(0, 70));
+          f->set_index_delta(in.ConsumeIntegral<int64_t>() >> in.ConsumeIntegralInRange(0, 63));
         }
       }
       break;
@@ -146,24 +146,28 @@ void Mutate(FuzzedDataProvider& in, ExchangeMessage* m) {
             const uint64_t hash = in.ConsumeBool() ? storage::KeyHash(SmallKey(in))
                                                    : in.ConsumeIntegral<uint64_t>();
             const uint32_t depth = in.ConsumeIntegralInRange<uint32_t>(0, 8);
-            std::string hashes = d->key_hashes();
-            AppendKeyHash(hash, depth, &hashes);
-            d->set_key_hashes(hashes);
-            d->add_hlcs(in.ConsumeIntegral<int64_t>() >> in.ConsumeIntegralInRange(0, 63));
-            d->add_nodes(in.ConsumeIntegralInRange<uint32_t>(0, 3));
+            std::string entries = d->entries();
+            AppendDiffEntry(
+                WireDiffEntry{hash,
+                              in.ConsumeIntegral<int64_t>() >> in.ConsumeIntegralInRange(0, 63),
+                              in.ConsumeIntegralInRange<uint32_t>(0, 3)},
+                depth, &entries);
+            d->set_entries(entries);
             break;
           }
-          case 2:  // One list out of step with the others.
-            if (in.ConsumeBool()) {
-              d->add_nodes(in.ConsumeIntegralInRange<uint32_t>(0, 3));
-            } else {
-              d->set_key_hashes(in.ConsumeRandomLengthString(24));
-            }
+          case 2:  // Raw entry bytes.
+            d->set_entries(in.ConsumeRandomLengthString(24));
             break;
-          default:
-            if (d->nodes_size() > 0) {
-              d->set_nodes(in.ConsumeIntegralInRange(0, d->nodes_size() - 1),
-                           in.ConsumeIntegralInRange<uint32_t>(0, 5));
+          default:  // Cut short, or a byte changed.
+            if (!d->entries().empty()) {
+              std::string entries = d->entries();
+              const size_t at = in.ConsumeIntegralInRange<size_t>(0, entries.size() - 1);
+              if (in.ConsumeBool()) {
+                entries.resize(at);
+              } else {
+                entries[at] = static_cast<char>(in.ConsumeIntegral<uint8_t>());
+              }
+              d->set_entries(entries);
             }
             break;
         }
