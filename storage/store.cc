@@ -434,22 +434,36 @@ void Store::WriteAsync(std::vector<Mutation> mutations, WriteCallback done) {
     std::move(done)(s);
     return;
   }
-  if (!committer_.joinable()) {  // Commit on the calling thread.
-    std::vector<WriteRequest> group(1);
-    group[0] = std::move(req);
-    CommitLocked(group);
-    std::move(done)(std::move(group[0].result));
-    return;
-  }
-  {
-    absl::MutexLock lock(&queue_mu_);
-    if (!closing_) {
-      req.done = std::move(done);
-      queue_.push_back(std::move(req));
+  const bool committer = committer_.joinable();
+  if (committer) {
+    bool closing = false;
+    {
+      absl::MutexLock lock(&queue_mu_);
+      closing = closing_;
+      if (!closing && (committing_ || !queue_.empty())) {
+        // A group is being committed: this request joins the next one.
+        req.done = std::move(done);
+        queue_.push_back(std::move(req));
+        return;
+      }
+      if (!closing) committing_ = true;  // Nothing pending: commit here.
+    }
+    if (closing) {
+      std::move(done)(absl::UnavailableError("the store is closing"));  // Unlocked.
       return;
     }
   }
-  std::move(done)(absl::UnavailableError("the store is closing"));  // Unlocked.
+  // On the calling thread, as a group of one.
+  std::vector<WriteRequest> group(1);
+  group[0] = std::move(req);
+  CommitLocked(group);
+  // As on the committer: writes that arrive until `done` returns queue up
+  // for the next group.
+  std::move(done)(std::move(group[0].result));
+  if (committer) {
+    absl::MutexLock lock(&queue_mu_);
+    committing_ = false;  // The committer takes what queued meanwhile.
+  }
 }
 
 void Store::CommitterLoop() {
@@ -459,11 +473,12 @@ void Store::CommitterLoop() {
       absl::MutexLock lock(&queue_mu_);
       queue_mu_.Await(absl::Condition(
           +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->queue_mu_) {
-            return !s->queue_.empty() || s->closing_;
+            return !s->committing_ && (!s->queue_.empty() || s->closing_);
           },
           this));
       if (queue_.empty()) return;  // Closing and drained.
       pending.swap(queue_);
+      committing_ = true;
     }
     // Commit in groups of bounded size; requests keep their order.
     size_t begin = 0;
@@ -482,6 +497,8 @@ void Store::CommitterLoop() {
       begin = end;
     }
     pending.clear();
+    absl::MutexLock lock(&queue_mu_);
+    committing_ = false;
   }
 }
 

@@ -52,9 +52,11 @@ namespace kv::storage {
 struct StoreOptions {
   // Merkle leaves: 2^leaf_depth, leaf_depth <= config::kMaxLeafDepth.
   uint32_t leaf_depth = config::kDefaultLeafDepth;
-  // Runs a committer thread for WriteAsync: pending writes are committed in
-  // groups, one engine batch (one WAL write, one fsync with sync) per group.
-  // Without it WriteAsync commits on the calling thread (the simulator).
+  // Runs a committer thread for WriteAsync: writes that arrive while a group
+  // is being committed are committed together as the next group, one engine
+  // batch (one WAL write, one fsync with sync) per group; a write that finds
+  // the store idle commits on the calling thread. Without it WriteAsync
+  // always commits on the calling thread (the simulator).
   bool committer_thread = false;
   size_t max_group_mutations = 4096;  // Per committed group.
   PhysicalClock* clock = nullptr;    // Default: the system clock.
@@ -212,10 +214,15 @@ class Store {
 
   using WriteCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::vector<Version>>) &&>;
-  // As Write, but returns at once; `done` gets Write's result, on the
-  // committer thread (or, without one, on the calling thread before
-  // WriteAsync returns). `done` must not block. After the store started
-  // closing, `done` gets UNAVAILABLE.
+  // As Write, but `done` gets Write's result. With the committer thread,
+  // a write that finds no group being committed and none waiting is
+  // committed on the calling thread (no hand-off: a lone write pays for no
+  // thread switch), and `done` runs there before WriteAsync returns;
+  // otherwise it joins the queue, WriteAsync returns at once, and the
+  // committer commits everything queued as the next group and runs `done`
+  // on its thread. Groups are committed one at a time. Without the
+  // committer thread every write commits on the calling thread. `done` must
+  // not block. After the store started closing, `done` gets UNAVAILABLE.
   void WriteAsync(std::vector<Mutation> mutations, WriteCallback done);
 
   // Stores `record` iff its version is above the stored one (last writer
@@ -360,6 +367,8 @@ class Store {
   absl::Mutex queue_mu_;
   std::vector<WriteRequest> queue_ ABSL_GUARDED_BY(queue_mu_);
   bool closing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  // A group is being committed (by the committer, or inline by WriteAsync).
+  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
   size_t max_group_mutations_ = 4096;
   std::thread committer_;
 

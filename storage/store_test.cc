@@ -751,13 +751,16 @@ TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
   auto s = std::move(*Store::Open(std::move(engine), o));
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("taken", "0")}).ok());
 
-  // Hold the committer in a callback so the requests below queue up and are
-  // committed as one group.
+  // Hold a commit in its callback so the requests below queue up and are
+  // committed as one group. The store is idle, so that first write commits
+  // on its caller's thread.
   absl::Notification in_callback, release;
-  s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
-    EXPECT_TRUE(r.ok()) << r.status();
-    in_callback.Notify();
-    release.WaitForNotification();
+  std::thread holder([&] {
+    s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
+      EXPECT_TRUE(r.ok()) << r.status();
+      in_callback.Notify();
+      release.WaitForNotification();
+    });
   });
   in_callback.WaitForNotification();
 
@@ -785,6 +788,7 @@ TEST(StoreCommitterTest, AFailedGroupFailsEveryRequestInIt) {
   faults->FailWrites(absl::UnavailableError("disk full"), /*after=*/1,
                      Column::kMeta);
   release.Notify();
+  holder.join();
   {
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(+[](int* d) { return *d == kRequests; }, &done));
@@ -820,12 +824,14 @@ TEST(StoreCommitterTest, CommitStatsCountGroupsRequestsAndMutations) {
   EXPECT_EQ(c.requests, 1u);
   EXPECT_EQ(c.mutations, 2u);
 
-  // Hold the committer in a callback so the requests below queue up and are
+  // Hold a commit in its callback so the requests below queue up and are
   // committed as one group.
   absl::Notification in_callback, release;
-  s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
-    in_callback.Notify();
-    release.WaitForNotification();
+  std::thread holder([&] {
+    s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
+      in_callback.Notify();
+      release.WaitForNotification();
+    });
   });
   in_callback.WaitForNotification();
   absl::Mutex mu;
@@ -840,6 +846,7 @@ TEST(StoreCommitterTest, CommitStatsCountGroupsRequestsAndMutations) {
     });
   }
   release.Notify();
+  holder.join();
   {
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(+[](int* d) { return *d == 3; }, &done));
@@ -848,6 +855,52 @@ TEST(StoreCommitterTest, CommitStatsCountGroupsRequestsAndMutations) {
   EXPECT_EQ(c.groups, 3u);  // The Write, "first", then the three queued.
   EXPECT_EQ(c.requests, 5u);
   EXPECT_EQ(c.mutations, 2u + 1u + 6u);
+}
+
+TEST(StoreCommitterTest, ALoneWriteCommitsOnTheCallingThreadAndAQueuedOneOnTheCommitter) {
+  StoreOptions o;
+  o.leaf_depth = 4;
+  o.committer_thread = true;
+  auto s = std::move(*Store::Open(std::make_unique<MemoryEngine>(), o));
+  // Idle store: committed and answered before WriteAsync returns, here.
+  std::thread::id answered_on;
+  bool answered = false;
+  s->WriteAsync({Put("lone", "1")}, [&](absl::StatusOr<std::vector<Version>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    answered_on = std::this_thread::get_id();
+    answered = true;
+  });
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  EXPECT_EQ((*s->Get("lone"))->value, "1");
+
+  // While a commit is in its callback, a write queues and is answered on the
+  // committer's thread, after that callback returns.
+  absl::Notification in_callback, release, queued_done;
+  std::thread::id holder_id;
+  std::thread holder([&] {
+    holder_id = std::this_thread::get_id();
+    s->WriteAsync({Put("first", "0")}, [&](absl::StatusOr<std::vector<Version>> r) {
+      in_callback.Notify();
+      release.WaitForNotification();
+    });
+  });
+  in_callback.WaitForNotification();
+  std::thread::id queued_on;
+  s->WriteAsync({Put("queued", "2")}, [&](absl::StatusOr<std::vector<Version>> r) {
+    EXPECT_TRUE(r.ok()) << r.status();
+    queued_on = std::this_thread::get_id();
+    queued_done.Notify();
+  });
+  EXPECT_FALSE(queued_done.HasBeenNotified());
+  EXPECT_FALSE((*s->Get("queued")).has_value());
+  release.Notify();
+  holder.join();
+  queued_done.WaitForNotification();
+  EXPECT_NE(queued_on, std::this_thread::get_id());
+  EXPECT_NE(queued_on, holder_id);
+  EXPECT_EQ((*s->Get("queued"))->value, "2");
+  EXPECT_EQ(s->commit_stats().groups, 3u);
 }
 
 TEST(StoreCommitterTest, ConcurrentAsyncWritersKeepTreeConsistent) {
