@@ -540,15 +540,32 @@ absl::Status Exchange::StreamNode(const TreePos& node) {
   }
   const int64_t skipped_before = stats_.records_skipped;
   const int64_t sent_before = stats_.records_sent;
+  absl::Status flushed;
   KV_RETURN_IF_ERROR(storage_->ForEachRecordUnder(
       node.depth, node.index, [&](storage::Record&& record) {
         QueueRecord(std::move(record));
+        if (flush_hook_ &&
+            static_cast<int64_t>(turn_.records.size()) >=
+                options_.max_records_per_message) {
+          flushed = FlushRecordsEarly();
+          if (!flushed.ok()) return false;
+        }
         // Past the budget the rest waits for a later exchange (reading it
         // only to skip it would cost a read per record).
         return stats_.records_skipped == skipped_before;
       }));
   stats_.records_streamed += stats_.records_sent - sent_before;
-  return absl::OkStatus();
+  return flushed;
+}
+
+absl::Status Exchange::FlushRecordsEarly() {
+  Turn rest = std::move(turn_);
+  turn_ = Turn{};
+  turn_.records = std::move(rest.records);
+  rest.records.clear();
+  EncodeTurn(/*end_of_turn=*/false);
+  turn_ = std::move(rest);
+  return flush_hook_();
 }
 
 bool Exchange::InEmptyRange(uint64_t hash) const {
@@ -878,7 +895,7 @@ absl::Status Exchange::EndPeerTurn() {
   return absl::OkStatus();
 }
 
-void Exchange::FlushTurn() {
+void Exchange::EncodeTurn(bool end_of_turn) {
   using google::protobuf::io::CodedOutputStream;
   std::vector<ExchangeMessage> out;
   ExchangeMessage cur;
@@ -991,9 +1008,11 @@ void Exchange::FlushTurn() {
         [&](VersionTableWriter* t) { return ExchangeRecordToProto(r, t); },
         true, &stats_.bytes_sent_records);
   }
-  cur.set_end_of_turn(true);
-  if (stats_.skipped_leaves > 0 || stats_.records_skipped > 0) {
-    cur.set_cut_by_budget(true);
+  if (end_of_turn) {
+    cur.set_end_of_turn(true);
+    if (stats_.skipped_leaves > 0 || stats_.records_skipped > 0) {
+      cur.set_cut_by_budget(true);
+    }
   }
   next_message();
   for (ExchangeMessage& m : out) {
@@ -1001,7 +1020,7 @@ void Exchange::FlushTurn() {
     stats_.bytes_sent += static_cast<int64_t>(m.ByteSizeLong());
     ready_.messages.push_back(std::move(m));
   }
-  ++stats_.turns_sent;
+  if (end_of_turn) ++stats_.turns_sent;
   turn_ = Turn{};
 }
 

@@ -97,6 +97,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -367,6 +368,18 @@ class Exchange {
   // its Admit, which runs after the Hello).
   void set_refusals(const PeerRefusals* refusals) { refusals_ = refusals; }
 
+  // Called in the middle of a Step while records are streamed for ranges
+  // the peer declared empty: every max_records_per_message records are
+  // queued in Ready as a message of their own (not ending the turn), and
+  // `hook` is called to send them (TakeReady, write) before more are read.
+  // So the peer applies one message while this side reads the next, instead
+  // of waiting for a whole turn (up to max_record_bytes_per_exchange) to be
+  // read first. A hook error ends the Step with that error. Without a hook
+  // (the default) the whole turn is queued when it ends.
+  void set_flush_hook(absl::AnyInvocable<absl::Status()> hook) {
+    flush_hook_ = std::move(hook);
+  }
+
   // The exchange finished cleanly. A Ready taken after it became done may
   // still hold the last messages to send and records to apply.
   bool done() const { return state_ == State::kDone; }
@@ -501,7 +514,13 @@ class Exchange {
   // Wants the peer's Diff entry at `position` (the key of hash `key_hash`).
   void AddWant(uint32_t position, uint64_t key_hash);
   // Splits the turn into messages and queues them.
-  void FlushTurn();
+  void FlushTurn() { EncodeTurn(/*end_of_turn=*/true); }
+  // Queues the records of the turn so far as messages that do not end it,
+  // then calls the flush hook (set_flush_hook).
+  absl::Status FlushRecordsEarly();
+  // Splits turn_ into messages, queues them and clears turn_; the last one
+  // ends the turn when `end_of_turn`.
+  void EncodeTurn(bool end_of_turn);
 
   // Constant after construction.
   std::unique_ptr<ExchangeStorage> owned_storage_;  // Made from a Store*.
@@ -532,6 +551,7 @@ class Exchange {
   int64_t record_bytes_sent_ = 0;
   bool declared_empty_ = false;
   Ready ready_;
+  absl::AnyInvocable<absl::Status()> flush_hook_;
   ExchangeStats stats_;
   absl::Status first_over_limits_;
   const PeerRefusals* refusals_ = nullptr;  // Not owned; may be null.

@@ -39,7 +39,13 @@ ExchangeDriver::ExchangeDriver(storage::Store* store,
       exchange_(std::move(exchange)),
       stream_(stream),
       admit_(std::move(admit)),
-      admitted_(exchange_->is_initiator()) {}
+      admitted_(exchange_->is_initiator()) {
+  // Records streamed for empty ranges go out a message at a time while the
+  // rest is read (a responder's only once admitted: until then they wait in
+  // Ready, in order, for the Flush after its Admit).
+  exchange_->set_flush_hook(
+      [this] { return admitted_ ? Flush() : absl::OkStatus(); });
+}
 
 absl::Status ExchangeDriver::Start() {
   if (!status_.ok()) return status_;
