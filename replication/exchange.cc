@@ -250,6 +250,7 @@ absl::Status Exchange::StepImpl(const ExchangeMessage& msg) {
   // A message of one record alone may be larger: a peer with larger record
   // limits sends it so, and the record is then skipped (HandleRecords). The
   // transport's message limit still bounds it.
+  peer_turn_ends_ = msg.end_of_turn();
   const bool lone_record =
       msg.records_size() == 1 && !MessageAsks(msg) && !msg.has_hello();
   if (size > max_bytes && !lone_record) {
@@ -544,7 +545,7 @@ absl::Status Exchange::StreamNode(const TreePos& node) {
   KV_RETURN_IF_ERROR(storage_->ForEachRecordUnder(
       node.depth, node.index, [&](storage::Record&& record) {
         QueueRecord(std::move(record));
-        if (flush_hook_ &&
+        if (flush_hook_ && peer_turn_ends_ &&
             static_cast<int64_t>(turn_.records.size()) >=
                 options_.max_records_per_message) {
           flushed = FlushRecordsEarly();

@@ -374,8 +374,11 @@ class Exchange {
   // `hook` is called to send them (TakeReady, write) before more are read.
   // So the peer applies one message while this side reads the next, instead
   // of waiting for a whole turn (up to max_record_bytes_per_exchange) to be
-  // read first. A hook error ends the Step with that error. Without a hook
-  // (the default) the whole turn is queued when it ends.
+  // read first. Only while handling the last message of the peer's turn:
+  // before it the peer may still be writing its turn, and two sides that
+  // both write on a full stream window would wait on each other. A hook
+  // error ends the Step with that error. Without a hook (the default) the
+  // whole turn is queued when it ends.
   void set_flush_hook(absl::AnyInvocable<absl::Status()> hook) {
     flush_hook_ = std::move(hook);
   }
@@ -552,6 +555,8 @@ class Exchange {
   bool declared_empty_ = false;
   Ready ready_;
   absl::AnyInvocable<absl::Status()> flush_hook_;
+  // The message being handled ends the peer's turn (see set_flush_hook).
+  bool peer_turn_ends_ = false;
   ExchangeStats stats_;
   absl::Status first_over_limits_;
   const PeerRefusals* refusals_ = nullptr;  // Not owned; may be null.

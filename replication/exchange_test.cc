@@ -1263,46 +1263,69 @@ TEST_F(HostileTest, StreamedRecordsOnlyUnderEmptyNodesAndOnce) {
 // empty ranges go out a message at a time while the rest is still being
 // read, so the peer applies one message while this side reads the next.
 TEST(ExchangeTest, RecordsForEmptyRangesGoOutAMessageAtATimeWithAFlushHook) {
-  Node a(1, 8), b(2, 8);
-  for (int i = 0; i < 95; ++i) a.Put(Key(i), "v");
-  ExchangeOptions o;
-  o.max_records_per_message = 10;
-  auto ini = Exchange::Initiator(a.store.get(), o, 42);
-  auto res = Exchange::Responder(b.store.get(), o);
-  ASSERT_TRUE(ini.ok() && res.ok());
-  Exchange& x = **ini;
-  Exchange& y = **res;
-  std::vector<ExchangeMessage> to_b;  // In the order a sent them.
-  std::vector<int64_t> read_at_flush;  // a's records read at each flush.
-  x.set_flush_hook([&] {
-    read_at_flush.push_back(x.stats().records_sent);
-    for (ExchangeMessage& m : x.TakeReady().messages) to_b.push_back(std::move(m));
-    return absl::OkStatus();
-  });
-  // a's Hello, b's answer (b holds nothing: every child is empty).
-  for (const ExchangeMessage& m : x.TakeReady().messages) ASSERT_TRUE(y.Step(m).ok());
-  for (const ExchangeMessage& m : y.TakeReady().messages) ASSERT_TRUE(x.Step(m).ok());
-  // Nine flushes of ten records, each before the next ten were read.
-  EXPECT_EQ(read_at_flush,
-            (std::vector<int64_t>{10, 20, 30, 40, 50, 60, 70, 80, 90}));
-  ASSERT_EQ(to_b.size(), 9u);
-  for (const ExchangeMessage& m : to_b) {
-    EXPECT_EQ(m.records_size(), 10);
-    EXPECT_FALSE(m.end_of_turn());
+  // split: the peer's turn comes as two messages, the Digests first and an
+  // empty one ending the turn. Nothing goes out before the turn's last
+  // message (the peer may still be writing it: two sides writing on full
+  // windows would wait on each other), so all records leave at its end.
+  for (bool split : {false, true}) {
+    SCOPED_TRACE(split);
+    Node a(1, 8), b(2, 8);
+    for (int i = 0; i < 95; ++i) a.Put(Key(i), "v");
+    ExchangeOptions o;
+    o.max_records_per_message = 10;
+    auto ini = Exchange::Initiator(a.store.get(), o, 42);
+    auto res = Exchange::Responder(b.store.get(), o);
+    ASSERT_TRUE(ini.ok() && res.ok());
+    Exchange& x = **ini;
+    Exchange& y = **res;
+    std::vector<ExchangeMessage> to_b;  // In the order a sent them.
+    std::vector<int64_t> read_at_flush;  // a's records read at each flush.
+    x.set_flush_hook([&] {
+      read_at_flush.push_back(x.stats().records_sent);
+      for (ExchangeMessage& m : x.TakeReady().messages) to_b.push_back(std::move(m));
+      return absl::OkStatus();
+    });
+    // a's Hello, b's answer (b holds nothing: every child is empty).
+    for (const ExchangeMessage& m : x.TakeReady().messages) ASSERT_TRUE(y.Step(m).ok());
+    std::vector<ExchangeMessage> answer = y.TakeReady().messages;
+    ASSERT_EQ(answer.size(), 1u);
+    if (split) {
+      ExchangeMessage last;
+      last.set_end_of_turn(true);
+      answer[0].set_end_of_turn(false);
+      answer.push_back(last);
+    }
+    for (size_t i = 0; i < answer.size(); ++i) {
+      ASSERT_TRUE(x.Step(answer[i]).ok());
+      if (i + 1 < answer.size()) EXPECT_TRUE(read_at_flush.empty());
+    }
+    std::vector<ExchangeMessage> rest = x.TakeReady().messages;
+    ASSERT_FALSE(rest.empty());
+    EXPECT_TRUE(rest.back().end_of_turn());
+    int records_at_end = 0;
+    for (const ExchangeMessage& m : rest) records_at_end += m.records_size();
+    if (split) {
+      EXPECT_TRUE(read_at_flush.empty());
+      EXPECT_EQ(records_at_end, 95);
+    } else {
+      // Nine flushes of ten records, each before the next ten were read.
+      EXPECT_EQ(read_at_flush,
+                (std::vector<int64_t>{10, 20, 30, 40, 50, 60, 70, 80, 90}));
+      ASSERT_EQ(to_b.size(), 9u);
+      for (const ExchangeMessage& m : to_b) {
+        EXPECT_EQ(m.records_size(), 10);
+        EXPECT_FALSE(m.end_of_turn());
+      }
+      // The last five records and the end of the turn come out of the Step.
+      EXPECT_EQ(records_at_end, 5);
+    }
+    EXPECT_EQ(x.stats().turns_sent, 2);  // Hello, then the records.
+    for (ExchangeMessage& m : rest) to_b.push_back(std::move(m));
+    for (const ExchangeMessage& m : to_b) ASSERT_TRUE(y.Step(m).ok());
+    ASSERT_TRUE(b.store->ApplyBatch(y.TakeReady().records_to_apply).ok());
+    EXPECT_TRUE(y.done());
+    ExpectConverged(a, b);
   }
-  // The last five records and the end of the turn come out of the Step.
-  std::vector<ExchangeMessage> rest = x.TakeReady().messages;
-  ASSERT_FALSE(rest.empty());
-  EXPECT_TRUE(rest.back().end_of_turn());
-  int records = 0;
-  for (const ExchangeMessage& m : rest) records += m.records_size();
-  EXPECT_EQ(records, 5);
-  EXPECT_EQ(x.stats().turns_sent, 2);  // Hello, then the records.
-  for (ExchangeMessage& m : rest) to_b.push_back(std::move(m));
-  for (const ExchangeMessage& m : to_b) ASSERT_TRUE(y.Step(m).ok());
-  ASSERT_TRUE(b.store->ApplyBatch(y.TakeReady().records_to_apply).ok());
-  EXPECT_TRUE(y.done());
-  ExpectConverged(a, b);
 }
 
 TEST(ExchangeTest, FullSyncToAnEmptyNodeStreamsOnlyRecords) {
