@@ -105,6 +105,8 @@ void AntiEntropy::LearnPeerIds(
 }
 
 void AntiEntropy::Loop() {
+  // This thread only starts exchanges.
+  if (options_.cpu_priority == CpuPriority::kIdle) MakeCurrentThreadIdle();
   while (true) {
     absl::Duration wait;
     {
@@ -282,6 +284,8 @@ absl::Status AntiEntropy::Serve(
   if (!running_.load()) {
     return absl::UnavailableError("anti-entropy is paused on this node");
   }
+  // gRPC's thread serves this exchange alone until it returns.
+  const ScopedCpuPriority priority(options_.cpu_priority);
   ctx->AddInitialMetadata(kNodeIdKey, std::to_string(store_->node_id()));
   Sessions::Id id;
   {

@@ -42,6 +42,7 @@
 #include "proto/peer.grpc.pb.h"
 #include "replication/exchange.h"
 #include "replication/session.h"
+#include "server/cpu_priority.h"
 #include "server/rate_limiter.h"
 #include "storage/store.h"
 
@@ -63,6 +64,11 @@ struct AntiEntropyOptions {
   // for again until the clock has caught up (replication::PeerRefusals).
   int64_t max_clock_drift_ms = 0;
   storage::PhysicalClock* clock = nullptr;
+  // The CPU priority of exchanges, both the ones this node starts (its
+  // background thread) and the ones it serves (their gRPC thread, for the
+  // exchange's duration; only where CanSwitchToIdleAndBack()). kIdle keeps
+  // a full sync from delaying foreground requests (server/cpu_priority.h).
+  CpuPriority cpu_priority = CpuPriority::kIdle;
 };
 
 class AntiEntropy {

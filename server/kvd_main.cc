@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_split.h"
 #include "build_version.h"  // KV_BUILD_VERSION, generated.
+#include "server/cpu_priority.h"
 #include "server/kvd_env.h"
 #include "server/log_format.h"
 #include "server/node.h"
@@ -203,6 +204,15 @@ int main(int argc, char** argv) {
                  "Records per exchange message")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  app.add_option("--ae-cpu-priority", ae.cpu_priority,
+                 "CPU priority of anti-entropy exchanges: idle (Linux SCHED_IDLE: "
+                 "foreground requests preempt them at once) or normal")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, kv::server::CpuPriority>{
+              {"idle", kv::server::CpuPriority::kIdle},
+              {"normal", kv::server::CpuPriority::kNormal}},
+          CLI::ignore_case))
+      ->default_str(kv::server::CpuPriorityName(ae.cpu_priority));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,

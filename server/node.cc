@@ -12,6 +12,7 @@
 #include "proto/health.pb.h"
 #include "server/admin_service.h"
 #include "server/auth.h"
+#include "server/cpu_priority.h"
 #include "server/generation.h"
 #include "server/gossip_service.h"
 #include "server/kv_service.h"
@@ -287,6 +288,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       o.sync ? "on" : "off", node->store_->tree().KeyCount(),
       node->store_->tree().Root().Hex(), o.seeds.size(),
       ae.start_paused ? "paused" : "running", o.build_version);
+  if (ae.cpu_priority == CpuPriority::kIdle && !CanSwitchToIdleAndBack()) {
+    spdlog::info(
+        "anti-entropy: exchanges this node starts run at idle CPU priority; the ones "
+        "it serves run at normal priority (moving a gRPC thread to SCHED_IDLE and "
+        "back needs root with CAP_SYS_NICE or an RLIMIT_NICE of 20)");
+  }
   return node;
 }
 

@@ -121,6 +121,7 @@ struct Config {
   std::string output = "text";
   int interval_ms = 200;
   int64_t bandwidth = -1;  // kvd --ae-bandwidth; -1: kvd's default.
+  std::string cpu_priority;  // kvd --ae-cpu-priority; empty: kvd's default.
   bool pin = false;
   bool single_initiator = false;  // Only A starts exchanges; B only answers.
   int batch = 1000;
@@ -138,6 +139,8 @@ struct Config {
         "ae interval ", interval_ms, " ms, ",
         bandwidth < 0 ? std::string()
                       : absl::StrCat("ae bandwidth ", bandwidth, " B/s, "),
+        cpu_priority.empty() ? std::string()
+                             : absl::StrCat("ae cpu priority ", cpu_priority, ", "),
         single_initiator ? "only A initiates exchanges (B answers)"
                          : "both nodes initiate exchanges",
         ", nodes ", pin ? "pinned (A: CPU 0, B: CPU 1)" : "unpinned");
@@ -241,6 +244,10 @@ class Pair {
       if (config_.bandwidth >= 0) {
         o.args.push_back("--ae-bandwidth");
         o.args.push_back(absl::StrCat(config_.bandwidth));
+      }
+      if (!config_.cpu_priority.empty()) {
+        o.args.push_back("--ae-cpu-priority");
+        o.args.push_back(config_.cpu_priority);
       }
       o.cpu = config_.pin ? static_cast<int>(i % cpus) : -1;
       nodes_[i] = std::make_unique<KvdProcess>(std::move(o));
@@ -797,6 +804,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Config* config) {
   app.add_option("--ae-bandwidth", config->bandwidth,
                  "kvd --ae-bandwidth, bytes/s (default: kvd's, 64 MiB/s; 0: no cap)")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--ae-cpu-priority", config->cpu_priority,
+                 "kvd --ae-cpu-priority (idle|normal; default: kvd's)")
+      ->check(CLI::IsMember({"idle", "normal"}));
   app.add_flag("--pin", config->pin,
                "Pin node A to CPU 0 and node B to CPU 1 (default: unpinned)");
   app.add_flag(
