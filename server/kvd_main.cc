@@ -204,15 +204,12 @@ int main(int argc, char** argv) {
                  "Records per exchange message")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
-  app.add_option("--ae-cpu-priority", ae.cpu_priority,
+  std::string ae_cpu_priority = kv::server::CpuPriorityName(ae.cpu_priority);
+  app.add_option("--ae-cpu-priority", ae_cpu_priority,
                  "CPU priority of anti-entropy exchanges: idle (Linux SCHED_IDLE: "
                  "foreground requests preempt them at once) or normal")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, kv::server::CpuPriority>{
-              {"idle", kv::server::CpuPriority::kIdle},
-              {"normal", kv::server::CpuPriority::kNormal}},
-          CLI::ignore_case))
-      ->default_str(kv::server::CpuPriorityName(ae.cpu_priority));
+      ->capture_default_str()
+      ->check(CLI::IsMember({"idle", "normal"}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -281,6 +278,8 @@ int main(int argc, char** argv) {
   ae.interval = absl::Milliseconds(ae_interval_ms);
   ae.exchange_deadline = absl::Seconds(ae_deadline_s);
   ae.idle_timeout = absl::Milliseconds(ae_idle_timeout_ms);
+  ae.cpu_priority = ae_cpu_priority == "idle" ? kv::server::CpuPriority::kIdle
+                                              : kv::server::CpuPriority::kNormal;
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (absl::Status s = kv::server::SetLogFormat(log_format, o.name); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
