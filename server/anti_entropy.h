@@ -67,8 +67,9 @@ struct AntiEntropyOptions {
   // The CPU priority of exchanges, both the ones this node starts (its
   // background thread) and the ones it serves (their gRPC thread, for the
   // exchange's duration; only where CanSwitchToIdleAndBack()). kIdle keeps
-  // a full sync from delaying foreground requests (server/cpu_priority.h).
-  CpuPriority cpu_priority = CpuPriority::kIdle;
+  // a full sync from delaying foreground requests, but starves repair
+  // while other work saturates the cores (server/cpu_priority.h).
+  CpuPriority cpu_priority = CpuPriority::kNormal;
 };
 
 class AntiEntropy {

@@ -6,7 +6,11 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <set>
+#include <sstream>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -216,6 +220,50 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   auto all = cluster.c(2).Scan({});
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->size(), 2399u);  // Live keys: one is a tombstone.
+}
+
+// The scheduling policy of each of `pid`'s threads (field 41 of
+// /proc/PID/task/TID/stat), by thread id.
+std::map<std::string, int> ThreadPolicies(pid_t pid) {
+  std::map<std::string, int> out;
+  const std::string dir = absl::StrCat("/proc/", pid, "/task");
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    // Fields after the command (which may hold spaces) start at ") ".
+    const size_t close = stat.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    for (int i = 3; i <= 41 && rest >> field; ++i) {
+      if (i == 41) out[entry.path().filename().string()] = std::stoi(field);
+    }
+  }
+  return out;
+}
+
+TEST(AntiEntropyTest, ExchangesAtIdleCpuPriorityConvergeAndGiveServingThreadsBack) {
+  constexpr int kSchedIdle = 5;  // SCHED_IDLE in <sched.h>.
+  TempDir dir;
+  Cluster cluster(dir.path(), 2, {"--ae-cpu-priority", "idle"});
+  ASSERT_TRUE(cluster.Start(0).ok());
+  ASSERT_TRUE(cluster.Start(1).ok());
+  ASSERT_TRUE(cluster.c(0).BatchWrite(Puts("idle/", 300, "v")).ok());
+  ASSERT_TRUE(cluster.WaitConverged({0, 1}, absl::Seconds(20)));
+  EXPECT_EQ(cluster.Stats(1).key_count(), 300);
+  ASSERT_TRUE(cluster.c(0).SetAntiEntropy(false).ok());
+  ASSERT_TRUE(cluster.c(1).SetAntiEntropy(false).ok());
+  ASSERT_TRUE(cluster.WaitNoExchangeUnderWay({0, 1}, absl::Seconds(30)));
+  // Each node: the thread that starts exchanges stays idle; the gRPC
+  // threads that served exchanges went back to normal (as root, which the
+  // tests run as; otherwise they were never moved).
+  for (int i = 0; i < 2; ++i) {
+    int idle = 0;
+    for (const auto& [tid, policy] : ThreadPolicies(cluster.node(i).pid())) {
+      if (policy == kSchedIdle) ++idle;
+    }
+    EXPECT_EQ(idle, 1) << "node " << i;
+  }
 }
 
 TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
