@@ -105,8 +105,6 @@ void AntiEntropy::LearnPeerIds(
 }
 
 void AntiEntropy::Loop() {
-  // This thread only starts exchanges.
-  if (options_.cpu_priority == CpuPriority::kIdle) MakeCurrentThreadIdle();
   while (true) {
     absl::Duration wait;
     {
@@ -146,14 +144,28 @@ void AntiEntropy::Watchdog() {
   const absl::Duration tick = std::clamp(
       std::min(options_.idle_timeout, options_.exchange_deadline) / 10,
       absl::Milliseconds(10), absl::Milliseconds(500));
+  const int64_t promote_ms = absl::ToInt64Milliseconds(options_.idle_promote_after);
   while (!stop_.WaitForNotificationWithTimeout(tick)) {
     absl::MutexLock lock(&mu_);
-    for (Sessions::Id id : sessions_.Expired(NowMs())) {
+    const int64_t now = NowMs();
+    for (Sessions::Id id : sessions_.Expired(now)) {
       if (!expired_.insert(id).second) continue;
       auto it = cancel_.find(id);
       if (it != cancel_.end()) it->second();
     }
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      if (now - it->second.since_ms < promote_ms) {
+        ++it;
+        continue;
+      }
+      PromoteToNormal(it->second.tid);  // Restored anyway when it ends.
+      it = idle_.erase(it);
+    }
   }
+}
+
+void AntiEntropy::RegisterIdle(Sessions::Id id, const ScopedCpuPriority& priority) {
+  if (priority.active()) idle_[id] = IdleExchange{priority.thread_id(), NowMs()};
 }
 
 void AntiEntropy::RegisterCancel(Sessions::Id id, std::function<void()> cancel) {
@@ -173,6 +185,7 @@ bool AntiEntropy::EndSession(Sessions::Id id) {
   absl::MutexLock lock(&mu_);
   sessions_.End(id);
   cancel_.erase(id);
+  idle_.erase(id);
   return expired_.erase(id) > 0;
 }
 
@@ -198,6 +211,7 @@ peer::v1::Peer::Stub* AntiEntropy::StubFor(const std::string& peer) {
 
 absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
   if (more != nullptr) *more = false;
+  const ScopedCpuPriority priority(options_.cpu_priority);
   peer::v1::Peer::Stub* stub = StubFor(peer);
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.exchange_deadline));
@@ -211,6 +225,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
     id = *begun;
     salt = rng_();
     RegisterCancel(id, [&ctx] { ctx.TryCancel(); });
+    RegisterIdle(id, priority);
   }
   started_.fetch_add(1);
   auto stream = stub->Exchange(&ctx);
@@ -293,6 +308,7 @@ absl::Status AntiEntropy::Serve(
     absl::MutexLock lock(&mu_);
     id = sessions_.BeginIncoming(NowMs());
     RegisterCancel(id, [ctx] { ctx->TryCancel(); });
+    RegisterIdle(id, priority);
   }
   GrpcWriter<grpc::ServerReaderWriter<ExchangeMessage, ExchangeMessage>> writer(
       stream, &limiter_);

@@ -67,9 +67,12 @@ struct AntiEntropyOptions {
   // The CPU priority of exchanges, both the ones this node starts (its
   // background thread) and the ones it serves (their gRPC thread, for the
   // exchange's duration; only where CanSwitchToIdleAndBack()). kIdle keeps
-  // a full sync from delaying foreground requests, but starves repair
-  // while other work saturates the cores (server/cpu_priority.h).
-  CpuPriority cpu_priority = CpuPriority::kNormal;
+  // a full sync from delaying foreground requests (server/cpu_priority.h).
+  CpuPriority cpu_priority = CpuPriority::kIdle;
+  // With kIdle: an exchange still running after this long goes on at
+  // normal priority (the watchdog promotes its thread), so that repair
+  // keeps going when other work saturates the cores.
+  absl::Duration idle_promote_after = absl::Seconds(2);
 };
 
 class AntiEntropy {
@@ -190,6 +193,15 @@ class AntiEntropy {
       ABSL_GUARDED_BY(mu_);
   // Sessions the watchdog ended (their status is DEADLINE_EXCEEDED).
   std::set<replication::Sessions::Id> expired_ ABSL_GUARDED_BY(mu_);
+  // Exchanges running at idle CPU priority: their thread and start, until
+  // the watchdog promotes them (options_.idle_promote_after) or they end.
+  struct IdleExchange {
+    int tid = 0;
+    int64_t since_ms = 0;
+  };
+  std::map<replication::Sessions::Id, IdleExchange> idle_ ABSL_GUARDED_BY(mu_);
+  void RegisterIdle(replication::Sessions::Id id, const ScopedCpuPriority& priority)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Per peer node id; entries are never removed (one per node ever seen,
   // each bounded by PeerRefusals' own limit).
   std::map<uint64_t, std::unique_ptr<replication::PeerRefusals>> refusals_

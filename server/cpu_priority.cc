@@ -1,7 +1,7 @@
 #include "server/cpu_priority.h"
 
-#include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <thread>
 
@@ -13,20 +13,25 @@ const char* CpuPriorityName(CpuPriority priority) {
 
 namespace {
 
+// The kernel's calls with pid 0 act on the calling thread (Linux), and
+// unlike pthread_getschedparam they see changes made by other threads
+// (PromoteToNormal).
+
 // Moves the calling thread to SCHED_IDLE; false (and unchanged) on failure.
 bool EnterIdle(int* old_policy, int* old_priority) {
   sched_param param{};
-  if (pthread_getschedparam(pthread_self(), old_policy, &param) != 0) return false;
+  *old_policy = sched_getscheduler(0);
+  if (*old_policy < 0 || sched_getparam(0, &param) != 0) return false;
   *old_priority = param.sched_priority;
   if (*old_policy == SCHED_IDLE) return false;  // Nothing to do or undo.
   sched_param idle{};
-  return pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+  return sched_setscheduler(0, SCHED_IDLE, &idle) == 0;
 }
 
 bool Restore(int policy, int priority) {
   sched_param param{};
   param.sched_priority = priority;
-  return pthread_setschedparam(pthread_self(), policy, &param) == 0;
+  return sched_setscheduler(0, policy, &param) == 0;
 }
 
 bool ProbeIdleAndBack() {
@@ -41,11 +46,6 @@ bool ProbeIdleAndBack() {
 
 }  // namespace
 
-bool MakeCurrentThreadIdle() {
-  int policy = 0, priority = 0;
-  return EnterIdle(&policy, &priority);
-}
-
 bool CanSwitchToIdleAndBack() {
   static const bool can = ProbeIdleAndBack();
   return can;
@@ -54,6 +54,7 @@ bool CanSwitchToIdleAndBack() {
 ScopedCpuPriority::ScopedCpuPriority(CpuPriority priority) {
   if (priority != CpuPriority::kIdle || !CanSwitchToIdleAndBack()) return;
   active_ = EnterIdle(&old_policy_, &old_priority_);
+  if (active_) tid_ = static_cast<int>(gettid());
 }
 
 ScopedCpuPriority::~ScopedCpuPriority() {
@@ -62,11 +63,12 @@ ScopedCpuPriority::~ScopedCpuPriority() {
   if (active_) Restore(old_policy_, old_priority_);
 }
 
-bool CurrentThreadIsIdlePriority() {
-  int policy = 0;
+bool PromoteToNormal(int tid) {
+  if (tid <= 0) return false;
   sched_param param{};
-  return pthread_getschedparam(pthread_self(), &policy, &param) == 0 &&
-         policy == SCHED_IDLE;
+  return sched_setscheduler(tid, SCHED_OTHER, &param) == 0;
 }
+
+bool CurrentThreadIsIdlePriority() { return sched_getscheduler(0) == SCHED_IDLE; }
 
 }  // namespace kv::server

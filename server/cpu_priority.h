@@ -1,14 +1,16 @@
 // Background CPU priority for repair work: with kvd --ae-cpu-priority idle
-// (default normal), anti-entropy exchanges run their threads under Linux's
-// SCHED_IDLE policy, so that a foreground request waking up on a busy core
-// preempts them at once instead of waiting for the scheduler to get round
-// to it. On the 2-core VM a 1M-key full sync between two nodes then raised
-// foreground Get p99 to 1.8-2.1 ms instead of 3.9-4.3 ms (idle: 0.7-1.3
-// ms), for about the same sync time. But SCHED_IDLE threads get only what
-// nobody else wants (weight 3 against 1024): with two busy loops at normal
-// priority on the same 2 cores, a 300k-key sync had moved 40 000 keys
-// after 150 s, exchanges failing on their deadlines, where it took 9.9 s
-// at normal priority. So it is not the default.
+// (the default), each anti-entropy exchange runs its thread under Linux's
+// SCHED_IDLE policy for its duration, so that a foreground request waking
+// up on a busy core preempts it at once instead of waiting for the
+// scheduler to get round to it. SCHED_IDLE threads get only what nobody
+// else wants (weight 3 against 1024), so an exchange still running after
+// AntiEntropyOptions::idle_promote_after (2 s) is moved back to normal
+// priority by the watchdog (PromoteToNormal): repair keeps going while
+// other work saturates the cores. Measured on the 2-core VM (README,
+// Measurements): during a 1M-key full sync foreground Get p99 1.9-2.1 ms
+// instead of 3.5-4.3 ms at normal priority (idle: 0.7-1.3 ms); with two
+// busy loops on the cores a 300k-key sync took 26.9 s (9.9 s at normal
+// priority; without the promotion it had moved 40 000 keys after 150 s).
 //
 // Thread safety: all functions act on the calling thread only.
 #ifndef KV_SERVER_CPU_PRIORITY_H_
@@ -28,11 +30,6 @@ const char* CpuPriorityName(CpuPriority priority);
 // idle while serving foreground work).
 bool CanSwitchToIdleAndBack();
 
-// Moves the calling thread to SCHED_IDLE for the rest of its life (a thread
-// that does only background work: no way back is needed, so this works
-// without privileges). Returns whether it was moved.
-bool MakeCurrentThreadIdle();
-
 // Runs the calling thread at `priority` from construction to destruction,
 // then restores its policy. With kNormal, on a thread already idle, or
 // where CanSwitchToIdleAndBack() is false, it does nothing.
@@ -45,12 +42,20 @@ class ScopedCpuPriority {
 
   // Whether the calling thread was moved (and will be restored).
   bool active() const { return active_; }
+  // The moved thread's kernel id (for PromoteToNormal); 0 when not active.
+  int thread_id() const { return tid_; }
 
  private:
   bool active_ = false;
+  int tid_ = 0;
   int old_policy_ = 0;
   int old_priority_ = 0;
 };
+
+// Moves thread `tid` of this process (ScopedCpuPriority::thread_id) back
+// to SCHED_OTHER, before its scope ends: for repair work that has waited
+// too long at idle priority. Returns whether it was moved.
+bool PromoteToNormal(int tid);
 
 // The calling thread's scheduling policy is SCHED_IDLE (for tests).
 bool CurrentThreadIsIdlePriority();

@@ -35,14 +35,23 @@ TEST(CpuPriorityTest, NormalLeavesTheThreadAlone) {
   }).join();
 }
 
-TEST(CpuPriorityTest, AThreadMadeIdleStaysIdle) {
+TEST(CpuPriorityTest, PromotedBeforeTheScopeEnds) {
+  if (!CanSwitchToIdleAndBack()) GTEST_SKIP() << "not root";
   std::thread([] {
-    // Lowering one's own priority needs no privilege.
-    EXPECT_TRUE(MakeCurrentThreadIdle());
-    EXPECT_TRUE(CurrentThreadIsIdlePriority());
-    EXPECT_FALSE(MakeCurrentThreadIdle());  // Already idle.
+    {
+      const ScopedCpuPriority idle(CpuPriority::kIdle);
+      ASSERT_TRUE(idle.active());
+      EXPECT_NE(idle.thread_id(), 0);
+      EXPECT_TRUE(CurrentThreadIsIdlePriority());
+      // As the watchdog does, from another thread.
+      bool promoted = false;
+      std::thread([&] { promoted = PromoteToNormal(idle.thread_id()); }).join();
+      EXPECT_TRUE(promoted);
+      EXPECT_FALSE(CurrentThreadIsIdlePriority());
+    }
+    EXPECT_FALSE(CurrentThreadIsIdlePriority());
   }).join();
-  EXPECT_FALSE(CurrentThreadIsIdlePriority());  // Other threads untouched.
+  EXPECT_FALSE(PromoteToNormal(0));
 }
 
 TEST(CpuPriorityTest, Names) {

@@ -290,9 +290,9 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
       ae.start_paused ? "paused" : "running", o.build_version);
   if (ae.cpu_priority == CpuPriority::kIdle && !CanSwitchToIdleAndBack()) {
     spdlog::info(
-        "anti-entropy: exchanges this node starts run at idle CPU priority; the ones "
-        "it serves run at normal priority (moving a gRPC thread to SCHED_IDLE and "
-        "back needs root with CAP_SYS_NICE or an RLIMIT_NICE of 20)");
+        "anti-entropy: --ae-cpu-priority idle is not possible here (moving a thread to "
+        "SCHED_IDLE and back needs root with CAP_SYS_NICE or an RLIMIT_NICE of 20); "
+        "exchanges run at normal priority");
   }
   return node;
 }
