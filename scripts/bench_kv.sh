@@ -31,45 +31,17 @@ scripts/build.sh kvd kvctl >/dev/null
 BUILD_DIR=${BUILD_DIR:-build}
 KVD="$BUILD_DIR/server/kvd"
 KVCTL="$BUILD_DIR/client/kvctl"
-TMP=$(mktemp -d)
-PID=""
-cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
+. scripts/bench_lib.sh
 
-KVD_PIN=()    # taskset prefix for kvd, set per core count
-KVCTL_PIN=()  # and for kvctl
-start_kvd() {  # start_kvd NAME [kvd flags...]
-  local name=$1
-  shift
-  ${KVD_PIN[@]+"${KVD_PIN[@]}"} "$KVD" --listen 127.0.0.1:0 --data-dir "$TMP/$name" --ready-file "$TMP/$name.ready" \
-    --log-level warn "$@" >"$TMP/$name.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do [ -s "$TMP/$name.ready" ] && break; sleep 0.05; done
-  ADDR=$(head -1 "$TMP/$name.ready")
-}
-stop_kvd() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
-
-HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 run() {  # run LABEL WORKLOAD [extra bench flags...]
   local label=$1 workload=$2
   shift 2
-  local line t0 t1 ops
   if [ "$workload" = get ]; then  # Preload unmeasured, so the CPU is the gets'.
-    ${KVCTL_PIN[@]+"${KVCTL_PIN[@]}"} "$KVCTL" --endpoint "$ADDR" bench --workload get \
-      --duration 0.1 --concurrency "$CONCURRENCY" --keys "$KEYS" --value-size "$VALUE" \
-      --preload >/dev/null 2>&1
+    kvctl_bench --workload get --duration 0.1 --concurrency "$CONCURRENCY" --keys "$KEYS" \
+      --value-size "$VALUE" --preload >/dev/null 2>&1
   fi
-  t0=$(cpu_ticks)
-  line=$(${KVCTL_PIN[@]+"${KVCTL_PIN[@]}"} "$KVCTL" --endpoint "$ADDR" bench \
-    --workload "$workload" --duration "$DURATION" --concurrency "$CONCURRENCY" \
-    --keys "$KEYS" --value-size "$VALUE" "$@" 2>/dev/null)
-  t1=$(cpu_ticks)
-  ops=$(echo "$line" | sed -E 's/.* ([0-9]+) ops in .*/\1/')
-  echo "$label: ${line#*: } | kvd CPU $(( (t1 - t0) * 1000000 / HZ / (ops > 0 ? ops : 1) )) us/call"
+  measure "$label" --workload "$workload" --duration "$DURATION" \
+    --concurrency "$CONCURRENCY" --keys "$KEYS" --value-size "$VALUE" "$@"
 }
 
 echo "machine: $NPROC cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -21,48 +21,25 @@ for k in "${KVDS[@]}"; do
 done
 scripts/build.sh kvctl >/dev/null
 KVCTL="${BUILD_DIR:-build}/client/kvctl"
-TMP=$(mktemp -d)
-PID=""
-cleanup() {
-  [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-HZ=$(getconf CLK_TCK)
-start_kvd() {  # start_kvd KVD [flags...]
-  local kvd=$1
-  shift
-  rm -rf "$TMP/d" "$TMP/ready"
-  "$kvd" --listen 127.0.0.1:0 --data-dir "$TMP/d" --ready-file "$TMP/ready" \
-    --log-level warn "$@" >"$TMP/log" 2>&1 &
-  PID=$!
-  for _ in $(seq 200); do [ -s "$TMP/ready" ] && break; sleep 0.05; done
-  [ -s "$TMP/ready" ] || { cat "$TMP/log" >&2; exit 2; }
-  ADDR=$(head -1 "$TMP/ready")
-}
-stop_kvd() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
+. scripts/bench_lib.sh
 run() {  # run LABEL WORKLOAD CONCURRENCY
-  local t0 t1 line ops
-  t0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-  line=$("$KVCTL" --endpoint "$ADDR" bench --workload "$2" --duration "$DURATION" \
-    --concurrency "$3" --keys 100000 --value-size 100 2>/dev/null)
-  t1=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-  ops=$(echo "$line" | sed -E 's/.* ([0-9]+) ops in .*/\1/')
-  echo "$1 $2 c=$3: ${line#*: } | kvd CPU $(( (t1 - t0) * 1000000 / HZ / (ops > 0 ? ops : 1) )) us/call"
+  measure "$1 $2 c=$3" --workload "$2" --duration "$DURATION" --concurrency "$3" \
+    --keys 100000 --value-size 100
 }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "A = ${KVDS[0]}, B = ${KVDS[1]}; ${DURATION}s per run, 100000 keys, 100-byte values"
 for round in $(seq "$ROUNDS"); do
   for i in 0 1; do
     label="round $round $( [ $i = 0 ] && echo A || echo B)"
-    start_kvd "${KVDS[$i]}"
-    "$KVCTL" --endpoint "$ADDR" bench --workload get --duration 0.1 --concurrency 64 \
-      --keys 100000 --value-size 100 --preload >/dev/null 2>&1
+    KVD=${KVDS[$i]}
+    start_kvd plain
+    kvctl_bench --workload get --duration 0.1 --concurrency 64 --keys 100000 \
+      --value-size 100 --preload >/dev/null 2>&1
     run "$label" put 1
     run "$label" put 64
     run "$label" get 64
     stop_kvd
-    start_kvd "${KVDS[$i]}" --sync
+    start_kvd sync --sync
     run "$label --sync" put 1
     run "$label --sync" put 64
     stop_kvd
