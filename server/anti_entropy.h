@@ -64,9 +64,9 @@ struct AntiEntropyOptions {
   // for again until the clock has caught up (replication::PeerRefusals).
   int64_t max_clock_drift_ms = 0;
   storage::PhysicalClock* clock = nullptr;
-  // The CPU priority of exchanges, both the ones this node starts (its
-  // background thread) and the ones it serves (their gRPC thread, for the
-  // exchange's duration; only where CanSwitchToIdleAndBack()). kIdle keeps
+  // The CPU priority of exchanges, both the ones this node starts and the
+  // ones it serves: each exchange's thread, for the exchange's duration
+  // (only where CanSwitchToIdleAndBack()). kIdle keeps
   // a full sync from delaying foreground requests (server/cpu_priority.h).
   CpuPriority cpu_priority = CpuPriority::kIdle;
   // With kIdle: an exchange still running after this long goes on at

@@ -53,14 +53,13 @@ bool CanSwitchToIdleAndBack() {
 
 ScopedCpuPriority::ScopedCpuPriority(CpuPriority priority) {
   if (priority != CpuPriority::kIdle || !CanSwitchToIdleAndBack()) return;
-  active_ = EnterIdle(&old_policy_, &old_priority_);
-  if (active_) tid_ = static_cast<int>(gettid());
+  if (EnterIdle(&old_policy_, &old_priority_)) tid_ = static_cast<int>(gettid());
 }
 
 ScopedCpuPriority::~ScopedCpuPriority() {
   // Proven possible by CanSwitchToIdleAndBack; should it fail anyway the
   // thread stays idle, which slows it but breaks nothing.
-  if (active_) Restore(old_policy_, old_priority_);
+  if (active()) Restore(old_policy_, old_priority_);
 }
 
 bool PromoteToNormal(int tid) {

@@ -41,12 +41,11 @@ class ScopedCpuPriority {
   ScopedCpuPriority& operator=(const ScopedCpuPriority&) = delete;
 
   // Whether the calling thread was moved (and will be restored).
-  bool active() const { return active_; }
+  bool active() const { return tid_ != 0; }
   // The moved thread's kernel id (for PromoteToNormal); 0 when not active.
   int thread_id() const { return tid_; }
 
  private:
-  bool active_ = false;
   int tid_ = 0;
   int old_policy_ = 0;
   int old_priority_ = 0;
