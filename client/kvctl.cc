@@ -406,6 +406,7 @@ int CmdStats(Client& c, OutputFormat fmt) {
                     r->bytes_sent_by_part().wants(), ", records ",
                     r->bytes_sent_by_part().records())},
       {"keys streamed (empty ranges)", absl::StrCat(r->keys_streamed())},
+      {"exchanges promoted (idle -> normal CPU)", absl::StrCat(r->exchanges_promoted())},
       {"refused (clock ahead)", absl::StrCat(r->records_refused_clock())},
       {"skipped (over limits)", absl::StrCat(r->records_over_limits())},
       {"refused (not asked)", absl::StrCat(r->records_not_asked())},

@@ -158,7 +158,8 @@ void AntiEntropy::Watchdog() {
         ++it;
         continue;
       }
-      PromoteToNormal(it->second.tid);  // Restored anyway when it ends.
+      // Restored anyway when it ends.
+      if (PromoteToNormal(it->second.tid)) promoted_.fetch_add(1);
       it = idle_.erase(it);
     }
   }
@@ -446,6 +447,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_records_over_limits(over_limits_.load());
   resp->set_records_not_asked(not_asked_.load());
   resp->set_keys_streamed(keys_streamed_.load());
+  resp->set_exchanges_promoted(promoted_.load());
   kv::v1::AntiEntropyBytes* parts = resp->mutable_bytes_sent_by_part();
   parts->set_digests(bytes_digests_.load());
   parts->set_fingerprints(bytes_fingerprints_.load());

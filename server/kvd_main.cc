@@ -210,6 +210,12 @@ int main(int argc, char** argv) {
                  "foreground requests preempt them at once) or normal")
       ->capture_default_str()
       ->check(CLI::IsMember({"idle", "normal"}));
+  int64_t ae_promote_ms = absl::ToInt64Milliseconds(ae.idle_promote_after);
+  app.add_option("--ae-idle-promote-after-ms", ae_promote_ms,
+                 "With --ae-cpu-priority idle: milliseconds after which an exchange still "
+                 "running goes on at normal priority (repair keeps going on busy cores)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -278,6 +284,7 @@ int main(int argc, char** argv) {
   ae.interval = absl::Milliseconds(ae_interval_ms);
   ae.exchange_deadline = absl::Seconds(ae_deadline_s);
   ae.idle_timeout = absl::Milliseconds(ae_idle_timeout_ms);
+  ae.idle_promote_after = absl::Milliseconds(ae_promote_ms);
   ae.cpu_priority = ae_cpu_priority == "idle" ? kv::server::CpuPriority::kIdle
                                               : kv::server::CpuPriority::kNormal;
   spdlog::set_level(spdlog::level::from_str(log_level));

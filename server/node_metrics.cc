@@ -91,6 +91,10 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
               "Records sent for ranges the peer holds nothing in (full sync), "
               "without fingerprints, Diffs or wants",
               static_cast<double>(s.keys_streamed()));
+    w.Counter("kvd_anti_entropy_exchanges_promoted_total",
+              "Exchanges moved from idle to normal CPU priority after running "
+              "longer than --ae-idle-promote-after-ms (the cores were busy)",
+              static_cast<double>(s.exchanges_promoted()));
     w.Counter("kvd_anti_entropy_records_refused_clock_total",
               "Replicated records refused: versioned too far ahead of this node's clock",
               static_cast<double>(s.records_refused_clock()));

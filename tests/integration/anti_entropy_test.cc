@@ -266,6 +266,36 @@ TEST(AntiEntropyTest, ExchangesAtIdleCpuPriorityConvergeAndGiveTheirThreadsBack)
   }
 }
 
+// An exchange at idle priority that runs past --ae-idle-promote-after-ms is
+// moved to normal priority and counted; at normal priority none is.
+TEST(AntiEntropyTest, ExchangesRunningPastThePromotionTimeAreCounted) {
+  for (const std::string priority : {"idle", "normal"}) {
+    SCOPED_TRACE(priority);
+    TempDir dir;
+    // A 1 ms promotion time and a 200 ms idle timeout (the watchdog checks
+    // every 20 ms): a full sync of 5000 keys runs past it.
+    Cluster cluster(dir.path(), 2,
+                    {"--ae-cpu-priority", priority, "--ae-idle-promote-after-ms", "1",
+                     "--ae-idle-timeout-ms", "200"});
+    ASSERT_TRUE(cluster.Start(0).ok());
+    ASSERT_TRUE(cluster.Start(1).ok());
+    for (int i = 0; i < 5; ++i) {
+      ASSERT_TRUE(cluster.c(0).BatchWrite(Puts(absl::StrCat("p", i, "/"), 1000, "v")).ok());
+    }
+    ASSERT_TRUE(cluster.WaitConverged({0, 1}, absl::Seconds(30)));
+    const int64_t promoted =
+        cluster.Stats(0).exchanges_promoted() + cluster.Stats(1).exchanges_promoted();
+    const bool can_idle =
+        cluster.node(0).Log().find("--ae-cpu-priority idle is not possible") ==
+        std::string::npos;
+    if (priority == "idle" && can_idle) {
+      EXPECT_GT(promoted, 0);
+    } else {
+      EXPECT_EQ(promoted, 0);
+    }
+  }
+}
+
 TEST(AntiEntropyTest, PausedPeerRefusesAndFailuresAreCounted) {
   TempDir dir;
   Cluster cluster(dir.path(), 2);
