@@ -232,6 +232,19 @@ absl::Status Sessions::Admit(Id id, uint64_t peer_node_id) {
   return absl::OkStatus();
 }
 
+std::vector<Sessions::Id> Sessions::Supersede(Id id, uint64_t peer_node_id) {
+  std::vector<Id> out;
+  if (peer_node_id == 0) return out;
+  for (auto& [sid, s] : sessions_) {
+    if (sid == id || s.outgoing || !s.admitted || s.peer_id != peer_node_id) continue;
+    s.admitted = false;
+    s.filling = false;
+    --admitted_;
+    out.push_back(sid);
+  }
+  return out;
+}
+
 void Sessions::Touch(Id id, int64_t now_ms) {
   auto it = sessions_.find(id);
   if (it != sessions_.end()) it->second.last_ms = now_ms;

@@ -236,6 +236,15 @@ class Sessions {
   // NOT_FOUND for an unknown or ended id.
   absl::Status Admit(Id id, uint64_t peer_node_id);
 
+  // A valid Hello from `peer_node_id` arrived on incoming exchange `id`,
+  // before Admit. A peer runs one exchange with this node at a time and
+  // waits for the end of each, so its other incoming exchanges here were
+  // given up on its side (its deadline passed, it restarted) and only hold
+  // serving slots and stream what nobody reads: they lose their slot (and
+  // stop counting as filling) now, and are returned for the caller to
+  // cancel. None for peer_node_id 0 (unknown).
+  std::vector<Id> Supersede(Id id, uint64_t peer_node_id);
+
   // A message arrived on exchange `id` at `now_ms` (resets its idle timer).
   // Unknown ids are ignored.
   void Touch(Id id, int64_t now_ms);

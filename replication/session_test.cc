@@ -18,6 +18,7 @@ namespace {
 using ::kv::peer::v1::ExchangeMessage;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 
 struct Node {
   Node(uint64_t node_id, uint32_t leaf_depth = 4) : clock(1'700'000'000'000) {
@@ -356,6 +357,33 @@ TEST(SessionsTest, EndFreesTheSlot) {
   s.End(a);  // Twice: no effect.
   EXPECT_TRUE(s.Admit(b, 3).ok());
   EXPECT_EQ(s.incoming_admitted(), 1);
+}
+
+// A new exchange from a peer means it gave up its earlier ones here: they
+// free their slots (and their filling mark) for it; other peers' stay.
+TEST(SessionsTest, ANewExchangeFromAPeerSupersedesItsEarlierOnes) {
+  SessionOptions o;
+  o.max_incoming = 2;
+  Sessions s(1, o);
+  const Sessions::Id a = s.BeginIncoming(0), b = s.BeginIncoming(0);
+  ASSERT_TRUE(s.Admit(a, 7).ok());
+  ASSERT_TRUE(s.Admit(b, 8).ok());
+  s.MarkFilling(a);
+  s.SetPeers({"n9"});
+  s.LearnPeerId("n9", 9);
+  EXPECT_FALSE(s.CanInitiate("n9"));  // Node 7 fills this one.
+  const Sessions::Id c = s.BeginIncoming(0);
+  EXPECT_EQ(s.Admit(c, 7).code(), absl::StatusCode::kUnavailable);  // Both slots held.
+  EXPECT_THAT(s.Supersede(c, 7), ElementsAre(a));
+  EXPECT_EQ(s.incoming_admitted(), 1);
+  EXPECT_TRUE(s.CanInitiate("n9"));  // a no longer fills it.
+  EXPECT_TRUE(s.Admit(c, 7).ok());
+  EXPECT_EQ(s.incoming_admitted(), 2);
+  s.End(a);  // The superseded one ends later: its slot is not freed twice.
+  EXPECT_EQ(s.incoming_admitted(), 2);
+  EXPECT_THAT(s.Supersede(c, 7), IsEmpty());  // c itself is not superseded.
+  EXPECT_THAT(s.Supersede(s.BeginIncoming(0), 0), IsEmpty());  // Unknown peer.
+  EXPECT_EQ(s.incoming_admitted(), 2);
 }
 
 }  // namespace

@@ -182,12 +182,14 @@ void AntiEntropy::MarkIfFilling(Sessions::Id id, const ExchangeDriver& driver,
   sessions_.MarkFilling(id);
 }
 
-bool AntiEntropy::EndSession(Sessions::Id id) {
+AntiEntropy::Cut AntiEntropy::EndSession(Sessions::Id id) {
   absl::MutexLock lock(&mu_);
   sessions_.End(id);
   cancel_.erase(id);
   idle_.erase(id);
-  return expired_.erase(id) > 0;
+  const bool superseded = superseded_.erase(id) > 0;
+  if (expired_.erase(id) > 0) return Cut::kExpired;
+  return superseded ? Cut::kSuperseded : Cut::kNo;
 }
 
 template <typename Stream>
@@ -282,7 +284,7 @@ absl::Status AntiEntropy::ExchangeWith(const std::string& peer, bool* more) {
     ctx.TryCancel();  // Our side failed (bad peer message, storage error).
     (void)stream->Finish();
   }
-  if (EndSession(id)) {
+  if (EndSession(id) == Cut::kExpired) {
     s = absl::DeadlineExceededError(absl::StrCat(
         "the exchange passed its deadline or got no message for ",
         absl::FormatDuration(options_.idle_timeout)));
@@ -318,6 +320,12 @@ absl::Status AntiEntropy::Serve(
       store_, options_.exchange, &writer, [this, id, &self](uint64_t peer_node_id) {
         {
           absl::MutexLock lock(&mu_);
+          // The peer's earlier exchanges still served here were given up on
+          // its side: they stop at once instead of at their idle timeout.
+          for (Sessions::Id old : sessions_.Supersede(id, peer_node_id)) {
+            superseded_.insert(old);
+            if (auto c = cancel_.find(old); c != cancel_.end()) c->second();
+          }
           KV_RETURN_IF_ERROR(sessions_.Admit(id, peer_node_id));
         }
         // Before the peer's next turn: what we refused from it before.
@@ -345,11 +353,19 @@ absl::Status AntiEntropy::Serve(
     }
     MarkIfFilling(id, **driver, &filling);
   }
-  if (EndSession(id)) {
-    s = absl::DeadlineExceededError(absl::StrCat(
-        admitted ? "the exchange passed its deadline or got no message for "
-                 : "no Hello within ",
-        absl::FormatDuration(options_.idle_timeout)));
+  switch (EndSession(id)) {
+    case Cut::kExpired:
+      s = absl::DeadlineExceededError(absl::StrCat(
+          admitted ? "the exchange passed its deadline or got no message for "
+                   : "no Hello within ",
+          absl::FormatDuration(options_.idle_timeout)));
+      break;
+    case Cut::kSuperseded:
+      s = absl::AbortedError(
+          "the peer started a new exchange with this node, so it had given this one up");
+      break;
+    case Cut::kNo:
+      break;
   }
   // Refusals (paused, full, a yield) and streams without a valid Hello are
   // not exchanges.

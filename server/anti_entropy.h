@@ -140,7 +140,9 @@ class AntiEntropy {
   // whether the watchdog ended it.
   void RegisterCancel(replication::Sessions::Id id, std::function<void()> cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool EndSession(replication::Sessions::Id id);
+  // Forgets session `id`; says why it was cut short, if it was.
+  enum class Cut { kNo, kExpired, kSuperseded };
+  Cut EndSession(replication::Sessions::Id id);
   // Once `driver`'s exchange has declared ranges of this node empty, tells
   // the session rules (Sessions::MarkFilling); `marked` remembers it.
   void MarkIfFilling(replication::Sessions::Id id,
@@ -193,6 +195,9 @@ class AntiEntropy {
       ABSL_GUARDED_BY(mu_);
   // Sessions the watchdog ended (their status is DEADLINE_EXCEEDED).
   std::set<replication::Sessions::Id> expired_ ABSL_GUARDED_BY(mu_);
+  // Incoming sessions cancelled because their peer started a new exchange
+  // (Sessions::Supersede).
+  std::set<replication::Sessions::Id> superseded_ ABSL_GUARDED_BY(mu_);
   // Exchanges running at idle CPU priority: their thread and start, until
   // the watchdog promotes them (options_.idle_promote_after) or they end.
   struct IdleExchange {

@@ -56,10 +56,14 @@ TEST(AntiEntropyAvailabilityTest, IdleStreamsDoNotStopRepair) {
   ASSERT_TRUE(up_client.ok());
   ASSERT_TRUE((*up_client)->BatchWrite(Puts(200)).ok());
 
-  // A valid Hello from a store that differs from `up`'s.
-  absl::StatusOr<ExchangeMessage> foreign = ForeignHello(0xfeed, 8);
-  ASSERT_TRUE(foreign.ok()) << foreign.status();
-  const ExchangeMessage hello = *foreign;
+  // Valid Hellos from stores that differ from `up`'s, each from its own
+  // node (a second exchange from one node would supersede its first).
+  std::vector<ExchangeMessage> hellos;
+  for (int i = 0; i < kMaxIncoming; ++i) {
+    absl::StatusOr<ExchangeMessage> foreign = ForeignHello(0xfeed + i, 8);
+    ASSERT_TRUE(foreign.ok()) << foreign.status();
+    hellos.push_back(*foreign);
+  }
 
   auto channel = grpc::CreateChannel(up.address(), grpc::InsecureChannelCredentials());
   auto stub = peer::v1::Peer::NewStub(channel);
@@ -75,7 +79,7 @@ TEST(AntiEntropyAvailabilityTest, IdleStreamsDoNotStopRepair) {
   // and then stays idle.
   for (int i = 0; i < kMaxIncoming; ++i) {
     HeldStream* h = open();
-    ASSERT_TRUE(h->stream->Write(hello));
+    ASSERT_TRUE(h->stream->Write(hellos[i]));
     ExchangeMessage answer;
     ASSERT_TRUE(h->stream->Read(&answer));  // Admitted: it holds a slot.
     EXPECT_GT(answer.digests_size(), 0);
@@ -111,6 +115,45 @@ TEST(AntiEntropyAvailabilityTest, IdleStreamsDoNotStopRepair) {
                                .count();
   EXPECT_GE(ended_after, kIdleTimeoutMs - 1000);
   EXPECT_LT(ended_after, kIdleTimeoutMs + 5000);
+}
+
+// A peer runs one exchange with a node at a time and waits for its end, so
+// its new exchange means it gave up the one still served: that one stops at
+// once, not at the idle timeout, and does not hold the slot the new one
+// needs.
+TEST(AntiEntropyAvailabilityTest, ANewExchangeFromAPeerEndsItsAbandonedOne) {
+  TempDir dir;
+  KvdProcess node(dir.path() + "/node",
+                  {"--ae-max-incoming", "1", "--ae-idle-timeout-ms",
+                   absl::StrCat(kIdleTimeoutMs), "--leaf-depth", "8"});
+  ASSERT_TRUE(node.Start().ok());
+  auto c = client::Client::Connect(node.address());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE((*c)->BatchWrite(Puts(200)).ok());
+  absl::StatusOr<ExchangeMessage> hello = ForeignHello(0xfeed, 8);
+  ASSERT_TRUE(hello.ok()) << hello.status();
+  auto channel = grpc::CreateChannel(node.address(), grpc::InsecureChannelCredentials());
+  auto stub = peer::v1::Peer::NewStub(channel);
+  HeldStream abandoned, next;
+  for (HeldStream* h : {&abandoned, &next}) {
+    h->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    h->stream = stub->Exchange(&h->ctx);
+  }
+  ExchangeMessage answer;
+  ASSERT_TRUE(abandoned.stream->Write(*hello));
+  ASSERT_TRUE(abandoned.stream->Read(&answer));  // Admitted: the only slot.
+  const auto superseded_at = Clock::now();
+  ASSERT_TRUE(next.stream->Write(*hello));
+  ASSERT_TRUE(next.stream->Read(&answer)) << "the new exchange was not admitted";
+  EXPECT_GT(answer.digests_size(), 0);
+  EXPECT_FALSE(abandoned.stream->Read(&answer));
+  EXPECT_FALSE(abandoned.stream->Finish().ok());
+  const auto ended_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               Clock::now() - superseded_at)
+                               .count();
+  EXPECT_LT(ended_after, kIdleTimeoutMs / 2);
+  next.ctx.TryCancel();
+  (void)next.stream->Finish();
 }
 
 }  // namespace
