@@ -393,9 +393,11 @@ int CmdStats(Client& c, OutputFormat fmt) {
       {"root digest", r->root_digest()},
       {"anti-entropy", r->anti_entropy_running() ? "running" : "paused"},
       {"exchanges",
-       absl::StrFormat("%d started, %d completed, %d failed, %d equal roots",
+       absl::StrFormat("%d started, %d completed, %d failed (%d of them yielded), "
+                       "%d equal roots",
                        r->exchanges_started(), r->exchanges_completed(),
-                       r->exchanges_failed(), r->rounds_equal_roots())},
+                       r->exchanges_failed(), r->exchanges_yielded(),
+                       r->rounds_equal_roots())},
       {"differing leaves", absl::StrCat(r->differing_leaves())},
       {"keys sent / received", absl::StrCat(r->keys_sent(), " / ", r->keys_received())},
       {"bytes sent / received", absl::StrCat(r->bytes_sent(), " / ", r->bytes_received())},

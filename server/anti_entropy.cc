@@ -407,6 +407,8 @@ void AntiEntropy::CountExchange(const std::string& peer, const ExchangeDriver* d
     }
   }
   (status.ok() ? completed_ : failed_).fetch_add(1);
+  // The peer's session rules declined it (a yield): failed, and counted apart.
+  if (status.code() == absl::StatusCode::kAborted) yielded_.fetch_add(1);
   absl::MutexLock lock(&mu_);
   // Only configured peers are tracked: incoming exchanges come from
   // ephemeral ports.
@@ -464,6 +466,7 @@ void AntiEntropy::FillStats(kv::v1::StatsResponse* resp) const {
   resp->set_records_not_asked(not_asked_.load());
   resp->set_keys_streamed(keys_streamed_.load());
   resp->set_exchanges_promoted(promoted_.load());
+  resp->set_exchanges_yielded(yielded_.load());
   kv::v1::AntiEntropyBytes* parts = resp->mutable_bytes_sent_by_part();
   parts->set_digests(bytes_digests_.load());
   parts->set_fingerprints(bytes_fingerprints_.load());

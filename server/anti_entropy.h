@@ -176,7 +176,7 @@ class AntiEntropy {
   std::atomic<int64_t> started_{0}, completed_{0}, failed_{0}, equal_roots_{0},
       differing_leaves_{0}, keys_sent_{0}, keys_received_{0}, bytes_sent_{0},
       bytes_received_{0}, refused_clock_{0}, over_limits_{0}, not_asked_{0},
-      keys_streamed_{0}, promoted_{0};
+      keys_streamed_{0}, promoted_{0}, yielded_{0};
   // bytes_sent_ by part (kv.v1.AntiEntropyBytes).
   std::atomic<int64_t> bytes_digests_{0}, bytes_fingerprints_{0}, bytes_diffs_{0},
       bytes_wants_{0}, bytes_records_{0};

@@ -91,6 +91,10 @@ void AddNodeCollectors(MetricsRegistry* registry, storage::Store* store,
               "Records sent for ranges the peer holds nothing in (full sync), "
               "without fingerprints, Diffs or wants",
               static_cast<double>(s.keys_streamed()));
+    w.Counter("kvd_anti_entropy_exchanges_yielded_total",
+              "Of the failed exchanges, those the peer declined at once by the session "
+              "rules (it was starting one with this node, or being filled): not faults",
+              static_cast<double>(s.exchanges_yielded()));
     w.Counter("kvd_anti_entropy_exchanges_promoted_total",
               "Exchanges moved from idle to normal CPU priority after running "
               "longer than --ae-idle-promote-after-ms (the cores were busy)",
