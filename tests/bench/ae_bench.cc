@@ -156,6 +156,7 @@ Counters CountersOf(const kv::v1::StatsResponse& s) {
   c.set_exchanges_started(s.exchanges_started());
   c.set_exchanges_completed(s.exchanges_completed());
   c.set_exchanges_failed(s.exchanges_failed());
+  c.set_exchanges_yielded(s.exchanges_yielded());
   c.set_rounds_equal_roots(s.rounds_equal_roots());
   c.set_differing_leaves(s.differing_leaves());
   c.set_keys_sent(s.keys_sent());
@@ -1078,11 +1079,11 @@ void PrintText(const Config& config, const AeBenchReport& report) {
     std::printf("full sync A -> B: %.0f ms, %" PRId64
                 " records streamed (%.2f per key), %" PRId64
                 " bytes on wire (%s), %g exchanges completed, %" PRId64
-                " exchange sides failed\n",
+                " exchange sides failed (%" PRId64 " of them yielded)\n",
                 sync.ms(), sync.records(),
                 static_cast<double>(sync.records()) / config.n, sync.bytes(),
                 HumanBytes(sync.bytes()).c_str(), sync.exchanges(),
-                sync.counters().exchanges_failed());
+                sync.counters().exchanges_failed(), sync.counters().exchanges_yielded());
     if (sync.idle_get_p99_ms_size() == 2 && sync.sync_get_p99_ms_size() == 2) {
       std::printf(
           "foreground Get latency (1 in flight per node) idle -> during the "
@@ -1157,8 +1158,8 @@ void PrintText(const Config& config, const AeBenchReport& report) {
     }
     if (c.counters().exchanges_failed() > 0) {
       std::printf("d=%" PRId64 ": %" PRId64
-                  " exchange sides failed or were refused\n",
-                  c.d(), c.counters().exchanges_failed());
+                  " exchange sides failed or were refused (%" PRId64 " of them yielded)\n",
+                  c.d(), c.counters().exchanges_failed(), c.counters().exchanges_yielded());
     }
   }
   if (report.restarts_size() > 0) std::printf("\n");
