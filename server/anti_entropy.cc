@@ -361,7 +361,8 @@ absl::Status AntiEntropy::Serve(
           absl::FormatDuration(options_.idle_timeout)));
       break;
     case Cut::kSuperseded:
-      s = absl::AbortedError(
+      // CANCELLED, not ABORTED: ABORTED is a yield (CountExchange).
+      s = absl::CancelledError(
           "the peer started a new exchange with this node, so it had given this one up");
       break;
     case Cut::kNo:

@@ -154,6 +154,17 @@ TEST(AntiEntropyAvailabilityTest, ANewExchangeFromAPeerEndsItsAbandonedOne) {
   EXPECT_LT(ended_after, kIdleTimeoutMs / 2);
   next.ctx.TryCancel();
   (void)next.stream->Finish();
+  // Both count as failed on the node; neither is a yield (ABORTED is kept
+  // for those).
+  absl::StatusOr<kv::v1::StatsResponse> stats = (*c)->Stats();
+  for (const auto until = Clock::now() + std::chrono::seconds(10);
+       Clock::now() < until && (!stats.ok() || stats->exchanges_failed() < 2);
+       stats = (*c)->Stats()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->exchanges_failed(), 2);
+  EXPECT_EQ(stats->exchanges_yielded(), 0);
 }
 
 }  // namespace
