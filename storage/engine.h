@@ -98,6 +98,21 @@ class Engine {
 
   virtual std::unique_ptr<Iterator> NewIterator(Column column) = 0;
 
+  // As Get for each of `keys` (values[i] for keys[i]), in one call, which an
+  // engine may batch (RocksDB's MultiGet probes the filters and blocks of
+  // all the keys together). The default: Get for each. Errors: as Get (the
+  // first one).
+  virtual absl::Status MultiGet(Column column, const std::vector<std::string>& keys,
+                                std::vector<std::optional<std::string>>* values) {
+    values->clear();
+    for (const std::string& key : keys) {
+      absl::StatusOr<std::optional<std::string>> v = Get(column, key);
+      if (!v.ok()) return v.status();
+      values->push_back(*std::move(v));
+    }
+    return absl::OkStatus();
+  }
+
   // Reads for a background scan (anti-entropy streaming a range): as Get
   // for each of `keys` (values[i] for keys[i]) and as NewIterator, but what
   // they read is not added to the block cache, so a full sync of a peer
@@ -106,13 +121,7 @@ class Engine {
   // a cache). Errors: as Get (the first one).
   virtual absl::Status ScanGet(Column column, const std::vector<std::string>& keys,
                                std::vector<std::optional<std::string>>* values) {
-    values->clear();
-    for (const std::string& key : keys) {
-      absl::StatusOr<std::optional<std::string>> v = Get(column, key);
-      if (!v.ok()) return v.status();
-      values->push_back(*std::move(v));
-    }
-    return absl::OkStatus();
+    return MultiGet(column, keys, values);
   }
   virtual std::unique_ptr<Iterator> NewScanIterator(Column column) {
     return NewIterator(column);

@@ -51,6 +51,10 @@ TYPED_TEST(EngineTest, ScanReadsReadAsGetAndIterator) {
   EXPECT_EQ(values[2], std::optional<std::string>("3"));
   ASSERT_TRUE(e->ScanGet(Column::kData, {}, &values).ok());
   EXPECT_TRUE(values.empty());
+  // MultiGet reads the same (through the cache, where there is one); a key
+  // asked twice is answered twice.
+  ASSERT_TRUE(e->MultiGet(Column::kData, {"c", "b", "a", "c"}, &values).ok());
+  EXPECT_EQ(values, (std::vector<std::optional<std::string>>{"3", std::nullopt, "1", "3"}));
   auto it = e->NewScanIterator(Column::kData);
   std::vector<std::string> keys;
   for (it->SeekToFirst(); it->Valid(); it->Next()) keys.emplace_back(it->key());

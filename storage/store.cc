@@ -223,6 +223,31 @@ absl::StatusOr<std::optional<KeyState>> Store::ReadStateLocked(absl::string_view
   return KeyState{r->version, r->tombstone, EntryDigest(*r)};
 }
 
+absl::Status Store::ReadStatesLocked(std::span<const KeyRef> keys,
+                                     std::vector<std::optional<KeyState>>* states) {
+  states->assign(keys.size(), std::nullopt);
+  std::vector<size_t> missed;  // Positions not in the cache.
+  std::vector<std::string> missed_keys;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    StripeOf(keys[i].hash).AssertHeld();
+    if (const KeyState* cached = key_cache_.Find(keys[i].hash % kStripes, keys[i].record->key)) {
+      (*states)[i] = *cached;
+    } else {
+      missed.push_back(i);
+      missed_keys.push_back(keys[i].record->key);
+    }
+  }
+  if (missed.empty()) return absl::OkStatus();
+  std::vector<std::optional<std::string>> values;
+  KV_RETURN_IF_ERROR(engine_->MultiGet(Column::kData, missed_keys, &values));
+  for (size_t j = 0; j < missed.size(); ++j) {
+    if (!values[j].has_value()) continue;
+    KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(missed_keys[j], *values[j]));
+    (*states)[missed[j]] = KeyState{r.version, r.tombstone, EntryDigest(r)};
+  }
+  return absl::OkStatus();
+}
+
 void Store::StageRecord(const Record& record, const std::optional<KeyState>& old,
                         uint64_t key_hash, Staged* staged) {
   StripeOf(key_hash).AssertHeld();
@@ -532,10 +557,7 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
 absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
                                               const ApplyOptions& options) {
   ApplyResult result;
-  struct Item {
-    const Record* record;
-    uint64_t hash;
-  };
+  using Item = KeyRef;
   std::vector<Item> items;
   items.reserve(records.size());
   uint64_t newest = 0;
@@ -562,14 +584,19 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
   // Persist the clock past every version first: it must stay above all
   // stored versions.
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
+  // The stored state of every key, read before any is staged (the stripes
+  // held keep them): from the cache, the rest in one engine call.
+  std::vector<std::optional<KeyState>> stored;
+  KV_RETURN_IF_ERROR(ReadStatesLocked(items, &stored));
   Staged staged;
   staged.cache_new_keys = options.cache_new_keys;
-  for (const Item& it : items) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
     std::optional<KeyState> old;
     if (auto st = staged.states.find(it.record->key); st != staged.states.end()) {
-      old = st->second;
+      old = st->second;  // Staged by an earlier record of this batch.
     } else {
-      KV_ASSIGN_OR_RETURN(old, ReadStateLocked(it.record->key, it.hash));
+      old = stored[i];
     }
     if (old.has_value() && old->version > it.record->version) continue;
     Record r = *it.record;

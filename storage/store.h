@@ -312,6 +312,16 @@ class Store {
   // from the engine. REQUIRES the key's stripe lock.
   absl::StatusOr<std::optional<KeyState>> ReadStateLocked(absl::string_view key,
                                                           uint64_t key_hash);
+  // A record and its key's hash.
+  struct KeyRef {
+    const Record* record;
+    uint64_t hash;
+  };
+  // As ReadStateLocked for each of `keys` ((*states)[i] for keys[i]): from
+  // the cache, the others read in one Engine::MultiGet (a full sync applies
+  // 1 000 new keys a call). REQUIRES the stripe lock of every key.
+  absl::Status ReadStatesLocked(std::span<const KeyRef> keys,
+                                std::vector<std::optional<KeyState>>* states);
   absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
   // Checks a record received from a peer. Errors: as Apply.
   absl::Status CheckRemote(const Record& record) const;

@@ -550,6 +550,75 @@ TEST(StoreMemoryTest, ApplyBatchIsLastWriterWinsWithinTheBatchToo) {
   EXPECT_FALSE(s->Get("x")->has_value());  // Nothing of a bad batch.
 }
 
+// Counts the point reads a store makes of its engine.
+class CountingEngine final : public Engine {
+ public:
+  CountingEngine() : base_(std::make_unique<MemoryEngine>()) {}
+  absl::StatusOr<std::optional<std::string>> Get(Column column,
+                                                 absl::string_view key) override {
+    if (column == Column::kData) ++gets;
+    return base_->Get(column, key);
+  }
+  absl::Status MultiGet(Column column, const std::vector<std::string>& keys,
+                        std::vector<std::optional<std::string>>* values) override {
+    if (column == Column::kData) {
+      ++multi_gets;
+      multi_get_keys += static_cast<int>(keys.size());
+    }
+    return base_->MultiGet(column, keys, values);
+  }
+  absl::Status Write(const WriteBatch& batch) override { return base_->Write(batch); }
+  std::unique_ptr<Iterator> NewIterator(Column column) override {
+    return base_->NewIterator(column);
+  }
+  int gets = 0, multi_gets = 0, multi_get_keys = 0;
+
+ private:
+  std::unique_ptr<Engine> base_;
+};
+
+// ApplyBatch reads the stored state of the keys it does not have cached in
+// one MultiGet (a full sync applies 1 000 new keys a call), and decides on
+// each record as before: last writer wins, a key twice in the batch against
+// its staged record, cached keys from the cache.
+TEST(StoreMemoryTest, ApplyBatchReadsUncachedStatesInOneCall) {
+  auto engine = std::make_unique<CountingEngine>();
+  CountingEngine* counts = engine.get();
+  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
+  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
+  const ApplyOptions not_cached{.cache_new_keys = false};
+  // Stored but not cached (as anti-entropy applies them), and one cached.
+  ASSERT_TRUE(s->ApplyBatch(std::vector<Record>{Record{"a", v(2'000, 1), false, "a1"},
+                                                Record{"b", v(2'000, 1), false, "b1"}},
+                            not_cached)
+                  .ok());
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("w", "w1")}).ok());
+  const Version w_version = (*s->Get("w"))->version;
+  std::vector<Record> batch = {
+      Record{"a", v(1'000, 2), false, "a-older"},        // Loses to a1.
+      Record{"b", v(3'000, 2), false, "b-newer"},        // Replaces b1.
+      Record{"w", v(1'000, 2), false, "w-older"},        // Loses to w1 (cached).
+      Record{"n", v(1'000, 2), false, "n1"},             // New.
+      Record{"n", v(1'500, 3), false, "n2"},             // Beats the staged n1.
+  };
+  for (int i = 0; i < 50; ++i) {
+    batch.push_back(Record{absl::StrCat("new", i), v(1'000, 2), false, "x"});
+  }
+  counts->gets = counts->multi_gets = counts->multi_get_keys = 0;
+  auto r = s->ApplyBatch(batch, not_cached);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(counts->gets, 0);
+  EXPECT_EQ(counts->multi_gets, 1);
+  EXPECT_EQ(counts->multi_get_keys, 54);  // All but the cached w (n twice).
+  EXPECT_EQ(r->applied, 52);              // b, n, new0..new49.
+  EXPECT_EQ((*s->Get("a"))->value, "a1");
+  EXPECT_EQ((*s->Get("b"))->value, "b-newer");
+  EXPECT_EQ((*s->Get("w"))->version, w_version);
+  EXPECT_EQ((*s->Get("n"))->value, "n2");
+  EXPECT_EQ(s->tree().KeyCount(), 54);  // a, b, w, n, new0..new49.
+  EXPECT_TRUE(s->VerifyTree()->matched);
+}
+
 TEST(StoreMemoryTest, FailedWriteChangesNothing) {
   auto engine = std::make_unique<MemoryEngine>();
   MemoryEngine* raw = engine.get();
