@@ -212,17 +212,6 @@ absl::StatusOr<std::optional<Record>> Store::Get(absl::string_view key) {
   return r;
 }
 
-absl::StatusOr<std::optional<KeyState>> Store::ReadStateLocked(absl::string_view key,
-                                                               uint64_t key_hash) {
-  StripeOf(key_hash).AssertHeld();
-  if (const KeyState* cached = key_cache_.Find(key_hash % kStripes, key)) {
-    return *cached;
-  }
-  KV_ASSIGN_OR_RETURN(std::optional<Record> r, Get(key));
-  if (!r.has_value()) return std::nullopt;
-  return KeyState{r->version, r->tombstone, EntryDigest(*r)};
-}
-
 absl::Status Store::ReadStatesLocked(std::span<const KeyRef> keys,
                                      std::vector<std::optional<KeyState>>* states) {
   states->assign(keys.size(), std::nullopt);
@@ -230,16 +219,21 @@ absl::Status Store::ReadStatesLocked(std::span<const KeyRef> keys,
   std::vector<std::string> missed_keys;
   for (size_t i = 0; i < keys.size(); ++i) {
     StripeOf(keys[i].hash).AssertHeld();
-    if (const KeyState* cached = key_cache_.Find(keys[i].hash % kStripes, keys[i].record->key)) {
+    if (const KeyState* cached = key_cache_.Find(keys[i].hash % kStripes, keys[i].key)) {
       (*states)[i] = *cached;
     } else {
       missed.push_back(i);
-      missed_keys.push_back(keys[i].record->key);
+      missed_keys.emplace_back(keys[i].key);
     }
   }
   if (missed.empty()) return absl::OkStatus();
   std::vector<std::optional<std::string>> values;
-  KV_RETURN_IF_ERROR(engine_->MultiGet(Column::kData, missed_keys, &values));
+  if (missed.size() == 1) {  // A lone put: a Get costs less than a MultiGet.
+    KV_ASSIGN_OR_RETURN(std::optional<std::string> v, engine_->Get(Column::kData, missed_keys[0]));
+    values.push_back(std::move(v));
+  } else {
+    KV_RETURN_IF_ERROR(engine_->MultiGet(Column::kData, missed_keys, &values));
+  }
   for (size_t j = 0; j < missed.size(); ++j) {
     if (!values[j].has_value()) continue;
     KV_ASSIGN_OR_RETURN(Record r, DecodeRecordValue(missed_keys[j], *values[j]));
@@ -372,22 +366,27 @@ void Store::CommitGroup(std::vector<WriteRequest>& group) {
   for (size_t r = 0; r < group.size() && group_error.ok(); ++r) {
     WriteRequest& req = group[r];
     if (!req.result.ok()) continue;  // Refused by Prepare.
-    // Read and check everything first: a request is all or nothing.
-    std::vector<std::optional<KeyState>> olds;
-    absl::Status s;
+    // Read and check everything first: a request is all or nothing. The
+    // stored state of its keys that no earlier request of the group staged
+    // is read together (a BatchWrite of 1 000 new keys: one MultiGet).
+    std::vector<KeyRef> unstaged;
     for (size_t i = 0; i < req.mutations.size(); ++i) {
+      if (!staged.states.contains(req.mutations[i].key)) {
+        unstaged.push_back(KeyRef{req.mutations[i].key, req.hashes[i]});
+      }
+    }
+    std::vector<std::optional<KeyState>> stored;
+    absl::Status s = ReadStatesLocked(unstaged, &stored);
+    std::vector<std::optional<KeyState>> olds;
+    size_t next_stored = 0;
+    for (size_t i = 0; s.ok() && i < req.mutations.size(); ++i) {
       const Mutation& m = req.mutations[i];
       auto it = staged.states.find(m.key);
       if (it != staged.states.end()) {
         olds.emplace_back(it->second);
         refused_by_group[r] = true;  // Meaningful only if the check fails.
       } else {
-        auto old = ReadStateLocked(m.key, req.hashes[i]);
-        if (!old.ok()) {
-          s = old.status();
-          break;
-        }
-        olds.push_back(std::move(*old));
+        olds.push_back(stored[next_stored++]);
       }
       s = CheckPrecondition(m, olds.back());
       if (!s.ok()) break;
@@ -557,7 +556,10 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
 absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
                                               const ApplyOptions& options) {
   ApplyResult result;
-  using Item = KeyRef;
+  struct Item {
+    const Record* record;
+    uint64_t hash;
+  };
   std::vector<Item> items;
   items.reserve(records.size());
   uint64_t newest = 0;
@@ -586,8 +588,11 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
   // The stored state of every key, read before any is staged (the stripes
   // held keep them): from the cache, the rest in one engine call.
+  std::vector<KeyRef> refs;
+  refs.reserve(items.size());
+  for (const Item& it : items) refs.push_back(KeyRef{it.record->key, it.hash});
   std::vector<std::optional<KeyState>> stored;
-  KV_RETURN_IF_ERROR(ReadStatesLocked(items, &stored));
+  KV_RETURN_IF_ERROR(ReadStatesLocked(refs, &stored));
   Staged staged;
   staged.cache_new_keys = options.cache_new_keys;
   for (size_t i = 0; i < items.size(); ++i) {

@@ -308,18 +308,15 @@ class Store {
   // nothing changes. The one commit step of local writes and applies.
   // REQUIRES the stripe lock of every staged key.
   absl::Status CommitStaged(Staged& staged);
-  // The stored state of `key` (hash `key_hash`): from the cache, else read
-  // from the engine. REQUIRES the key's stripe lock.
-  absl::StatusOr<std::optional<KeyState>> ReadStateLocked(absl::string_view key,
-                                                          uint64_t key_hash);
-  // A record and its key's hash.
+  // A key and its hash.
   struct KeyRef {
-    const Record* record;
+    absl::string_view key;
     uint64_t hash;
   };
-  // As ReadStateLocked for each of `keys` ((*states)[i] for keys[i]): from
-  // the cache, the others read in one Engine::MultiGet (a full sync applies
-  // 1 000 new keys a call). REQUIRES the stripe lock of every key.
+  // The stored state of each of `keys` ((*states)[i] for keys[i]; nullopt
+  // for a key never written): from the cache, the others read together in one Engine::MultiGet (a full
+  // sync applies 1 000 new keys a call, a bulk load writes as many), or a
+  // Get when only one is not cached. REQUIRES the stripe lock of every key.
   absl::Status ReadStatesLocked(std::span<const KeyRef> keys,
                                 std::vector<std::optional<KeyState>>* states);
   absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }

@@ -311,7 +311,19 @@ TEST(AntiEntropyTest, YieldsAreCountedApartFromOtherFailures) {
     ASSERT_TRUE(cluster.c(i).BatchWrite(Puts(absl::StrCat("y", i, "/"), 1000, "v")).ok());
   }
   ASSERT_TRUE(cluster.WaitConverged({0, 1}, absl::Seconds(30)));
-  // From here on (both up, in sync) no exchange has a reason to fail.
+  // Node 0 started before node 1 was listening: until its channel has
+  // reconnected (gRPC's backoff) its exchanges fail to connect. Once each
+  // node has completed an exchange it started, both are up and connected,
+  // and no exchange has a reason to fail.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 2; ++i) {
+          const kv::v1::StatsResponse s = cluster.Stats(i);
+          if (s.peers_size() != 1 || s.peers(0).last_exchange_unix_ms() == 0) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30)));
   const kv::v1::StatsResponse before[2] = {cluster.Stats(0), cluster.Stats(1)};
   auto yielded = [&] {
     return cluster.Stats(0).exchanges_yielded() - before[0].exchanges_yielded() +
