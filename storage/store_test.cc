@@ -577,11 +577,12 @@ class CountingEngine final : public Engine {
   std::unique_ptr<Engine> base_;
 };
 
-// ApplyBatch reads the stored state of the keys it does not have cached in
-// one MultiGet (a full sync applies 1 000 new keys a call), and decides on
-// each record as before: last writer wins, a key twice in the batch against
-// its staged record, cached keys from the cache.
-TEST(StoreMemoryTest, ApplyBatchReadsUncachedStatesInOneCall) {
+// ApplyBatch and Write read the stored state of the keys they do not have
+// cached in one MultiGet (a full sync applies 1 000 new keys a call, a bulk
+// load writes as many), and decide on each as before: last writer wins, a
+// key twice in the batch against its staged record, cached keys from the
+// cache.
+TEST(StoreMemoryTest, UncachedStatesAreReadInOneCall) {
   auto engine = std::make_unique<CountingEngine>();
   CountingEngine* counts = engine.get();
   auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
@@ -616,6 +617,23 @@ TEST(StoreMemoryTest, ApplyBatchReadsUncachedStatesInOneCall) {
   EXPECT_EQ((*s->Get("w"))->version, w_version);
   EXPECT_EQ((*s->Get("n"))->value, "n2");
   EXPECT_EQ(s->tree().KeyCount(), 54);  // a, b, w, n, new0..new49.
+  EXPECT_TRUE(s->VerifyTree()->matched);
+
+  // A write reads its keys the same way: a batch of new keys in one
+  // MultiGet (a (cached) key already written is not read), a lone new key
+  // with a Get.
+  counts->gets = counts->multi_gets = counts->multi_get_keys = 0;
+  std::vector<Mutation> muts = {Put("w", "w2")};
+  for (int i = 0; i < 20; ++i) muts.push_back(Put(absl::StrCat("batch", i), "y"));
+  ASSERT_TRUE(s->Write(muts).ok());
+  EXPECT_EQ(counts->gets, 0);
+  EXPECT_EQ(counts->multi_gets, 1);
+  EXPECT_EQ(counts->multi_get_keys, 20);
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("lone", "z")}).ok());
+  EXPECT_EQ(counts->gets, 1);
+  EXPECT_EQ(counts->multi_gets, 1);
+  EXPECT_EQ((*s->Get("w"))->value, "w2");
+  EXPECT_EQ(s->tree().KeyCount(), 75);
   EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
