@@ -228,7 +228,9 @@ absl::Status Store::ReadStatesLocked(std::span<const KeyRef> keys,
   }
   if (missed.empty()) return absl::OkStatus();
   std::vector<std::optional<std::string>> values;
-  if (missed.size() == 1) {  // A lone put: a Get costs less than a MultiGet.
+  // A lone put's key: a Get (store_bench --group 1 over new keys: 15.6-17.6
+  // us per write with it, 16.8-17.5 with a MultiGet of one key).
+  if (missed.size() == 1) {
     KV_ASSIGN_OR_RETURN(std::optional<std::string> v, engine_->Get(Column::kData, missed_keys[0]));
     values.push_back(std::move(v));
   } else {
@@ -556,12 +558,12 @@ absl::StatusOr<bool> Store::Apply(const Record& record) {
 absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
                                               const ApplyOptions& options) {
   ApplyResult result;
-  struct Item {
-    const Record* record;
-    uint64_t hash;
-  };
-  std::vector<Item> items;
-  items.reserve(records.size());
+  // The records not refused for their clock, and their keys (refs[i] is
+  // accepted[i]'s).
+  std::vector<const Record*> accepted;
+  std::vector<KeyRef> refs;
+  accepted.reserve(records.size());
+  refs.reserve(records.size());
   uint64_t newest = 0;
   for (size_t i = 0; i < records.size(); ++i) {
     const Record& r = records[i];
@@ -573,38 +575,36 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
       continue;
     }
     KV_RETURN_IF_ERROR(s);
-    items.push_back(Item{&r, KeyHash(r.key)});
+    accepted.push_back(&r);
+    refs.push_back(KeyRef{r.key, KeyHash(r.key)});
     newest = std::max(newest, r.version.hlc);
   }
-  if (items.empty()) return result;
+  if (accepted.empty()) return result;
   struct Hashes {
     std::vector<uint64_t> hashes;
   };
   std::vector<Hashes> lock_set(1);
-  for (const Item& it : items) lock_set[0].hashes.push_back(it.hash);
+  for (const KeyRef& ref : refs) lock_set[0].hashes.push_back(ref.hash);
   StripeLocks locks(stripes_.data(), stripes_.size(), lock_set);
   // Persist the clock past every version first: it must stay above all
   // stored versions.
   KV_RETURN_IF_ERROR(clock_->Observe(newest));
   // The stored state of every key, read before any is staged (the stripes
   // held keep them): from the cache, the rest in one engine call.
-  std::vector<KeyRef> refs;
-  refs.reserve(items.size());
-  for (const Item& it : items) refs.push_back(KeyRef{it.record->key, it.hash});
   std::vector<std::optional<KeyState>> stored;
   KV_RETURN_IF_ERROR(ReadStatesLocked(refs, &stored));
   Staged staged;
   staged.cache_new_keys = options.cache_new_keys;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const Item& it = items[i];
+  for (size_t i = 0; i < accepted.size(); ++i) {
+    const Record& incoming_record = *accepted[i];
     std::optional<KeyState> old;
-    if (auto st = staged.states.find(it.record->key); st != staged.states.end()) {
+    if (auto st = staged.states.find(incoming_record.key); st != staged.states.end()) {
       old = st->second;  // Staged by an earlier record of this batch.
     } else {
       old = stored[i];
     }
-    if (old.has_value() && old->version > it.record->version) continue;
-    Record r = *it.record;
+    if (old.has_value() && old->version > incoming_record.version) continue;
+    Record r = incoming_record;
     if (r.tombstone) r.value.clear();
     if (old.has_value() && old->version == r.version) {
       // One version, two contents: the higher digest wins, on every replica
@@ -614,7 +614,7 @@ absl::StatusOr<ApplyResult> Store::ApplyBatch(std::span<const Record> records,
       ++result.ties;
       if (incoming < old->digest) continue;
     }
-    StageRecord(r, old, it.hash, &staged);
+    StageRecord(r, old, refs[i].hash, &staged);
   }
   KV_RETURN_IF_ERROR(CommitStaged(staged));
   // A key replaced twice in the batch counts once.
