@@ -149,7 +149,7 @@ void AntiEntropy::Watchdog() {
     absl::MutexLock lock(&mu_);
     const int64_t now = NowMs();
     for (Sessions::Id id : sessions_.Expired(now)) {
-      if (!expired_.insert(id).second) continue;
+      if (!cut_.emplace(id, Cut::kExpired).second) continue;
       auto it = cancel_.find(id);
       if (it != cancel_.end()) it->second();
     }
@@ -187,9 +187,11 @@ AntiEntropy::Cut AntiEntropy::EndSession(Sessions::Id id) {
   sessions_.End(id);
   cancel_.erase(id);
   idle_.erase(id);
-  const bool superseded = superseded_.erase(id) > 0;
-  if (expired_.erase(id) > 0) return Cut::kExpired;
-  return superseded ? Cut::kSuperseded : Cut::kNo;
+  auto it = cut_.find(id);
+  if (it == cut_.end()) return Cut::kNo;
+  const Cut cut = it->second;
+  cut_.erase(it);
+  return cut;
 }
 
 template <typename Stream>
@@ -323,7 +325,7 @@ absl::Status AntiEntropy::Serve(
           // The peer's earlier exchanges still served here were given up on
           // its side: they stop at once instead of at their idle timeout.
           for (Sessions::Id old : sessions_.Supersede(id, peer_node_id)) {
-            superseded_.insert(old);
+            if (!cut_.emplace(old, Cut::kSuperseded).second) continue;
             if (auto c = cancel_.find(old); c != cancel_.end()) c->second();
           }
           KV_RETURN_IF_ERROR(sessions_.Admit(id, peer_node_id));

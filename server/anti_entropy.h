@@ -28,7 +28,6 @@
 #include <map>
 #include <memory>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -136,8 +135,7 @@ class AntiEntropy {
   void Loop();
   // Cancels the exchanges past their deadline or idle timeout.
   void Watchdog();
-  // Registers how to end session `id` early; Unregister forgets it and says
-  // whether the watchdog ended it.
+  // Registers how to end session `id` early (EndSession forgets it).
   void RegisterCancel(replication::Sessions::Id id, std::function<void()> cancel)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets session `id`; says why it was cut short, if it was.
@@ -193,11 +191,10 @@ class AntiEntropy {
   // by the watchdog and by Stop().
   std::map<replication::Sessions::Id, std::function<void()>> cancel_
       ABSL_GUARDED_BY(mu_);
-  // Sessions the watchdog ended (their status is DEADLINE_EXCEEDED).
-  std::set<replication::Sessions::Id> expired_ ABSL_GUARDED_BY(mu_);
-  // Incoming sessions cancelled because their peer started a new exchange
-  // (Sessions::Supersede).
-  std::set<replication::Sessions::Id> superseded_ ABSL_GUARDED_BY(mu_);
+  // Sessions cut short, and why: by the watchdog (their status is
+  // DEADLINE_EXCEEDED), or by a newer exchange from their peer
+  // (Sessions::Supersede). The first cause counts.
+  std::map<replication::Sessions::Id, Cut> cut_ ABSL_GUARDED_BY(mu_);
   // Exchanges running at idle CPU priority: their thread and start, until
   // the watchdog promotes them (options_.idle_promote_after) or they end.
   struct IdleExchange {
