@@ -255,9 +255,14 @@ void Store::StageRecord(const Record& record, const std::optional<KeyState>& old
   staged->batch.Put(Column::kData, record.key, EncodeRecordValue(record));
   staged->batch.Put(Column::kIndex, EncodeIndexKey(key_hash, record.key),
                     EncodeIndexValue(record.version, digest));
-  staged->batch.Merge(Column::kMerkle, EncodeLeafKey(leaf),
-                      EncodeLeafValue(LeafValue{delta, count_delta}));
-  staged->deltas.push_back(LeafDelta{leaf, delta, count_delta});
+  // Records in hash order (an apply of streamed records) fall into the same
+  // leaf in runs: one delta per run, merged once at commit.
+  if (!staged->deltas.empty() && staged->deltas.back().leaf == leaf) {
+    staged->deltas.back().digest ^= delta;
+    staged->deltas.back().count += count_delta;
+  } else {
+    staged->deltas.push_back(LeafDelta{leaf, delta, count_delta});
+  }
   staged->states[record.key] = KeyState{record.version, record.tombstone, digest};
   staged->tombstone_delta +=
       (record.tombstone ? 1 : 0) - (old.has_value() && old->tombstone ? 1 : 0);
@@ -265,8 +270,15 @@ void Store::StageRecord(const Record& record, const std::optional<KeyState>& old
 
 absl::Status Store::CommitStaged(Staged& staged) {
   if (staged.batch.empty()) return absl::OkStatus();
+  for (const LeafDelta& d : staged.deltas) {
+    if (d.digest.IsZero() && d.count == 0) continue;
+    staged.batch.Merge(Column::kMerkle, EncodeLeafKey(d.leaf),
+                       EncodeLeafValue(LeafValue{d.digest, d.count}));
+  }
   KV_RETURN_IF_ERROR(engine_->Write(staged.batch));
-  for (const LeafDelta& d : staged.deltas) tree_.Apply(d.leaf, d.digest, d.count);
+  for (const LeafDelta& d : staged.deltas) {
+    if (!d.digest.IsZero() || d.count != 0) tree_.Apply(d.leaf, d.digest, d.count);
+  }
   tombstone_delta_.fetch_add(staged.tombstone_delta);
   for (const auto& [key, state] : staged.states) {
     const uint64_t hash = KeyHash(key);

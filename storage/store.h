@@ -289,8 +289,9 @@ class Store {
     Digest digest;
     int64_t count;
   };
-  // The changes of one engine batch while it is built: the records' data,
-  // index and leaf updates, the in-memory leaf deltas, and the new state of
+  // The changes of one engine batch while it is built: the records' data
+  // and index updates, the leaf deltas (a run of records in one leaf makes
+  // one; CommitStaged adds their merges to the batch), and the new state of
   // each key (the newest when a key is staged twice).
   struct Staged {
     WriteBatch batch;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -35,12 +36,12 @@ class StoreTest : public ::testing::Test {
   // path, for RocksDB). The memory engine cannot be reopened once the store
   // owns it: the same store is returned, so a test that restarts checks the
   // reopen on RocksDB only.
-  std::unique_ptr<Store> Restart(std::unique_ptr<Store> s) {
+  std::unique_ptr<Store> Restart(std::unique_ptr<Store> s, uint32_t leaf_depth = 8) {
     if constexpr (std::is_same_v<Factory, MemoryEngineFactory>) {
       return s;
     } else {
       s.reset();
-      return Open();
+      return Open(leaf_depth);
     }
   }
 
@@ -409,6 +410,31 @@ TYPED_TEST(StoreTest, HashRangesAndFinerLevels) {
   EXPECT_EQ(all, s->tree().Root());
 }
 
+// The leaves written for a batch in hash order (a run of records per leaf
+// merged once) are the ones a restart loads and a rebuild computes.
+TYPED_TEST(StoreTest, LeavesOfAnApplyInHashOrderSurviveRestart) {
+  auto s = this->Open(/*leaf_depth=*/4);
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (int i = 0; i < 300; ++i) {
+    std::string key = absl::StrCat("key", i);
+    keys.emplace_back(KeyHash(key), std::move(key));
+  }
+  std::sort(keys.begin(), keys.end());
+  std::vector<Record> batch;
+  for (const auto& [hash, key] : keys) {
+    batch.push_back(Record{key, Version{HlcFromMillis(1'000), 9}, false, "v"});
+  }
+  ASSERT_TRUE(s->ApplyBatch(batch, ApplyOptions{}).ok());
+  ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("key3", "local")}).ok());
+  const Digest root = s->tree().Root();
+  EXPECT_TRUE(s->VerifyTree()->matched);
+  s = this->Restart(std::move(s), /*leaf_depth=*/4);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->tree().Root(), root);
+  EXPECT_EQ(s->tree().KeyCount(), 300);
+  EXPECT_TRUE(s->VerifyTree()->matched);
+}
+
 TYPED_TEST(StoreTest, VerifyTreeFindsAndRepairsACorruptInMemoryLeaf) {
   auto s = this->Open();
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("a", "1"), Put("b", "2")}).ok());
@@ -567,11 +593,16 @@ class CountingEngine final : public Engine {
     }
     return base_->MultiGet(column, keys, values);
   }
-  absl::Status Write(const WriteBatch& batch) override { return base_->Write(batch); }
+  absl::Status Write(const WriteBatch& batch) override {
+    for (const WriteBatch::Op& op : batch.ops()) {
+      if (op.column == Column::kMerkle && op.kind == WriteBatch::OpKind::kMerge) ++leaf_merges;
+    }
+    return base_->Write(batch);
+  }
   std::unique_ptr<Iterator> NewIterator(Column column) override {
     return base_->NewIterator(column);
   }
-  int gets = 0, multi_gets = 0, multi_get_keys = 0;
+  int gets = 0, multi_gets = 0, multi_get_keys = 0, leaf_merges = 0;
 
  private:
   std::unique_ptr<Engine> base_;
@@ -634,6 +665,41 @@ TEST(StoreMemoryTest, UncachedStatesAreReadInOneCall) {
   EXPECT_EQ(counts->multi_gets, 1);
   EXPECT_EQ((*s->Get("w"))->value, "w2");
   EXPECT_EQ(s->tree().KeyCount(), 75);
+  EXPECT_TRUE(s->VerifyTree()->matched);
+}
+
+// Streamed records arrive in hash order, so a batch's records fall into
+// each leaf in runs: one merge per run, not per record, with the same leaves.
+TEST(StoreMemoryTest, ARunOfRecordsInOneLeafIsMergedOnce) {
+  auto engine = std::make_unique<CountingEngine>();
+  CountingEngine* counts = engine.get();
+  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
+  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
+  ASSERT_TRUE(s->Apply(Record{"old", v(5'000, 1), false, "kept"}).ok());
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (int i = 0; i < 200; ++i) {
+    std::string key = absl::StrCat("k", i);
+    keys.emplace_back(KeyHash(key), std::move(key));
+  }
+  keys.emplace_back(KeyHash("old"), "old");
+  std::sort(keys.begin(), keys.end());
+  std::vector<Record> batch;
+  std::set<uint32_t> leaves;
+  for (const auto& [hash, key] : keys) {
+    // "old" loses to the stored record; k7 is replaced within the batch.
+    batch.push_back(Record{key, v(key == "old" ? 1'000 : 2'000, 2), false, "x"});
+    if (key == "k7") batch.push_back(Record{key, v(3'000, 3), false, "y"});
+    if (key != "old") leaves.insert(s->tree().LeafOf(hash));
+  }
+  counts->leaf_merges = 0;
+  auto r = s->ApplyBatch(batch, ApplyOptions{});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->applied, 200);  // k0..k199 (k7 twice); not "old".
+  EXPECT_EQ(counts->leaf_merges, static_cast<int>(leaves.size()));
+  EXPECT_LE(leaves.size(), 16u);
+  EXPECT_EQ((*s->Get("k7"))->value, "y");
+  EXPECT_EQ((*s->Get("old"))->value, "kept");
+  EXPECT_EQ(s->tree().KeyCount(), 201);
   EXPECT_TRUE(s->VerifyTree()->matched);
 }
 
