@@ -16,6 +16,10 @@
 #ifndef KV_SERVER_CPU_PRIORITY_H_
 #define KV_SERVER_CPU_PRIORITY_H_
 
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
 namespace kv::server {
 
 enum class CpuPriority { kNormal, kIdle };
@@ -58,6 +62,21 @@ bool PromoteToNormal(int tid);
 
 // The calling thread's scheduling policy is SCHED_IDLE (for tests).
 bool CurrentThreadIsIdlePriority();
+
+// The time slice of the calling thread under Linux's EEVDF scheduler
+// (sched_setattr's sched_runtime for SCHED_OTHER, Linux 6.12 and later;
+// the kernel clamps it to 0.1-100 ms; zero: the kernel's default, 0.7 ms
+// times 1 + log2 of the CPUs). Threads started afterwards inherit it. A
+// thread whose slice is shorter than the running one's preempts it when it
+// wakes, and a busy thread gives up the CPU after its slice: kvd sets
+// --cpu-slice-us (default 400) on its main thread before any other thread
+// starts, so that a request waking on a core busy with a flush or another
+// node's work waits for at most a short slice. Returns the slice the kernel
+// reports afterwards: 0 where it keeps no slice per thread (older kernels
+// accept the call and ignore it), or an error where the call fails.
+absl::StatusOr<int64_t> SetThreadSliceNanos(int64_t nanos);
+// The calling thread's slice as the kernel reports it (0: none reported).
+int64_t ThreadSliceNanos();
 
 }  // namespace kv::server
 

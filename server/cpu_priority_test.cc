@@ -54,6 +54,33 @@ TEST(CpuPriorityTest, PromotedBeforeTheScopeEnds) {
   EXPECT_FALSE(PromoteToNormal(0));
 }
 
+// Set on a thread, inherited by the threads it starts (kvd sets it on its
+// main thread first), and kept across an idle scope.
+TEST(CpuPriorityTest, SliceIsInheritedAndKeptAcrossAnIdleScope) {
+  int64_t reported = -1;
+  std::thread([&reported] { reported = SetThreadSliceNanos(300'000).value_or(-1); }).join();
+  ASSERT_GE(reported, 0);
+  if (reported == 0) GTEST_SKIP() << "this kernel keeps no slice per thread (Linux < 6.12)";
+  EXPECT_EQ(reported, 300'000);
+  std::thread([] {
+    ASSERT_EQ(*SetThreadSliceNanos(200'000), 200'000);
+    int64_t child = 0;
+    std::thread([&child] { child = ThreadSliceNanos(); }).join();
+    EXPECT_EQ(child, 200'000);
+    if (CanSwitchToIdleAndBack()) {
+      {
+        const ScopedCpuPriority idle(CpuPriority::kIdle);
+        ASSERT_TRUE(idle.active());
+      }
+      EXPECT_FALSE(CurrentThreadIsIdlePriority());
+      EXPECT_EQ(ThreadSliceNanos(), 200'000);
+    }
+    // 0: back to the kernel's default, whatever it is.
+    EXPECT_GT(*SetThreadSliceNanos(0), 0);
+    EXPECT_EQ(SetThreadSliceNanos(-1).status().code(), absl::StatusCode::kInvalidArgument);
+  }).join();
+}
+
 TEST(CpuPriorityTest, Names) {
   EXPECT_STREQ(CpuPriorityName(CpuPriority::kIdle), "idle");
   EXPECT_STREQ(CpuPriorityName(CpuPriority::kNormal), "normal");

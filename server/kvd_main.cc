@@ -216,6 +216,13 @@ int main(int argc, char** argv) {
                  "running goes on at normal priority (repair keeps going on busy cores)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{3600000}));
+  int64_t cpu_slice_us = 400;
+  app.add_option("--cpu-slice-us", cpu_slice_us,
+                 "Scheduler time slice of kvd's threads, microseconds (Linux 6.12 or later; "
+                 "older kernels ignore it): a request that wakes on a core busy with a "
+                 "flush or repair waits at most about this long; 0: the kernel's default")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{100000}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -291,6 +298,26 @@ int main(int argc, char** argv) {
   if (absl::Status s = kv::server::SetLogFormat(log_format, o.name); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
     return 3;
+  }
+
+  // Before any thread starts, so that every thread inherits it (an
+  // exchange's thread keeps it across its idle scope).
+  if (cpu_slice_us > 0 && cpu_slice_us < 100) {
+    std::fprintf(stderr,
+                 "--cpu-slice-us %lld: give 0 (the kernel's default) or 100-100000 (the "
+                 "kernel's range)\n",
+                 static_cast<long long>(cpu_slice_us));
+    return 3;
+  }
+  if (cpu_slice_us > 0) {
+    absl::StatusOr<int64_t> slice = kv::server::SetThreadSliceNanos(cpu_slice_us * 1000);
+    if (!slice.ok()) {
+      spdlog::warn("kvd: --cpu-slice-us {} not set: {}", cpu_slice_us, slice.status().ToString());
+    } else if (*slice != cpu_slice_us * 1000) {
+      spdlog::info("kvd: --cpu-slice-us {}: this kernel keeps no slice per thread (Linux "
+                   "before 6.12); its default applies",
+                   cpu_slice_us);
+    }
   }
 
   // Block the stop signals before any thread starts (RocksDB and gRPC start

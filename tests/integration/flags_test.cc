@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,9 @@ TEST(FlagsTest, EveryBadFlagIsRefusedNamingTheFlag) {
       {{"--data-dir", ""}, "--data-dir"},
       {{"--name", ""}, "--name"},
       {{"--max-value-bytes", "abc"}, "--max-value-bytes"},
+      // The kernel takes 100 us to 100 ms (0: its default).
+      {{"--cpu-slice-us", "50"}, "--cpu-slice-us"},
+      {{"--cpu-slice-us", "100001"}, "--cpu-slice-us"},
   };
   for (const BadFlag& c : cases) {
     SCOPED_TRACE(c.args[0] + " " + c.args[1]);
@@ -71,6 +76,47 @@ TEST(FlagsTest, GoodEdgeValuesStart) {
                   "--log-level", "warn", "--verify-interval", "0", "--ae-bandwidth", "0",
                   "--seeds", ""});
   ASSERT_TRUE(kvd.Start().ok()) << kvd.LogTail();
+}
+
+// se.slice from a /proc/.../sched file: the thread's scheduler slice in ns
+// (Linux 6.12 and later); -1 where the kernel does not show one.
+int64_t SliceIn(const std::string& sched_file) {
+  std::ifstream in(sched_file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("se.slice", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    return colon == std::string::npos ? -1 : std::stoll(line.substr(colon + 1));
+  }
+  return -1;
+}
+
+// Every thread of kvd runs with --cpu-slice-us: set on its main thread
+// before any other starts, so that all inherit it.
+TEST(FlagsTest, EveryThreadRunsWithTheSchedulerSliceGiven) {
+  const int64_t own = SliceIn("/proc/thread-self/sched");
+  if (own < 0) GTEST_SKIP() << "this kernel shows no slice per thread (Linux < 6.12)";
+  TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, int64_t>> cases = {
+      {{}, 400'000},                           // The default.
+      {{"--cpu-slice-us", "700"}, 700'000},
+      {{"--cpu-slice-us", "0"}, own},          // The kernel's default, as here.
+  };
+  for (const auto& [args, want] : cases) {
+    SCOPED_TRACE(args.empty() ? "default" : args[1]);
+    KvdProcess kvd(dir.path() + "/data", args);
+    ASSERT_TRUE(kvd.Start().ok()) << kvd.LogTail();
+    int threads = 0;
+    const std::string tasks = "/proc/" + std::to_string(kvd.pid()) + "/task";
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      const int64_t slice = SliceIn(task.path().string() + "/sched");
+      if (slice < 0 && !std::filesystem::exists(task.path())) continue;  // Ended meanwhile.
+      ++threads;
+      EXPECT_EQ(slice, want) << task.path();
+    }
+    EXPECT_GE(threads, 5);  // RocksDB's, gRPC's and kvd's own.
+    ASSERT_TRUE(kvd.Terminate().ok());
+  }
 }
 
 }  // namespace
