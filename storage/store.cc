@@ -271,14 +271,11 @@ void Store::StageRecord(const Record& record, const std::optional<KeyState>& old
 absl::Status Store::CommitStaged(Staged& staged) {
   if (staged.batch.empty()) return absl::OkStatus();
   for (const LeafDelta& d : staged.deltas) {
-    if (d.digest.IsZero() && d.count == 0) continue;
     staged.batch.Merge(Column::kMerkle, EncodeLeafKey(d.leaf),
                        EncodeLeafValue(LeafValue{d.digest, d.count}));
   }
   KV_RETURN_IF_ERROR(engine_->Write(staged.batch));
-  for (const LeafDelta& d : staged.deltas) {
-    if (!d.digest.IsZero() || d.count != 0) tree_.Apply(d.leaf, d.digest, d.count);
-  }
+  for (const LeafDelta& d : staged.deltas) tree_.Apply(d.leaf, d.digest, d.count);
   tombstone_delta_.fetch_add(staged.tombstone_delta);
   for (const auto& [key, state] : staged.states) {
     const uint64_t hash = KeyHash(key);

@@ -315,9 +315,10 @@ class Store {
     uint64_t hash;
   };
   // The stored state of each of `keys` ((*states)[i] for keys[i]; nullopt
-  // for a key never written): from the cache, the others read together in one Engine::MultiGet (a full
-  // sync applies 1 000 new keys a call, a bulk load writes as many), or a
-  // Get when only one is not cached. REQUIRES the stripe lock of every key.
+  // for a key never written): from the cache, the others read together in
+  // one Engine::MultiGet (a full sync applies 1 000 new keys a call, a bulk
+  // load writes as many), or a Get when only one is not cached.
+  // REQUIRES the stripe lock of every key.
   absl::Status ReadStatesLocked(std::span<const KeyRef> keys,
                                 std::vector<std::optional<KeyState>>* states);
   absl::Mutex& StripeOf(uint64_t key_hash) { return stripes_[key_hash % kStripes]; }
