@@ -54,6 +54,20 @@ Mutation Put(std::string key, std::string value) {
   return Mutation{std::move(key), false, std::move(value), {}};
 }
 
+Version V(int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; }
+
+// `n` keys `prefix` + i with their hashes, in hash order (as anti-entropy
+// streams records).
+std::vector<std::pair<uint64_t, std::string>> KeysInHashOrder(absl::string_view prefix, int n) {
+  std::vector<std::pair<uint64_t, std::string>> keys;
+  for (int i = 0; i < n; ++i) {
+    std::string key = absl::StrCat(prefix, i);
+    keys.emplace_back(KeyHash(key), std::move(key));
+  }
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
 // The streaming scan: every record under a node, tombstones included, in
 // hash order, read in batches (more records than one batch), as Get reads
 // them; it stops when fn says so.
@@ -414,15 +428,9 @@ TYPED_TEST(StoreTest, HashRangesAndFinerLevels) {
 // merged once) are the ones a restart loads and a rebuild computes.
 TYPED_TEST(StoreTest, LeavesOfAnApplyInHashOrderSurviveRestart) {
   auto s = this->Open(/*leaf_depth=*/4);
-  std::vector<std::pair<uint64_t, std::string>> keys;
-  for (int i = 0; i < 300; ++i) {
-    std::string key = absl::StrCat("key", i);
-    keys.emplace_back(KeyHash(key), std::move(key));
-  }
-  std::sort(keys.begin(), keys.end());
   std::vector<Record> batch;
-  for (const auto& [hash, key] : keys) {
-    batch.push_back(Record{key, Version{HlcFromMillis(1'000), 9}, false, "v"});
+  for (const auto& [hash, key] : KeysInHashOrder("key", 300)) {
+    batch.push_back(Record{key, V(1'000, 9), false, "v"});
   }
   ASSERT_TRUE(s->ApplyBatch(batch, ApplyOptions{}).ok());
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("key3", "local")}).ok());
@@ -548,15 +556,14 @@ TEST(StoreMemoryTest, RecordsFarAheadOfTheClockAreRefused) {
 TEST(StoreMemoryTest, ApplyBatchIsLastWriterWinsWithinTheBatchToo) {
   ManualClock clock(1'700'000'000'000);
   auto s = OpenWithDriftLimit(&clock, /*max_clock_drift_ms=*/60'000);
-  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
-  ASSERT_TRUE(*s->Apply(Record{"a", v(1'600'000'000'000, 1), false, "old"}));
+  ASSERT_TRUE(*s->Apply(Record{"a", V(1'600'000'000'000, 1), false, "old"}));
   std::vector<Record> batch = {
-      Record{"a", v(1'650'000'000'000, 2), false, "newer"},
-      Record{"b", v(1'650'000'000'000, 2), false, "b2"},
-      Record{"b", v(1'640'000'000'000, 3), false, "b-older"},  // Loses to b2.
-      Record{"a", v(1'660'000'000'000, 2), true, ""},          // Newest a: delete.
-      Record{"c", v(1'700'000'000'000 + 3'600'000, 9), false, "future"},
-      Record{"a", v(1'500'000'000'000, 5), false, "ancient"},
+      Record{"a", V(1'650'000'000'000, 2), false, "newer"},
+      Record{"b", V(1'650'000'000'000, 2), false, "b2"},
+      Record{"b", V(1'640'000'000'000, 3), false, "b-older"},  // Loses to b2.
+      Record{"a", V(1'660'000'000'000, 2), true, ""},          // Newest a: delete.
+      Record{"c", V(1'700'000'000'000 + 3'600'000, 9), false, "future"},
+      Record{"a", V(1'500'000'000'000, 5), false, "ancient"},
   };
   auto r = s->ApplyBatch(batch);
   ASSERT_TRUE(r.ok()) << r.status();
@@ -570,13 +577,14 @@ TEST(StoreMemoryTest, ApplyBatchIsLastWriterWinsWithinTheBatchToo) {
   EXPECT_EQ(s->tree().KeyCount(), 2);
   // The same batch again changes nothing.
   EXPECT_EQ(s->ApplyBatch(batch)->applied, 0);
-  std::vector<Record> bad = {Record{"x", v(1'650'000'000'000, 2), false, "x"},
-                             Record{"", v(1'650'000'000'000, 2), false, "y"}};
+  std::vector<Record> bad = {Record{"x", V(1'650'000'000'000, 2), false, "x"},
+                             Record{"", V(1'650'000'000'000, 2), false, "y"}};
   EXPECT_EQ(s->ApplyBatch(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_FALSE(s->Get("x")->has_value());  // Nothing of a bad batch.
 }
 
-// Counts the point reads a store makes of its engine.
+// Counts the point reads a store makes of its engine, and its Merkle leaf
+// merges.
 class CountingEngine final : public Engine {
  public:
   CountingEngine() : base_(std::make_unique<MemoryEngine>()) {}
@@ -608,33 +616,41 @@ class CountingEngine final : public Engine {
   std::unique_ptr<Engine> base_;
 };
 
+// A store (leaf depth 4) over a CountingEngine, and that engine.
+struct CountedStore {
+  std::unique_ptr<Store> store;
+  CountingEngine* counts;
+};
+CountedStore OpenCounted() {
+  auto engine = std::make_unique<CountingEngine>();
+  CountingEngine* counts = engine.get();
+  return {std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4})), counts};
+}
+
 // ApplyBatch and Write read the stored state of the keys they do not have
 // cached in one MultiGet (a full sync applies 1 000 new keys a call, a bulk
 // load writes as many), and decide on each as before: last writer wins, a
 // key twice in the batch against its staged record, cached keys from the
 // cache.
 TEST(StoreMemoryTest, UncachedStatesAreReadInOneCall) {
-  auto engine = std::make_unique<CountingEngine>();
-  CountingEngine* counts = engine.get();
-  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
-  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
+  auto [s, counts] = OpenCounted();
   const ApplyOptions not_cached{.cache_new_keys = false};
   // Stored but not cached (as anti-entropy applies them), and one cached.
-  ASSERT_TRUE(s->ApplyBatch(std::vector<Record>{Record{"a", v(2'000, 1), false, "a1"},
-                                                Record{"b", v(2'000, 1), false, "b1"}},
+  ASSERT_TRUE(s->ApplyBatch(std::vector<Record>{Record{"a", V(2'000, 1), false, "a1"},
+                                                Record{"b", V(2'000, 1), false, "b1"}},
                             not_cached)
                   .ok());
   ASSERT_TRUE(s->Write(std::vector<Mutation>{Put("w", "w1")}).ok());
   const Version w_version = (*s->Get("w"))->version;
   std::vector<Record> batch = {
-      Record{"a", v(1'000, 2), false, "a-older"},        // Loses to a1.
-      Record{"b", v(3'000, 2), false, "b-newer"},        // Replaces b1.
-      Record{"w", v(1'000, 2), false, "w-older"},        // Loses to w1 (cached).
-      Record{"n", v(1'000, 2), false, "n1"},             // New.
-      Record{"n", v(1'500, 3), false, "n2"},             // Beats the staged n1.
+      Record{"a", V(1'000, 2), false, "a-older"},        // Loses to a1.
+      Record{"b", V(3'000, 2), false, "b-newer"},        // Replaces b1.
+      Record{"w", V(1'000, 2), false, "w-older"},        // Loses to w1 (cached).
+      Record{"n", V(1'000, 2), false, "n1"},             // New.
+      Record{"n", V(1'500, 3), false, "n2"},             // Beats the staged n1.
   };
   for (int i = 0; i < 50; ++i) {
-    batch.push_back(Record{absl::StrCat("new", i), v(1'000, 2), false, "x"});
+    batch.push_back(Record{absl::StrCat("new", i), V(1'000, 2), false, "x"});
   }
   counts->gets = counts->multi_gets = counts->multi_get_keys = 0;
   auto r = s->ApplyBatch(batch, not_cached);
@@ -671,24 +687,17 @@ TEST(StoreMemoryTest, UncachedStatesAreReadInOneCall) {
 // Streamed records arrive in hash order, so a batch's records fall into
 // each leaf in runs: one merge per run, not per record, with the same leaves.
 TEST(StoreMemoryTest, ARunOfRecordsInOneLeafIsMergedOnce) {
-  auto engine = std::make_unique<CountingEngine>();
-  CountingEngine* counts = engine.get();
-  auto s = std::move(*Store::Open(std::move(engine), StoreOptions{.leaf_depth = 4}));
-  auto v = [](int64_t ms, uint64_t node) { return Version{HlcFromMillis(ms), node}; };
-  ASSERT_TRUE(s->Apply(Record{"old", v(5'000, 1), false, "kept"}).ok());
-  std::vector<std::pair<uint64_t, std::string>> keys;
-  for (int i = 0; i < 200; ++i) {
-    std::string key = absl::StrCat("k", i);
-    keys.emplace_back(KeyHash(key), std::move(key));
-  }
+  auto [s, counts] = OpenCounted();
+  ASSERT_TRUE(s->Apply(Record{"old", V(5'000, 1), false, "kept"}).ok());
+  std::vector<std::pair<uint64_t, std::string>> keys = KeysInHashOrder("k", 200);
   keys.emplace_back(KeyHash("old"), "old");
   std::sort(keys.begin(), keys.end());
   std::vector<Record> batch;
   std::set<uint32_t> leaves;
   for (const auto& [hash, key] : keys) {
     // "old" loses to the stored record; k7 is replaced within the batch.
-    batch.push_back(Record{key, v(key == "old" ? 1'000 : 2'000, 2), false, "x"});
-    if (key == "k7") batch.push_back(Record{key, v(3'000, 3), false, "y"});
+    batch.push_back(Record{key, V(key == "old" ? 1'000 : 2'000, 2), false, "x"});
+    if (key == "k7") batch.push_back(Record{key, V(3'000, 3), false, "y"});
     if (key != "old") leaves.insert(s->tree().LeafOf(hash));
   }
   counts->leaf_merges = 0;
