@@ -222,7 +222,8 @@ int main(int argc, char** argv) {
                  "older kernels ignore it): a request that wakes on a core busy with a "
                  "flush or repair waits at most about this long; 0: the kernel's default")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t{0}, int64_t{100000}));
+      // The kernel's range, or 0.
+      ->check(CLI::Range(int64_t{100}, int64_t{100000}) | CLI::IsMember({int64_t{0}}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -302,13 +303,6 @@ int main(int argc, char** argv) {
 
   // Before any thread starts, so that every thread inherits it (an
   // exchange's thread keeps it across its idle scope).
-  if (cpu_slice_us > 0 && cpu_slice_us < 100) {
-    std::fprintf(stderr,
-                 "--cpu-slice-us %lld: give 0 (the kernel's default) or 100-100000 (the "
-                 "kernel's range)\n",
-                 static_cast<long long>(cpu_slice_us));
-    return 3;
-  }
   if (cpu_slice_us > 0) {
     absl::StatusOr<int64_t> slice = kv::server::SetThreadSliceNanos(cpu_slice_us * 1000);
     if (!slice.ok()) {
