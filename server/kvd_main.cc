@@ -220,10 +220,16 @@ int main(int argc, char** argv) {
   app.add_option("--cpu-slice-us", cpu_slice_us,
                  "Scheduler time slice of kvd's threads, microseconds (Linux 6.12 or later; "
                  "older kernels ignore it): a request that wakes on a core busy with a "
-                 "flush or repair waits at most about this long; 0: the kernel's default")
+                 "flush or repair waits less; 0: the kernel's default")
       ->capture_default_str()
       // The kernel's range, or 0.
       ->check(CLI::Range(int64_t{100}, int64_t{100000}) | CLI::IsMember({int64_t{0}}));
+  std::string storage_cpu_priority = o.low_priority_background ? "low" : "normal";
+  app.add_option("--storage-cpu-priority", storage_cpu_priority,
+                 "CPU priority of RocksDB's flush and compaction threads: low (nice 19: "
+                 "requests preempt them, they get every cycle left over) or normal")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"low", "normal"}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -295,6 +301,7 @@ int main(int argc, char** argv) {
   ae.idle_promote_after = absl::Milliseconds(ae_promote_ms);
   ae.cpu_priority = ae_cpu_priority == "idle" ? kv::server::CpuPriority::kIdle
                                               : kv::server::CpuPriority::kNormal;
+  o.low_priority_background = storage_cpu_priority == "low";
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (absl::Status s = kv::server::SetLogFormat(log_format, o.name); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());

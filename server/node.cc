@@ -46,7 +46,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
         "cannot create data directory ", o.data_dir, ": ", ec.message()));
   }
   KV_ASSIGN_OR_RETURN(auto engine, storage::OpenRocksDbEngine(storage::RocksDbOptions{
-                                       .path = o.data_dir, .sync = o.sync}));
+                                       .path = o.data_dir,
+                                       .sync = o.sync,
+                                       .low_priority_background =
+                                           o.low_priority_background}));
   node->physical_clock_ = std::make_unique<storage::SystemClock>(o.clock_offset_ms);
   storage::StoreOptions store_options;
   store_options.leaf_depth = o.leaf_depth;

@@ -57,6 +57,9 @@ struct NodeOptions {
   TlsConfig tls;
   std::string data_dir = "data/kvd";
   bool sync = false;
+  // RocksDB's flush and compaction threads at nice 19
+  // (storage::RocksDbOptions::low_priority_background).
+  bool low_priority_background = true;
   Limits limits;
   uint32_t leaf_depth = storage::config::kDefaultLeafDepth;
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).

@@ -265,6 +265,13 @@ absl::StatusOr<std::unique_ptr<Engine>> OpenRocksDbEngine(
   table.cache_index_and_filter_blocks = true;
 
   rocksdb::DBOptions db_options;
+  if (options.low_priority_background) {
+    // Each thread lowers itself when it next takes a job (a flush, a
+    // compaction).
+    rocksdb::Env* env = rocksdb::Env::Default();
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::HIGH, rocksdb::CpuPriority::kLow);
+    env->LowerThreadPoolCPUPriority(rocksdb::Env::Priority::LOW, rocksdb::CpuPriority::kLow);
+  }
   db_options.create_if_missing = true;
   db_options.info_log = std::make_shared<StderrLogger>();
   db_options.create_missing_column_families = true;

@@ -26,6 +26,12 @@ struct RocksDbOptions {
   // Open without writing anything (the directory must hold a database);
   // Write fails (INTERNAL). Used to inspect a snapshot.
   bool read_only = false;
+  // RocksDB's flush and compaction threads at the lowest CPU priority (nice
+  // 19): a foreground thread that wakes preempts them at once, and they
+  // still get every cycle nothing else wants. They belong to the process's
+  // default Env, so this holds for every engine of the process from the
+  // first open that asks for it on (RocksDB only lowers).
+  bool low_priority_background = false;
 };
 
 // Opens (creating when missing, unless read_only) the database at

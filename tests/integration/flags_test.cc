@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,10 @@
 namespace kv::testing {
 namespace {
 
+using ::testing::AnyOf;
+using ::testing::Contains;
+using ::testing::Each;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 
 struct BadFlag {
@@ -50,6 +56,7 @@ TEST(FlagsTest, EveryBadFlagIsRefusedNamingTheFlag) {
       // The kernel takes 100 us to 100 ms (0: its default).
       {{"--cpu-slice-us", "50"}, "--cpu-slice-us"},
       {{"--cpu-slice-us", "100001"}, "--cpu-slice-us"},
+      {{"--storage-cpu-priority", "idle"}, "--storage-cpu-priority"},
   };
   for (const BadFlag& c : cases) {
     SCOPED_TRACE(c.args[0] + " " + c.args[1]);
@@ -115,6 +122,73 @@ TEST(FlagsTest, EveryThreadRunsWithTheSchedulerSliceGiven) {
       EXPECT_EQ(slice, want) << task.path();
     }
     EXPECT_GE(threads, 5);  // RocksDB's, gRPC's and kvd's own.
+    ASSERT_TRUE(kvd.Terminate().ok());
+  }
+}
+
+// The nice value of each thread of process `pid` whose name starts with
+// `prefix` (threads that end meanwhile are left out).
+std::vector<int> NicesOfThreadsNamed(int pid, const std::string& prefix) {
+  std::vector<int> nices;
+  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::ifstream comm_file(task.path() / "comm");
+    std::string comm;
+    if (!std::getline(comm_file, comm) || comm.rfind(prefix, 0) != 0) continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat;
+    if (!std::getline(stat_file, stat)) continue;
+    // Fields after "(comm)": state is the 3rd field of the line, nice the
+    // 19th, so the 17th after the ')'.
+    std::istringstream rest(stat.substr(stat.rfind(')') + 1));
+    std::string field;
+    for (int i = 0; i < 17 && rest >> field; ++i) {
+    }
+    nices.push_back(std::stoi(field));
+  }
+  return nices;
+}
+
+// RocksDB's flush ("rocksdb:high") and compaction ("rocksdb:low") threads
+// run at nice 19 by default, at 0 with --storage-cpu-priority normal. Each
+// lowers itself when it takes its first job: snapshots flush the memtables,
+// and the fourth flush of a column starts a compaction.
+TEST(FlagsTest, FlushAndCompactionRunAtTheStorageCpuPriorityGiven) {
+  TempDir dir;
+  const std::vector<std::pair<std::vector<std::string>, int>> cases = {
+      {{}, 19},  // The default.
+      {{"--storage-cpu-priority", "normal"}, 0},
+  };
+  for (const auto& [args, want] : cases) {
+    SCOPED_TRACE(args.empty() ? "default" : args[1]);
+    const std::string data = dir.path() + "/data" + std::to_string(want);
+    KvdProcess kvd(data, args);
+    ASSERT_TRUE(kvd.Start().ok()) << kvd.LogTail();
+    for (int i = 0; i < 5; ++i) {
+      const std::string key = "k" + std::to_string(i);
+      ASSERT_EQ(RunCommand({KvctlPath(), "--endpoint", kvd.address(), "put", key, "v"})
+                    .exit_code,
+                0);
+      const std::string snap = data + "-snap" + std::to_string(i);
+      CommandResult r =
+          RunCommand({KvctlPath(), "--endpoint", kvd.address(), "snapshot", "save", snap});
+      ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+    }
+    for (const std::string& pool : {"rocksdb:high", "rocksdb:low"}) {
+      SCOPED_TRACE(pool);
+      // The compaction may still be starting.
+      std::vector<int> nices;
+      WaitFor(
+          [&] {
+            nices = NicesOfThreadsNamed(kvd.pid(), pool);
+            return std::find(nices.begin(), nices.end(), want) != nices.end();
+          },
+          absl::Seconds(10));
+      ASSERT_FALSE(nices.empty()) << "no thread named " << pool;
+      EXPECT_THAT(nices, Contains(want));
+      // A thread that has taken no job yet is still at 0.
+      EXPECT_THAT(nices, Each(AnyOf(Eq(want), Eq(0))));
+    }
     ASSERT_TRUE(kvd.Terminate().ok());
   }
 }
