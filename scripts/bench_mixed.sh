@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Writes beside saturating reads, one kvd per setting: 128 gets in flight
+# Writes beside saturating reads, one kvd per setting, pinned to CPU 0 with
+# kvctl on the other CPUs (unpinned on a 1-CPU machine): 128 gets in flight
 # (2 channels) over 100 000 preloaded keys and, at the same time, 16 puts
 # in flight of 1 000-byte values over 1 000 000 keys, so that the memtables
-# fill and flush every few seconds while the cores are busy with the gets.
+# fill and flush every few seconds while kvd's core is busy with the gets.
 # Shows whether the flush keeps up (put throughput, put latency, write
-# stalls and stops in kvd's log) under each --storage-cpu-priority, alternated ROUNDS
-# times.
+# stalls and stops in kvd's log) under each --storage-cpu-priority,
+# alternated ROUNDS times.
 # Usage: scripts/bench_mixed.sh [ROUNDS] [DURATION_S]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,11 @@ KVCTL="$BUILD_DIR/client/kvctl"
 . scripts/bench_lib.sh
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+if [ "$(nproc)" -ge 2 ]; then
+  KVD_PIN=(taskset -c 0)
+  KVCTL_PIN=(taskset -c "1-$(($(nproc) - 1))")
+  echo "kvd on CPU 0, kvctl on CPUs 1-$(($(nproc) - 1))"
+fi
 for round in $(seq "$ROUNDS"); do
   for priority in low normal; do
     start_kvd "$priority" --storage-cpu-priority "$priority"

@@ -227,7 +227,8 @@ int main(int argc, char** argv) {
   std::string storage_cpu_priority = o.low_priority_background ? "low" : "normal";
   app.add_option("--storage-cpu-priority", storage_cpu_priority,
                  "CPU priority of RocksDB's flush and compaction threads: low (nice 19: "
-                 "requests preempt them, they get every cycle left over) or normal")
+                 "requests preempt them; requests that keep a core busy starve them and "
+                 "writes stop meanwhile) or normal")
       ->capture_default_str()
       ->check(CLI::IsMember({"low", "normal"}));
   app.add_flag("--ae-paused", ae.start_paused,

@@ -58,8 +58,10 @@ struct NodeOptions {
   std::string data_dir = "data/kvd";
   bool sync = false;
   // RocksDB's flush and compaction threads at nice 19
-  // (storage::RocksDbOptions::low_priority_background).
-  bool low_priority_background = true;
+  // (storage::RocksDbOptions::low_priority_background). Off by default: a
+  // core saturated by requests starves the flush, and writes stop until it
+  // ends (seconds; see README, Measurements).
+  bool low_priority_background = false;
   Limits limits;
   uint32_t leaf_depth = storage::config::kDefaultLeafDepth;
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).

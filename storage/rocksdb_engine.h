@@ -28,9 +28,11 @@ struct RocksDbOptions {
   bool read_only = false;
   // RocksDB's flush and compaction threads at the lowest CPU priority (nice
   // 19): a foreground thread that wakes preempts them at once, and they
-  // still get every cycle nothing else wants. They belong to the process's
-  // default Env, so this holds for every engine of the process from the
-  // first open that asks for it on (RocksDB only lowers).
+  // still get every cycle nothing else wants, but requests that keep the
+  // cores busy starve them: memtables wait for their flush, and writes stop
+  // until it ends. They belong to the process's default Env, so this holds
+  // for every engine of the process from the first open that asks for it
+  // on (RocksDB only lowers).
   bool low_priority_background = false;
 };
 
