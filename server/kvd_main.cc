@@ -224,13 +224,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       // The kernel's range, or 0.
       ->check(CLI::Range(int64_t{100}, int64_t{100000}) | CLI::IsMember({int64_t{0}}));
-  std::string storage_cpu_priority = o.low_priority_background ? "low" : "normal";
+  std::string storage_cpu_priority = "auto";
   app.add_option("--storage-cpu-priority", storage_cpu_priority,
-                 "CPU priority of RocksDB's flush and compaction threads: low (nice 19: "
-                 "requests preempt them; requests that keep a core busy starve them and "
-                 "writes stop meanwhile) or normal")
+                 "CPU priority of RocksDB's flush and compaction threads: auto (nice 19 "
+                 "while their backlog is small, so that requests preempt them, normal as it "
+                 "grows; needs CAP_SYS_NICE, else normal), low (nice 19 always: requests that "
+                 "keep a core busy starve them and writes stop meanwhile) or normal")
       ->capture_default_str()
-      ->check(CLI::IsMember({"low", "normal"}));
+      ->check(CLI::IsMember({"auto", "low", "normal"}));
   app.add_flag("--ae-paused", ae.start_paused,
                "Start with anti-entropy paused (resume with kvctl ae resume)");
   app.add_option("--max-clock-drift-ms", o.max_clock_drift_ms,
@@ -302,7 +303,11 @@ int main(int argc, char** argv) {
   ae.idle_promote_after = absl::Milliseconds(ae_promote_ms);
   ae.cpu_priority = ae_cpu_priority == "idle" ? kv::server::CpuPriority::kIdle
                                               : kv::server::CpuPriority::kNormal;
-  o.low_priority_background = storage_cpu_priority == "low";
+  o.storage_priority = storage_cpu_priority == "low"
+                           ? kv::server::NodeOptions::StoragePriority::kLow
+                       : storage_cpu_priority == "normal"
+                           ? kv::server::NodeOptions::StoragePriority::kNormal
+                           : kv::server::NodeOptions::StoragePriority::kAuto;
   spdlog::set_level(spdlog::level::from_str(log_level));
   if (absl::Status s = kv::server::SetLogFormat(log_format, o.name); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());

@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
                                        .path = o.data_dir,
                                        .sync = o.sync,
                                        .low_priority_background =
-                                           o.low_priority_background}));
+                                           o.storage_priority ==
+                                           NodeOptions::StoragePriority::kLow}));
   node->physical_clock_ = std::make_unique<storage::SystemClock>(o.clock_offset_ms);
   storage::StoreOptions store_options;
   store_options.leaf_depth = o.leaf_depth;
@@ -282,6 +283,18 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (o.verify_interval_s > 0) {
     node->verifier_ = std::thread([n = node.get()] { n->VerifyLoop(); });
   }
+  if (o.storage_priority == NodeOptions::StoragePriority::kAuto) {
+    if (CanLowerAndRaiseNice()) {
+      node->storage_priority_ = std::make_unique<StoragePriorityMonitor>(
+          [store = node->store_.get()] { return store->engine_stats(); },
+          absl::Milliseconds(10));
+    } else {
+      spdlog::info(
+          "storage: --storage-cpu-priority auto is not possible here (raising a "
+          "thread's priority back needs root with CAP_SYS_NICE or an RLIMIT_NICE of 20); "
+          "flush and compaction run at normal priority");
+    }
+  }
   spdlog::info(
       "kvd {} (node id {:016x}) listening on {} (peers on {}), data in {} (sync={}, "
       "keys={}, root={}, seeds={}, anti-entropy {}, build {})",
@@ -337,6 +350,7 @@ void Node::Shutdown() {
   if (replicator_ != nullptr) replicator_->Stop();
   if (anti_entropy_ != nullptr) anti_entropy_->Stop();
   if (verifier_.joinable()) verifier_.join();
+  storage_priority_.reset();
   store_.reset();  // Closes RocksDB (flushes nothing more: the WAL has it all).
   spdlog::info("kvd {} stopped", options_.name);
 }

@@ -21,6 +21,7 @@
 #include "server/anti_entropy.h"
 #include "server/fanout_service.h"
 #include "server/limits.h"
+#include "server/storage_priority.h"
 #include "server/tls.h"
 #include "storage/store.h"
 
@@ -57,11 +58,13 @@ struct NodeOptions {
   TlsConfig tls;
   std::string data_dir = "data/kvd";
   bool sync = false;
-  // RocksDB's flush and compaction threads at nice 19
-  // (storage::RocksDbOptions::low_priority_background). Off by default: a
+  // CPU priority of RocksDB's flush and compaction threads: kNormal; kLow,
+  // nice 19 always (storage::RocksDbOptions::low_priority_background: a
   // core saturated by requests starves the flush, and writes stop until it
-  // ends (seconds; see README, Measurements).
-  bool low_priority_background = false;
+  // ends, for seconds); kAuto, nice 19 while their backlog is small
+  // (server/storage_priority.h), normal where that is not possible.
+  enum class StoragePriority { kNormal, kLow, kAuto };
+  StoragePriority storage_priority = StoragePriority::kAuto;
   Limits limits;
   uint32_t leaf_depth = storage::config::kDefaultLeafDepth;
   int64_t verify_interval_s = 3600;  // 0 = never (VerifyTree RPC still works).
@@ -140,6 +143,7 @@ class Node {
   std::unique_ptr<AuthAdminService> auth_admin_service_;
   absl::Notification stopping_;
   std::thread verifier_;
+  std::unique_ptr<StoragePriorityMonitor> storage_priority_;  // kAuto only.
   bool shut_down_ = false;
 };
 
