@@ -27,7 +27,7 @@ if [ "$(nproc)" -ge 2 ]; then
   echo "kvd on CPU 0, kvctl on CPUs 1-$(($(nproc) - 1))"
 fi
 for round in $(seq "$ROUNDS"); do
-  for priority in low normal; do
+  for priority in auto low normal; do
     start_kvd "$priority" --storage-cpu-priority "$priority"
     kvctl_bench --workload get --duration 0.1 --concurrency 64 --keys 100000 --preload \
       >/dev/null 2>&1
