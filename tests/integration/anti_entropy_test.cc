@@ -206,11 +206,13 @@ TEST(AntiEntropyTest, WipedNodeComesBackAndConverges) {
   }
   EXPECT_GT(records_bytes, 2000 * 20);
   // Streamed, the rest is the descent's digests alone: 0.16-0.37 x the
-  // record bytes in the runs measured (more while the node is half full).
+  // record bytes in the runs first measured (more while the node is half
+  // full), 0.30-0.52 in 40 runs on an idle 2-core VM on 2026-11-30 and
+  // 0.50 once under ctest -j2 (a bound of 0.5 failed 3 of those 41).
   // Through Diffs and wants it would be over 1 x (not measured; from the
   // message sizes: a Diff entry of key + version and a want of the key,
-  // about 55 B, for each record of about 35 B).
-  EXPECT_LT(other_bytes, records_bytes / 2) << "records " << records_bytes;
+  // about 55 B, for each record of about 35 B): 0.75 x keeps the two apart.
+  EXPECT_LT(other_bytes, records_bytes * 3 / 4) << "records " << records_bytes;
   std::printf("[ measured ] wiped node: %lld records streamed (%lld by node 0, %lld "
               "by node 1), %lld record bytes, %lld other bytes\n",
               static_cast<long long>(streamed),
