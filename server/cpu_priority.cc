@@ -1,11 +1,13 @@
 #include "server/cpu_priority.h"
 
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -65,20 +67,30 @@ bool Restore(int policy, int priority) {
   return sched_setscheduler(0, policy, &param) == 0;
 }
 
-bool ProbeIdleAndBack() {
+// Runs `probe` on a scratch thread (whose priority may be left changed).
+bool OnScratchThread(const std::function<bool()>& probe) {
   bool ok = false;
-  std::thread([&ok] {
-    int policy = 0, priority = 0;
-    if (!EnterIdle(&policy, &priority)) return;
-    ok = Restore(policy, priority);
-  }).join();
+  std::thread([&] { ok = probe(); }).join();
   return ok;
 }
 
 }  // namespace
 
+bool SetThreadNice(int tid, int nice) { return setpriority(PRIO_PROCESS, tid, nice) == 0; }
+
 bool CanSwitchToIdleAndBack() {
-  static const bool can = ProbeIdleAndBack();
+  static const bool can = OnScratchThread([] {
+    int policy = 0, priority = 0;
+    return EnterIdle(&policy, &priority) && Restore(policy, priority);
+  });
+  return can;
+}
+
+bool CanLowerAndRaiseNice() {
+  static const bool can = OnScratchThread([] {
+    const int tid = static_cast<int>(gettid());
+    return SetThreadNice(tid, 19) && SetThreadNice(tid, 0);
+  });
   return can;
 }
 

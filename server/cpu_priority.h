@@ -34,6 +34,12 @@ const char* CpuPriorityName(CpuPriority priority);
 // idle while serving foreground work).
 bool CanSwitchToIdleAndBack();
 
+// Whether this process may set a thread's nice value to 19 and back to 0
+// (the same rights): tried once on a scratch thread, the answer cached.
+bool CanLowerAndRaiseNice();
+// Sets the nice value of thread `tid` of this process; whether it could.
+bool SetThreadNice(int tid, int nice);
+
 // Runs the calling thread at `priority` from construction to destruction,
 // then restores its policy. With kNormal, on a thread already idle, or
 // where CanSwitchToIdleAndBack() is false, it does nothing.

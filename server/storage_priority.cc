@@ -1,8 +1,5 @@
 #include "server/storage_priority.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -14,26 +11,6 @@ int FlushNiceFor(int64_t max_immutable_memtables) {
 }
 
 int CompactionNiceFor(int64_t max_l0_files) { return max_l0_files < 8 ? 19 : 0; }
-
-namespace {
-
-bool SetNice(int tid, int nice) { return setpriority(PRIO_PROCESS, tid, nice) == 0; }
-
-bool ProbeLowerAndRaise() {
-  bool can = false;
-  std::thread([&can] {
-    const int tid = static_cast<int>(gettid());
-    can = SetNice(tid, 19) && SetNice(tid, 0);
-  }).join();
-  return can;
-}
-
-}  // namespace
-
-bool CanLowerAndRaiseNice() {
-  static const bool can = ProbeLowerAndRaise();
-  return can;
-}
 
 std::vector<int> ThreadsNamed(const std::string& prefix) {
   std::vector<int> tids;
@@ -68,7 +45,7 @@ void StoragePriorityMonitor::Apply(const std::string& prefix, int nice, bool res
     std::ifstream comm_file("/proc/self/task/" + std::to_string(tid) + "/comm");
     std::string comm;
     if (!std::getline(comm_file, comm) || comm.rfind(prefix, 0) != 0) continue;
-    if (SetNice(tid, nice)) set_[tid] = nice;
+    if (SetThreadNice(tid, nice)) set_[tid] = nice;
   }
 }
 
@@ -83,7 +60,7 @@ void StoragePriorityMonitor::Loop() {
     Apply("rocksdb:low", CompactionNiceFor(s.max_l0_files), rescan);
   }
   for (const auto& [tid, nice] : set_) {
-    if (nice != 0) SetNice(tid, 0);
+    if (nice != 0) SetThreadNice(tid, 0);
   }
 }
 

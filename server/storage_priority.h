@@ -11,8 +11,8 @@
 // Raising a thread's nice value back to 0 needs CAP_SYS_NICE (or an
 // RLIMIT_NICE of 20); without it kvd leaves them at normal priority.
 //
-// Thread safety: the free functions are pure or act on the calling
-// thread; StoragePriorityMonitor is driven by its own thread.
+// Thread safety: the free functions are pure or only read /proc;
+// StoragePriorityMonitor is driven by its own thread.
 #ifndef KV_SERVER_STORAGE_PRIORITY_H_
 #define KV_SERVER_STORAGE_PRIORITY_H_
 
@@ -21,9 +21,11 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "server/cpu_priority.h"  // CanLowerAndRaiseNice, SetThreadNice.
 #include "storage/engine.h"
 
 namespace kv::server {
@@ -36,10 +38,6 @@ int FlushNiceFor(int64_t max_immutable_memtables);
 // files of any one column (RocksDB slows writes from 20): 19 below 8, 0
 // from 8.
 int CompactionNiceFor(int64_t max_l0_files);
-
-// Whether this process may set a thread's nice value to 19 and back to 0:
-// tried once on a scratch thread, the answer cached.
-bool CanLowerAndRaiseNice();
 
 // The kernel ids of this process's threads whose name starts with `prefix`.
 std::vector<int> ThreadsNamed(const std::string& prefix);
