@@ -286,7 +286,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions options) {
   if (o.storage_priority == NodeOptions::StoragePriority::kAuto) {
     if (CanLowerAndRaiseNice()) {
       node->storage_priority_ = std::make_unique<StoragePriorityMonitor>(
-          [store = node->store_.get()] { return store->engine_stats(); },
+          [store = node->store_.get()] { return store->engine_backlog(); },
           absl::Milliseconds(10));
     } else {
       spdlog::info(

@@ -24,9 +24,9 @@ std::vector<int> ThreadsNamed(const std::string& prefix) {
   return tids;
 }
 
-StoragePriorityMonitor::StoragePriorityMonitor(std::function<storage::EngineStats()> stats,
+StoragePriorityMonitor::StoragePriorityMonitor(std::function<storage::EngineBacklog()> backlog,
                                                absl::Duration interval)
-    : stats_(std::move(stats)), interval_(interval) {
+    : backlog_(std::move(backlog)), interval_(interval) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -54,7 +54,7 @@ void StoragePriorityMonitor::Loop() {
   // names are looked up again every second.
   const int64_t rescan_every = std::max<int64_t>(1, absl::Seconds(1) / interval_);
   for (int64_t tick = 0; !stop_.WaitForNotificationWithTimeout(interval_); ++tick) {
-    const storage::EngineStats s = stats_();
+    const storage::EngineBacklog s = backlog_();
     const bool rescan = tick % rescan_every == 0;
     Apply("rocksdb:high", FlushNiceFor(s.max_immutable_memtables), rescan);
     Apply("rocksdb:low", CompactionNiceFor(s.max_l0_files), rescan);

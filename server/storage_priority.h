@@ -42,13 +42,13 @@ int CompactionNiceFor(int64_t max_l0_files);
 // The kernel ids of this process's threads whose name starts with `prefix`.
 std::vector<int> ThreadsNamed(const std::string& prefix);
 
-// Every `interval`, reads `stats` and sets the nice value of RocksDB's
+// Every `interval`, reads `backlog` and sets the nice value of RocksDB's
 // flush ("rocksdb:high") and compaction ("rocksdb:low") threads as above.
 // Stops (and leaves every thread it changed at nice 0) on destruction.
 // REQUIRES: CanLowerAndRaiseNice().
 class StoragePriorityMonitor {
  public:
-  StoragePriorityMonitor(std::function<storage::EngineStats()> stats,
+  StoragePriorityMonitor(std::function<storage::EngineBacklog()> backlog,
                          absl::Duration interval);
   ~StoragePriorityMonitor();
   StoragePriorityMonitor(const StoragePriorityMonitor&) = delete;
@@ -59,7 +59,7 @@ class StoragePriorityMonitor {
   // Sets `nice` on every thread named `prefix` whose last value set differs.
   void Apply(const std::string& prefix, int nice, bool rescan);
 
-  const std::function<storage::EngineStats()> stats_;
+  const std::function<storage::EngineBacklog()> backlog_;
   const absl::Duration interval_;
   std::map<int, int> set_;  // tid -> nice last set; the loop thread's own.
   std::map<std::string, std::vector<int>> tids_;  // By prefix; rescanned.

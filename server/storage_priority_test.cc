@@ -62,7 +62,7 @@ TEST(StoragePriorityTest, MonitorSetsFlushAndCompactionThreadsByTheirBacklog) {
   {
     StoragePriorityMonitor monitor(
         [&] {
-          storage::EngineStats s;
+          storage::EngineBacklog s;
           s.max_immutable_memtables = immutable.load();
           s.max_l0_files = l0.load();
           return s;

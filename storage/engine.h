@@ -81,9 +81,13 @@ struct EngineStats {
   // Estimated bytes compaction still has to rewrite to bring every level
   // within its target size; growing: compaction falls behind the writes.
   int64_t pending_compaction_bytes = 0;
-  // The most of any one column: memtables full and waiting for their flush
-  // (writes stop when a column has max_write_buffer_number of them), and
-  // table files in level 0 (writes slow down, then stop, as they pile up).
+};
+
+// The background work waiting, the most of any one column: memtables full
+// and waiting for their flush (writes stop when a column has
+// max_write_buffer_number of them), and table files in level 0 (writes slow
+// down, then stop, as they pile up).
+struct EngineBacklog {
   int64_t max_immutable_memtables = 0;
   int64_t max_l0_files = 0;
 };
@@ -144,6 +148,8 @@ class Engine {
   // Sizes of the engine's memory and files right now (the default: zeros,
   // for engines without either). Cheap enough for every metrics scrape.
   virtual EngineStats Stats() { return {}; }
+  // Read often (server/storage_priority.h): only these figures.
+  virtual EngineBacklog Backlog() { return {}; }
 };
 
 }  // namespace kv::storage

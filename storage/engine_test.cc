@@ -175,5 +175,22 @@ TEST(RocksDbEngineTest, StatsReportMemtableBytesThenTableFileBytes) {
   EXPECT_GT(e->Stats().sst_bytes, 0);
 }
 
+// Level-0 files as flushes make them (a checkpoint flushes first); the
+// monitor of server/storage_priority.h reads this.
+TEST(RocksDbEngineTest, BacklogCountsLevelZeroFilesPerColumn) {
+  RocksDbEngineFactory f;
+  std::unique_ptr<Engine> e = f.Open();
+  EXPECT_EQ(e->Backlog().max_l0_files, 0);
+  EXPECT_EQ(e->Backlog().max_immutable_memtables, 0);
+  for (int i = 0; i < 2; ++i) {
+    WriteBatch b;
+    b.Put(Column::kData, "key" + std::to_string(i), "v");
+    ASSERT_TRUE(e->Write(b).ok());
+    ASSERT_TRUE(e->Checkpoint((f.dir() / ("snap" + std::to_string(i))).string()).ok());
+  }
+  // Two flushes of the data column: two files there, none elsewhere more.
+  EXPECT_EQ(e->Backlog().max_l0_files, 2);
+}
+
 }  // namespace
 }  // namespace kv::storage

@@ -87,6 +87,7 @@ class FaultEngine final : public Engine {
   }
 
   EngineStats Stats() override { return base_->Stats(); }
+  EngineBacklog Backlog() override { return base_->Backlog(); }
 
   std::unique_ptr<Iterator> NewIterator(Column column) override {
     std::function<void(Column)> hook;

@@ -196,19 +196,25 @@ class RocksDbEngine final : public Engine {
     stats.sst_bytes = sum(rocksdb::DB::Properties::kTotalSstFilesSize.c_str());
     stats.pending_compaction_bytes =
         sum(rocksdb::DB::Properties::kEstimatePendingCompactionBytes.c_str());
+    return stats;
+  }
+
+  EngineBacklog Backlog() override {
+    EngineBacklog backlog;
     for (rocksdb::ColumnFamilyHandle* cf : handles_) {
       uint64_t v = 0;
       if (db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumImmutableMemTable, &v)) {
-        stats.max_immutable_memtables =
-            std::max(stats.max_immutable_memtables, static_cast<int64_t>(v));
+        backlog.max_immutable_memtables =
+            std::max(backlog.max_immutable_memtables, static_cast<int64_t>(v));
       }
       std::string files;
       if (db_->GetProperty(cf, rocksdb::DB::Properties::kNumFilesAtLevelPrefix + "0",
                            &files)) {
-        stats.max_l0_files = std::max<int64_t>(stats.max_l0_files, std::atoll(files.c_str()));
+        backlog.max_l0_files =
+            std::max<int64_t>(backlog.max_l0_files, std::atoll(files.c_str()));
       }
     }
-    return stats;
+    return backlog;
   }
 
   std::unique_ptr<Iterator> NewIterator(Column column) override {

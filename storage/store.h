@@ -172,6 +172,7 @@ class Store {
   // Engine::Stats of the underlying engine (memtable, table file and pending
   // compaction bytes), for /metrics.
   EngineStats engine_stats() { return engine_->Stats(); }
+  EngineBacklog engine_backlog() { return engine_->Backlog(); }
 
   // Local writes (Write, WriteAsync) committed since Open, for /metrics: each
   // group is one engine batch (Write: a group of one request; WriteAsync
